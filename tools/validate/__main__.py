@@ -1,0 +1,5 @@
+import sys
+
+from tools.validate.cli import main
+
+sys.exit(main())

@@ -1,0 +1,134 @@
+"""The data every stage of the gate shares: rendered resources, findings, severities."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Severity(enum.IntEnum):
+    INFO = 10
+    WARNING = 20
+    ERROR = 30
+
+    @classmethod
+    def parse(cls, text: str) -> Severity:
+        try:
+            return cls[text.upper()]
+        except KeyError:
+            choices = ", ".join(s.name.lower() for s in cls)
+            raise ValueError(f"unknown severity {text!r} (choose from {choices})") from None
+
+
+@dataclass(frozen=True)
+class SourceLocation:
+    """A line in a file of the repository (path relative to the repository root, line 1-based)."""
+
+    file: str
+    line: int
+
+
+@dataclass
+class Resource:
+    """One rendered object, with where it came from.
+
+    `origin` is the repository-relative file kustomize loaded it from; `patches` are the
+    repository-relative patch files kustomize applied to it, in order.
+    """
+
+    doc: dict[str, Any]
+    overlay: str
+    origin: str | None = None
+    patches: tuple[str, ...] = ()
+    index: int = 0
+
+    @property
+    def api_version(self) -> str:
+        return str(self.doc.get("apiVersion", ""))
+
+    @property
+    def kind(self) -> str:
+        return str(self.doc.get("kind", ""))
+
+    @property
+    def group(self) -> str:
+        return self.api_version.rpartition("/")[0]
+
+    @property
+    def name(self) -> str:
+        return str((self.doc.get("metadata") or {}).get("name", ""))
+
+    @property
+    def namespace(self) -> str:
+        return str((self.doc.get("metadata") or {}).get("namespace", "") or "")
+
+    @property
+    def annotations(self) -> Mapping[str, str]:
+        return (self.doc.get("metadata") or {}).get("annotations") or {}
+
+    @property
+    def labels(self) -> Mapping[str, str]:
+        return (self.doc.get("metadata") or {}).get("labels") or {}
+
+    @property
+    def gvk(self) -> str:
+        return f"{self.api_version}/{self.kind}" if self.api_version else self.kind
+
+    def ref(self) -> str:
+        """`Kind/namespace/name` (or `Kind/name` when cluster-scoped), as findings print it."""
+        return f"{self.kind}/{self.namespace}/{self.name}" if self.namespace else f"{self.kind}/{self.name}"
+
+    def get(self, *path: str | int, default: Any = None) -> Any:
+        node: Any = self.doc
+        for key in path:
+            if isinstance(key, int):
+                if not isinstance(node, list) or not -len(node) <= key < len(node):
+                    return default
+            elif not isinstance(node, dict) or key not in node:
+                return default
+            node = node[key]
+        return node
+
+
+@dataclass(frozen=True)
+class Suppression:
+    rule_id: str
+    reason: str
+    expires: str | None = None
+
+
+@dataclass
+class Finding:
+    """One violation of one rule by one resource (or by the overlay as a whole when `resource` is None).
+
+    `path` is a JSON-path-like string into the rendered object (`spec.template.spec.containers[0].args`);
+    `location` is the line of the repository file that set it, filled in by the engine.
+    """
+
+    rule_id: str
+    severity: Severity
+    message: str
+    overlay: str
+    resource: Resource | None = None
+    path: str = ""
+    remediation: str = ""
+    location: SourceLocation | None = None
+    suppression: Suppression | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def suppressed(self) -> bool:
+        return self.suppression is not None
+
+
+def walk(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """Every (path, value) pair below `node`, paths in the same syntax as `Finding.path`."""
+    yield prefix, node
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from walk(value, f"{prefix}.{key}" if prefix else str(key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from walk(value, f"{prefix}[{i}]")

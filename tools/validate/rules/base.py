@@ -1,0 +1,91 @@
+"""How a rule is declared: as data, with its documentation beside it, and a check function.
+
+A check receives the whole rendered overlay (`Context`) and the rule's options (defaults merged
+with the environment's config) and yields `Violation`s; the engine turns them into findings with
+the source file and line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tools.validate.model import Resource, Severity
+
+FAMILIES = ("scaling", "spot", "gpu", "security", "gitops")
+
+
+@dataclass(frozen=True)
+class Violation:
+    resource: Resource | None
+    path: str
+    message: str
+
+
+@dataclass
+class Context:
+    """Everything a check may look at: one overlay's rendered resources and the environment."""
+
+    overlay: str
+    env: str | None
+    resources: Sequence[Resource]
+    catalogue: Any = None  # tools.validate.catalogue.Catalogue, loaded once per run
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def of_kind(self, *kinds: str) -> Iterator[Resource]:
+        return (r for r in self.resources if r.kind in kinds)
+
+
+Check = Callable[[Context, Mapping[str, Any]], Iterable[Violation]]
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    family: str
+    title: str
+    severity: Severity
+    why: str
+    remediation: str
+    scope: tuple[str, ...]
+    check: Check
+    options: Mapping[str, Any] = field(default_factory=dict)
+    example: str = ""
+    use_instead: str = ""
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ValueError(f"rule {self.id}: unknown family {self.family!r}")
+        if not self.id.startswith(f"{self.family}/"):
+            raise ValueError(f"rule {self.id}: id must start with its family, '{self.family}/'")
+
+
+class UnknownRuleError(KeyError):
+    pass
+
+
+class Registry:
+    """An explicit list of rules; looking up an id that is not registered raises."""
+
+    def __init__(self, rules: Iterable[Rule]) -> None:
+        self._rules: dict[str, Rule] = {}
+        for rule in rules:
+            if rule.id in self._rules:
+                raise ValueError(f"rule {rule.id} registered twice")
+            self._rules[rule.id] = rule
+
+    def __iter__(self) -> Iterator[Rule]:
+        return iter(self._rules.values())
+
+    def __len__(self) -> int:
+        return len(self._rules)
+
+    def __contains__(self, rule_id: object) -> bool:
+        return rule_id in self._rules
+
+    def get(self, rule_id: str) -> Rule:
+        try:
+            return self._rules[rule_id]
+        except KeyError:
+            raise UnknownRuleError(f"unknown rule id {rule_id!r}") from None

@@ -1,0 +1,5 @@
+"""gitops rules."""
+
+from tools.validate.rules.base import Rule
+
+RULES: list[Rule] = []

@@ -1,0 +1,5 @@
+"""spot rules."""
+
+from tools.validate.rules.base import Rule
+
+RULES: list[Rule] = []
