@@ -132,3 +132,17 @@ def walk(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
     elif isinstance(node, list):
         for i, value in enumerate(node):
             yield from walk(value, f"{prefix}[{i}]")
+
+
+@dataclass
+class Report:
+    """What one run of the gate produced; every output format renders this."""
+
+    findings: list[Finding]
+    overlays: list[str]
+    resource_count: int
+    rules: Any  # tools.validate.rules.base.Registry
+    fail_level: Severity = Severity.WARNING
+
+    def failing(self) -> list[Finding]:
+        return [f for f in self.findings if not f.suppressed and f.severity >= self.fail_level]

@@ -13,7 +13,7 @@ from typing import Any
 
 from tools.validate.model import Resource, Severity
 
-FAMILIES = ("scaling", "spot", "gpu", "security", "gitops")
+FAMILIES = ("scaling", "spot", "gpu", "security", "gitops", "schema", "input")
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ class Context:
     env: str | None
     resources: Sequence[Resource]
     catalogue: Any = None  # tools.validate.catalogue.Catalogue, loaded once per run
+    schemas: Any = None  # tools.validate.schema.SchemaValidator, built once per run
     extras: dict[str, Any] = field(default_factory=dict)
 
     def of_kind(self, *kinds: str) -> Iterator[Resource]:
