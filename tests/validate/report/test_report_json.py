@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 from tools.validate.model import Report
 from tools.validate.report import render
@@ -95,7 +97,7 @@ def test_json_document(report: Report) -> None:
         "fail_level": "warning",
         "overlays": ["dev", "prod"],
         "resources": 14,
-        "findings": {"error": 2, "warning": 1, "info": 1},
+        "by_severity": {"error": 2, "warning": 1, "info": 1},
         "failing": 3,
         "suppressed": 1,
     }
@@ -132,9 +134,25 @@ def test_empty_report_is_a_clean_pass(empty_report: Report) -> None:
         "fail_level": "warning",
         "overlays": ["dev", "prod"],
         "resources": 14,
-        "findings": {"error": 0, "warning": 0, "info": 0},
+        "by_severity": {"error": 0, "warning": 0, "info": 0},
         "failing": 0,
         "suppressed": 0,
     }
     assert document["findings"] == []
     assert [rule["id"] for rule in document["rules"]] == EXPECTED_RULE_IDS[:4]
+
+
+def test_docs_describe_every_field(report: Report) -> None:
+    docs = (Path(__file__).resolve().parents[3] / "docs" / "output.md").read_text(encoding="utf-8")
+    documented = set(re.findall(r"^\| `([a-z_A-Z]+)` \|", docs, flags=re.MULTILINE))
+    document = json.loads(render(report, "json"))
+    finding = document["findings"][-1]  # the suppressed one: every nested object present
+    fields = {
+        *document,
+        *document["summary"],
+        *finding,
+        *finding["resource"],
+        *finding["suppressed"],
+        *document["rules"][0],
+    } - {"version", "summary", "findings", "rules"}
+    assert sorted(fields - documented) == []

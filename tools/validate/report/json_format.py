@@ -38,7 +38,7 @@ def document(report: Report) -> dict[str, Any]:
             "fail_level": severity_name(summary.fail_level),
             "overlays": list(summary.overlays),
             "resources": summary.resources,
-            "findings": {severity_name(s): n for s, n in summary.counts.items()},
+            "by_severity": {severity_name(s): n for s, n in summary.counts.items()},
             "failing": summary.failing,
             "suppressed": summary.suppressed,
         },
