@@ -175,8 +175,10 @@ def rule_catalogue(report: Report) -> list[RuleInfo]:
 
 
 def remediation(report: Report, finding: Finding) -> str:
-    """The finding's own advice, else its rule's."""
-    return finding.remediation or rule_info(report, finding).remediation
+    """The finding's own advice, else its registered rule's."""
+    if finding.remediation:
+        return finding.remediation
+    return report.rules.get(finding.rule_id).remediation if finding.rule_id in report.rules else ""
 
 
 def fingerprint(finding: Finding) -> str:
