@@ -148,7 +148,7 @@ def render(directory: Path, repo_root: Path, options: RenderOptions = RenderOpti
             raise RenderError(overlay, f"cannot run {argv[0]}: {exc.strerror or exc}") from None
         if completed.returncode != 0:
             said = completed.stderr.decode("utf-8", "replace") or completed.stdout.decode("utf-8", "replace")
-            detail = _clean_message(said, wrapper_dir, target, overlay)
+            detail = _clean_message(said, wrapper_dir, target, overlay, repo_root)
             raise RenderError(overlay, f"kustomize said: {detail}")
         source = f"kustomize build {overlay}"
         try:
@@ -179,9 +179,10 @@ def _quote(path: str) -> str:
     return '"' + path.replace("\\", "/").replace('"', '\\"') + '"'
 
 
-def _clean_message(said: str, wrapper_dir: Path, target: str, overlay: str) -> str:
-    """kustomize's error on one line, with the wrapper's paths replaced by repository paths."""
+def _clean_message(said: str, wrapper_dir: Path, target: str, overlay: str, repo_root: Path) -> str:
+    """kustomize's error on one line, with the wrapper's and the repository's paths made relative."""
     text = said.replace(str(wrapper_dir), "<wrapper>").replace(target, overlay)
+    text = text.replace(str(repo_root.resolve()) + os.sep, "")
     text = re.sub(r"^E\d{4} [\d:.]+\s+\d+ \S+\] ", "", text.strip())
     text = re.sub(r'"command failed" err=', "", text)
     return " ".join(text.split())[:800]

@@ -29,6 +29,10 @@ from tools.validate.render import PatchSource
 
 Segment = str | int
 
+_IDENTIFYING: list[list[Segment]] = [
+    ["apiVersion"], ["kind"], ["metadata", "name"], ["metadata", "namespace"]
+]
+
 MERGE_KEYS = ("name", "containerPort", "port", "mountPath", "devicePath", "ip")
 
 _TOKEN = re.compile(r"""\[(\d+)\]|\[\s*"((?:[^"\\]|\\.)*)"\s*\]|\[\s*'([^']*)'\s*\]|([^.\[\]]+)""")
@@ -130,6 +134,8 @@ class SourceMapper:
         if patch.kind == "json6902":
             operations = documents[0].value if documents and isinstance(documents[0].value, list) else []
             return _in_json6902(operations, segments, resource.doc)
+        if segments in _IDENTIFYING:
+            return None  # in a strategic-merge patch these say which resource to patch, they set nothing
         document = _find_document(documents, resource)
         if document is None:
             return None
