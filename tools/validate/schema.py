@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
 import jsonschema_rs
 import yaml
@@ -82,6 +83,13 @@ def available_kubernetes_versions() -> list[str]:
     return [f"{major}.{minor}" for major, minor in sorted(found)]
 
 
+# Kubernetes' quantity syntax (resource.Quantity): the published OpenAPI says only "string or
+# number", so without this `memory: 16GB` would pass here and be rejected by the API server.
+QUANTITY_PATTERN = (
+    r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)(([KMGTPE]i)|[numkMGTPE]|([eE][+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)))?$"
+)
+
+
 def _core_definitions(version: str) -> dict[str, Any]:
     available = available_kubernetes_versions()
     wanted = version.removeprefix("v")
@@ -93,7 +101,16 @@ def _core_definitions(version: str) -> dict[str, Any]:
     path = resources.files("kubernetes_validate").joinpath(
         f"kubernetes-json-schema/v{minor}.0-local-strict/_definitions.json"
     )
-    return json.loads(path.read_text(encoding="utf-8"))
+    definitions = json.loads(path.read_text(encoding="utf-8"))
+    defs = definitions["$defs"]
+    defs["io.k8s.apimachinery.pkg.api.resource.Quantity"] = {
+        "type": ["string", "number", "null"],
+        "pattern": QUANTITY_PATTERN,
+        "x-message": "must be a resource quantity such as 500m, 16Gi or 4",
+    }
+    # Published as oneOf(string|null, integer|null), which rejects null although both allow it.
+    defs["io.k8s.apimachinery.pkg.util.intstr.IntOrString"] = {"type": ["string", "integer", "null"]}
+    return definitions
 
 
 def format_path(parts: Iterable[str | int]) -> str:
@@ -572,6 +589,18 @@ class SchemaValidator:
                 return None
         return node
 
+    def _known_properties(self, schema: Any, base: str, depth: int = 0) -> set[str]:
+        """Property names a schema declares, through $ref and allOf (for `did you mean`)."""
+        if not isinstance(schema, Mapping) or depth > 8:
+            return set()
+        names = set(schema.get("properties") or {})
+        if isinstance(schema.get("$ref"), str):
+            target = urljoin(base, schema["$ref"])
+            names |= self._known_properties(self._schema_at(target), target.split("#", 1)[0], depth + 1)
+        for branch in schema.get("allOf") or ():
+            names |= self._known_properties(branch, base, depth + 1)
+        return names
+
     def _explain(self, resource: Resource, error: Any) -> Iterator[SchemaViolation]:
         path = format_path(error.instance_path)
         kind = error.kind
@@ -580,8 +609,8 @@ class SchemaValidator:
         keyword_owner = self._schema_at(location.rsplit("/", 1)[0]) if location else None
         custom = keyword_owner.get("x-message") if isinstance(keyword_owner, Mapping) else None
         if name in ("AdditionalProperties", "UnevaluatedProperties"):
-            owner = keyword_owner if isinstance(keyword_owner, Mapping) else {}
-            known = list(owner.get("properties") or {})
+            base = location.split("#", 1)[0] if location else ""
+            known = sorted(self._known_properties(keyword_owner, base))
             for unexpected in kind.unexpected:
                 message = f"unknown field `{unexpected}`"
                 close = difflib.get_close_matches(unexpected, known, n=1, cutoff=0.6)

@@ -111,3 +111,15 @@ def test_unknown_version_lists_the_available_ones() -> None:
     message = str(raised.value)
     assert message.startswith("no schemas for Kubernetes '1.12' (available: 1.25, 1.26,")
     assert f", {available_kubernetes_versions()[-1]})" in message
+
+
+def test_quantity_syntax_is_checked(validator: SchemaValidator) -> None:
+    # The published OpenAPI only says "string or number"; the API server rejects 16GB.
+    doc = edited(example("deployment"), "spec.template.spec.containers[0].resources.requests.memory", "16GB")
+
+    violations = validator.validate(resource(doc))
+
+    assert found(violations) == [
+        ("schema/invalid-value", "spec.template.spec.containers[0].resources.requests.memory")
+    ]
+    assert violations[0].message == 'must be a resource quantity such as 500m, 16Gi or 4 (got string "16GB")'
