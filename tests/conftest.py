@@ -17,7 +17,7 @@ from typing import TypeVar
 import pytest
 
 from tools.stack.env import REPO_ROOT, MissingToolError, cache_dir, prometheus_binary, vllm_python
-from tools.stack.processes import free_port
+from tools.stack.processes import free_port, session_log_dir
 from tools.stack.prometheus import PrometheusServer, start_prometheus
 from tools.stack.s3 import S3Server
 from tools.stack.tiny_model import ensure_tiny_model
@@ -28,6 +28,7 @@ T = TypeVar("T")
 
 TEST_MAX_NUM_SEQS = 4
 _startup_seconds: dict[str, float] = {}
+_log_dirs: list[Path] = []
 
 
 def _require(find: Callable[[], T]) -> T:
@@ -41,9 +42,14 @@ def _require(find: Callable[[], T]) -> T:
 
 
 @pytest.fixture(scope="session")
-def stack_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Directory for the session servers' logs and state (kept by pytest for the last few runs)."""
-    return tmp_path_factory.mktemp("stack")
+def stack_logs() -> Path:
+    """Directory for this session's server logs: .stack/pytest/session-*/ (the last few sessions are kept).
+
+    Not pytest's tmp_path: on a machine shared by several test sessions pytest rotates those away.
+    """
+    path = session_log_dir(REPO_ROOT / ".stack" / "pytest")
+    _log_dirs.append(path)
+    return path
 
 
 @pytest.fixture(scope="session")
@@ -142,3 +148,5 @@ def wait_until() -> Callable[..., object]:
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for name, seconds in _startup_seconds.items():
         terminalreporter.write_line(f"stack: {name} healthy after {seconds:.1f} s")
+    for path in _log_dirs:
+        terminalreporter.write_line(f"stack: server logs in {path}")

@@ -51,6 +51,7 @@ def write_state(state_dir: Path, records: dict[str, ProcessRecord]) -> Path:
 
 
 @pytest.mark.vllm
+@pytest.mark.timeout(900)  # starts a vLLM of its own (up to START_TIMEOUT on a busy machine)
 def test_up_status_down_leaves_no_process_behind(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     state_dir = tmp_path / "stack"
     ports = ["--vllm-port", "0", "--s3-port", "0", "--prometheus-port", "0", "--gateway-port", "0"]
@@ -193,6 +194,7 @@ def test_a_reused_pid_is_never_signalled(sleeper: ProcessRecord) -> None:
 
 
 @pytest.mark.vllm
+@pytest.mark.timeout(900)
 def test_vllm_that_exits_while_starting_reports_its_log(vllm_python_path: Path, tmp_path: Path) -> None:
     broken = tmp_path / "broken-model"
     broken.mkdir()
@@ -200,7 +202,7 @@ def test_vllm_that_exits_while_starting_reports_its_log(vllm_python_path: Path, 
     args = local_serving_args(["--served-model-name", "broken"], model_dir=broken, port=free_port())
 
     with pytest.raises(VllmStartError, match=r"vLLM exited with code \d+ while starting; .*vllm\.log"):
-        start_vllm(vllm_python_path, args, log_path=tmp_path / "vllm.log", max_num_seqs=4, timeout=300)
+        start_vllm(vllm_python_path, args, log_path=tmp_path / "vllm.log", max_num_seqs=4)
 
 
 def test_module_entry_point_prints_usage_errors_without_traceback() -> None:

@@ -27,6 +27,7 @@ from tools.stack.prometheus import PrometheusError, start_prometheus
 from tools.stack.s3 import S3Server, S3StartError
 from tools.stack.tiny_model import ensure_tiny_model
 from tools.stack.vllm import (
+    START_TIMEOUT,
     OverlayError,
     UnknownFlagError,
     VllmStartError,
@@ -108,7 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--vllm-url", help="reuse an already running vLLM instead of starting one")
     up.add_argument("--no-gateway", action="store_true", help="start everything but the gateway")
-    up.add_argument("--vllm-timeout", type=float, default=300.0, help="seconds to wait for vLLM's /health")
+    up.add_argument(
+        "--vllm-timeout", type=float, default=START_TIMEOUT, help="seconds to wait for vLLM's /health"
+    )
     commands.add_parser("down", help="stop what `up` started")
     commands.add_parser("status", help="show what runs and whether it answers")
     return parser
