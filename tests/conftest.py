@@ -21,7 +21,14 @@ from tools.stack.processes import free_port, session_log_dir
 from tools.stack.prometheus import PrometheusServer, start_prometheus
 from tools.stack.s3 import S3Server
 from tools.stack.tiny_model import ensure_tiny_model
-from tools.stack.vllm import VllmServer, connect_vllm, dev_overlay_args, local_serving_args, start_vllm
+from tools.stack.vllm import (
+    START_TIMEOUT,
+    VllmServer,
+    connect_vllm,
+    dev_overlay_args,
+    local_serving_args,
+    start_vllm,
+)
 from tools.stack.wait import wait_until as _wait_until
 
 T = TypeVar("T")
@@ -143,6 +150,14 @@ def prometheus_server(vllm_server: VllmServer, stack_logs: Path) -> Iterator[Pro
 def wait_until() -> Callable[..., object]:
     """tools.stack.wait.wait_until(condition, *, timeout, interval=0.2, what="condition")."""
     return _wait_until
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that may be the first to need vLLM also pay its start-up (up to START_TIMEOUT)."""
+    for item in items:
+        needs_vllm = {"vllm_server", "prometheus_server"} & set(getattr(item, "fixturenames", ()))
+        if needs_vllm and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(START_TIMEOUT + 300))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
