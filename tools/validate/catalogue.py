@@ -79,7 +79,7 @@ class MetricStatus:
 
 
 # Suffixes Prometheus adds to histogram and summary series; a query may name any of them.
-_SERIES_SUFFIXES = ("_bucket", "_sum", "_count", "_created")
+SERIES_SUFFIXES = ("_total", "_bucket", "_sum", "_count", "_created")
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,7 @@ class Catalogue:
 
 def _candidates(name: str) -> list[str]:
     out = [name]
-    for suffix in _SERIES_SUFFIXES:
+    for suffix in SERIES_SUFFIXES:
         if name.endswith(suffix):
             out.append(name[: -len(suffix)])
     return out

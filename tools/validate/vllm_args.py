@@ -258,7 +258,10 @@ def check_flags_with_vllm(
     args: Sequence[str], python: Path, cache_dir: Path | None = CACHE_DIR, timeout: float = 300.0
 ) -> ParserVerdict:
     """Which of `args` vLLM's `serve` parser does not accept. Cached on disk by interpreter + args."""
-    key = hashlib.sha256(json.dumps([str(python), list(args)]).encode()).hexdigest()[:24]
+    # The environment's `.installed` marker names the vLLM version: a reinstall invalidates the cache.
+    marker = python.parent.parent / ".installed"
+    version = marker.read_text(encoding="utf-8").strip() if marker.exists() else ""
+    key = hashlib.sha256(json.dumps([str(python), version, list(args)]).encode()).hexdigest()[:24]
     cache_file = cache_dir / f"vllm-args-{key}.json" if cache_dir is not None else None
     if cache_file is not None and cache_file.exists():
         data = json.loads(cache_file.read_text(encoding="utf-8"))

@@ -63,7 +63,7 @@ def check_quantization_supported(ctx: Context, options: Mapping[str, Any]) -> It
         if quant is None:
             continue
         for pool in pools:
-            gpus, path = gpus_nodepool_may_launch(pool, catalogue)
+            gpus, path = gpus_nodepool_may_launch(pool, catalogue, template)
             bad = sorted(g for g in gpus if _unsupported(catalogue, method, g))
             if bad:
                 described = ", ".join(f"{g} ({catalogue.gpus[g].compute_capability / 10:.1f})" for g in bad)
@@ -91,7 +91,7 @@ def check_model_fits_memory(ctx: Context, options: Mapping[str, Any]) -> Iterato
         required = model.required_bytes(max_len, max_seqs)
         method = _effective_quantization(catalogue, command)
         for pool in pools:
-            gpus, _ = gpus_nodepool_may_launch(pool, catalogue)
+            gpus, _ = gpus_nodepool_may_launch(pool, catalogue, template)
             for gpu in sorted(gpus):
                 if _unsupported(catalogue, method, gpu):
                     continue  # reported by gpu/quantization-supported-by-nodepool-gpus

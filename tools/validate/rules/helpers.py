@@ -516,23 +516,36 @@ def requirement_index(nodepool: Resource, key: str) -> int | None:
     return None
 
 
-def gpus_nodepool_may_launch(nodepool: Resource, catalogue: Catalogue) -> tuple[set[str], str]:
-    """GPU names the pool may launch, and the path of the requirement that admits them."""
-    reqs = nodepool_requirements(nodepool)
+def _gpus_admitted(reqs: Requirements, catalogue: Catalogue) -> tuple[set[str], str | None]:
+    """GPUs whose labels (gpu-name, its family, its category) the requirements admit, and the most
+    specific of those keys present."""
     candidates = set(catalogue.gpus)
     deciding = None
-    for key in (CATEGORY, FAMILY, GPU_NAME):  # the most specific key present names the path
+    for key in (CATEGORY, FAMILY, GPU_NAME):
         constraint = reqs.get(key)
         if constraint is None:
             continue
         if key == GPU_NAME:
             candidates = {g for g in candidates if constraint.admits(g)}
         elif key == FAMILY:
-            families = [f for f in catalogue.families.values() if constraint.admits(f.name)]
-            candidates &= {f.gpu for f in families}
+            candidates &= {f.gpu for f in catalogue.families.values() if constraint.admits(f.name)}
         else:
             candidates &= {f.gpu for f in catalogue.families.values() if constraint.admits(f.category)}
         deciding = key
+    return candidates, deciding
+
+
+def gpus_nodepool_may_launch(
+    nodepool: Resource, catalogue: Catalogue, template: PodTemplate | None = None
+) -> tuple[set[str], str]:
+    """GPU names the pool may launch (for the pod, when given: its required node labels narrow the
+    choice), and the path of the NodePool requirement that admits them."""
+    candidates, deciding = _gpus_admitted(nodepool_requirements(nodepool), catalogue)
+    if template is not None:
+        for_pod: set[str] = set()
+        for term in pod_requirement_terms(template):
+            for_pod |= _gpus_admitted(term.requirements, catalogue)[0]
+        candidates &= for_pod
     if deciding is None:
         return candidates, "spec.template.spec.requirements"
     index = requirement_index(nodepool, deciding)

@@ -6,6 +6,7 @@ from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from typing import Any
 
+from tools.validate.catalogue import SERIES_SUFFIXES
 from tools.validate.model import Severity
 from tools.validate.rules.base import Context, Rule, Violation
 from tools.validate.rules.helpers import (
@@ -215,7 +216,7 @@ def check_trigger_metrics(ctx: Context, options: Mapping[str, Any]) -> Iterator[
 
 
 def _metric_status(catalogue: Any, metric: str, exported_from: Mapping[str, str]) -> Any:
-    for suffix in ("", "_bucket", "_sum", "_count", "_created"):
+    for suffix in ("", *SERIES_SUFFIXES):
         base = metric[: -len(suffix)] if suffix and metric.endswith(suffix) else metric
         if suffix and not metric.endswith(suffix):
             continue
