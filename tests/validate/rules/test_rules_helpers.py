@@ -79,7 +79,9 @@ def _collector(statements: list[str]) -> Resource:
         "apiVersion": "opentelemetry.io/v1beta1",
         "kind": "OpenTelemetryCollector",
         "metadata": {"name": "c"},
-        "spec": {"config": {"processors": {"transform/x": {"metric_statements": [{"statements": statements}]}}}},
+        "spec": {
+            "config": {"processors": {"transform/x": {"metric_statements": [{"statements": statements}]}}}
+        },
     }
     return Resource(doc, "o")
 
@@ -123,7 +125,9 @@ def test_ottl_set_where_renames_one_metric() -> None:
         ([("n", "Gt", ["4"])], [("n", "Lt", ["7"])], None),
     ],
 )
-def test_requirement_intersection(pod: list[tuple[str, str, list[str]]], pool: list, conflict: str | None) -> None:
+def test_requirement_intersection(
+    pod: list[tuple[str, str, list[str]]], pool: list, conflict: str | None
+) -> None:
     def reqs(items: list) -> dict:
         return requirements_from({"key": k, "operator": o, "values": v} for k, o, v in items)
 
@@ -134,7 +138,11 @@ def test_requirement_intersection(pod: list[tuple[str, str, list[str]]], pool: l
 
 
 def _deployment(container: dict) -> Resource:
-    doc = {"kind": "Deployment", "metadata": {"name": "d"}, "spec": {"template": {"spec": {"containers": [container]}}}}
+    doc = {
+        "kind": "Deployment",
+        "metadata": {"name": "d"},
+        "spec": {"template": {"spec": {"containers": [container]}}},
+    }
     return Resource(doc, "o")
 
 
@@ -160,7 +168,9 @@ def test_vllm_args_with_command_and_positional_model() -> None:
 
 def test_vllm_args_in_a_shell_script_and_the_module_entrypoint() -> None:
     (shell,) = vllm_commands(
-        _deployment({"name": "x", "image": "base:1", "command": ["sh", "-c", "exec vllm serve /m --max-num-seqs 8"]})
+        _deployment(
+            {"name": "x", "image": "base:1", "command": ["sh", "-c", "exec vllm serve /m --max-num-seqs 8"]}
+        )
     )
     assert shell.int_value("--max-num-seqs") == 8
     assert shell.value_path("--max-num-seqs") == "spec.template.spec.containers[0].command[2]"
@@ -179,7 +189,10 @@ def test_vllm_args_in_a_shell_script_and_the_module_entrypoint() -> None:
 
 
 def test_non_vllm_containers_are_ignored() -> None:
-    assert list(vllm_commands(_deployment({"name": "gw", "image": "ghcr.io/x/gateway:1", "args": ["--x"]}))) == []
+    assert (
+        list(vllm_commands(_deployment({"name": "gw", "image": "ghcr.io/x/gateway:1", "args": ["--x"]})))
+        == []
+    )
 
 
 # ------------------------------------------------------------------------------------------ catalogue

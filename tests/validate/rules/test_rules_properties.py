@@ -83,7 +83,9 @@ def gpu_names_requirement(docs: Docs) -> dict[str, Any]:
 
 def pod_gpu_names_expression(docs: Docs) -> dict[str, Any]:
     spec = find(docs, "Deployment", "vllm")["spec"]["template"]["spec"]
-    terms = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    terms = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+        "nodeSelectorTerms"
+    ]
     return next(e for e in terms[0]["matchExpressions"] if e["key"] == "karpenter.k8s.aws/instance-gpu-name")
 
 
@@ -165,7 +167,9 @@ def _pre_ampere_gpu_added(draw: st.DrawFn, docs: Docs, apps: Docs) -> None:
 
 def _running_target_at_or_above_max_num_seqs(draw: st.DrawFn, docs: Docs, apps: Docs) -> None:
     seqs = flag(docs, "--max-num-seqs")
-    scaled_object(docs)["spec"]["triggers"][0]["metadata"]["targetValue"] = str(draw(st.integers(seqs, 4 * seqs)))
+    scaled_object(docs)["spec"]["triggers"][0]["metadata"]["targetValue"] = str(
+        draw(st.integers(seqs, 4 * seqs))
+    )
 
 
 def _formula_with_unknown_trigger(draw: st.DrawFn, docs: Docs, apps: Docs) -> None:
@@ -189,7 +193,9 @@ def _kv_cache_outgrows_gpu(draw: st.DrawFn, docs: Docs, apps: Docs) -> None:
 
 
 def _removed_metric(draw: st.DrawFn, docs: Docs, apps: Docs) -> None:
-    metric = draw(st.sampled_from(["vllm_gpu_cache_usage_perc", "vllm_num_requests_swapped", "vllm_queue_size"]))
+    metric = draw(
+        st.sampled_from(["vllm_gpu_cache_usage_perc", "vllm_num_requests_swapped", "vllm_queue_size"])
+    )
     scaled_object(docs)["spec"]["triggers"][1]["metadata"]["metricQuery"] = f"sum({metric})"
 
 
