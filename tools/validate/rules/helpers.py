@@ -9,6 +9,7 @@ and KEDA formulas with Python's `ast` (both are call/expression syntax Python's 
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -181,8 +182,7 @@ class QueryError(ValueError):
 
 
 # The KEDA otel add-on / kedify-otel `metricQuery`: op(metric{label=value,...}); only `=` matching.
-_OTEL_QUERY = Lark(
-    r"""
+_OTEL_QUERY_GRAMMAR = r"""
     start: OP "(" METRIC labels? ")"
     labels: "{" [label ("," label)*] "}"
     label: NAME "=" VALUE
@@ -191,14 +191,18 @@ _OTEL_QUERY = Lark(
     NAME: /[a-zA-Z_][a-zA-Z0-9_.]*/
     VALUE: /[^,}\s]+/
     %ignore /\s+/
-    """,
-    parser="lalr",
-)
+"""
+
+
+@functools.cache
+def _otel_query_parser() -> Lark:
+    # Built on first use, not at import: most runs parse no otel query at all.
+    return Lark(_OTEL_QUERY_GRAMMAR, parser="lalr")
 
 
 def otel_query_metric(query: str) -> str:
     try:
-        tree = _OTEL_QUERY.parse(query)
+        tree = _otel_query_parser().parse(query)
     except LarkError as exc:
         raise QueryError(f"metricQuery {query!r} is not op(metric{{label=value,...}}): {exc}") from None
     metric = next(t for t in tree.children if isinstance(t, Token) and t.type == "METRIC")

@@ -21,6 +21,7 @@ from tools.validate.rules.helpers import (
     pod_templates,
     quantity,
     scaled_objects_of,
+    selecting,
     target_of,
     trigger_query,
     trigger_target,
@@ -30,6 +31,7 @@ from tools.validate.rules.helpers import (
 from tools.validate.vllm_args import vllm_commands
 
 KEDA_DEFAULT_MAX_REPLICAS = 100
+KEDA_DEFAULT_POLLING_SECONDS = 30
 SCALING_MODIFIERS = ("spec", "advanced", "scalingModifiers")
 BEHAVIOR = ("spec", "advanced", "horizontalPodAutoscalerConfig", "behavior")
 
@@ -350,6 +352,34 @@ def check_single_autoscaler(ctx: Context, options: Mapping[str, Any]) -> Iterato
 
 # ------------------------------------------------------------------------------------------------
 
+
+def check_polling_interval(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
+    limit = int(options["max_polling_interval_seconds"])
+    for so in ctx.of_kind("ScaledObject"):
+        interval = so.get("spec", "pollingInterval")
+        effective = KEDA_DEFAULT_POLLING_SECONDS if interval is None else int(interval)
+        if effective > limit:
+            yield Violation(
+                so,
+                "spec.pollingInterval" if interval is not None else "spec",
+                f"KEDA polls every {effective} s{' (the default)' if interval is None else ''}: a queue "
+                f"burst waits that long before any scaling (at most {limit} s)",
+            )
+
+
+def check_pdb_for_scaled(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
+    for so, target, template in _scaled_workloads(ctx):
+        if selecting(ctx, "PodDisruptionBudget", template):
+            continue
+        labels = (*template.metadata_path, "labels")
+        yield Violation(
+            target,
+            ".".join(labels) if target.get(*labels) is not None else "",
+            f"no PodDisruptionBudget selects the pods ScaledObject/{so.name} scales: a node drain may evict "
+            "every replica at once",
+        )
+
+
 RULES: list[Rule] = [
     Rule(
         id="scaling/max-replicas-fit-nodepool-limits",
@@ -529,5 +559,34 @@ RULES: list[Rule] = [
         check=check_single_autoscaler,
         example="kind: HorizontalPodAutoscaler\nspec:\n  scaleTargetRef: {kind: Deployment, name: vllm}",
         use_instead="# scale vllm only through its ScaledObject",
+    ),
+    Rule(
+        id="scaling/polling-interval",
+        family="scaling",
+        title="KEDA polls the queue often enough",
+        severity=Severity.WARNING,
+        why="KEDA reads the triggers every pollingInterval (default 30 s); a burst is invisible until the "
+        "next poll, on top of a two-minute cold start.",
+        remediation="Set spec.pollingInterval to a few seconds (e.g. 5).",
+        scope=("ScaledObject",),
+        check=check_polling_interval,
+        options={"max_polling_interval_seconds": 15},
+        example="spec:\n  pollingInterval: 60",
+        use_instead="spec:\n  pollingInterval: 5",
+    ),
+    Rule(
+        id="scaling/pdb-for-scaled-workload",
+        family="scaling",
+        title="KEDA-scaled workloads have a PodDisruptionBudget",
+        severity=Severity.WARNING,
+        why="Without a PDB a node drain or consolidation may evict every replica at once; each takes a cold "
+        "start to return.",
+        remediation="Add a PodDisruptionBudget selecting the pods, with maxUnavailable: 1.",
+        scope=("ScaledObject", "Deployment", "PodDisruptionBudget"),
+        check=check_pdb_for_scaled,
+        example="# ScaledObject vllm scales Deployment vllm; no PDB selects app: vllm",
+        use_instead=(
+            "kind: PodDisruptionBudget\nspec:\n  maxUnavailable: 1\n  selector: {matchLabels: {app: vllm}}"
+        ),
     ),
 ]

@@ -171,6 +171,27 @@ def check_pdb_allows_drain(ctx: Context, options: Mapping[str, Any]) -> Iterator
             yield Violation(pdb, "spec.minAvailable", "minAvailable 100% blocks every voluntary eviction")
 
 
+def check_expire_after(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
+    for pool in ctx.of_kind("NodePool"):
+        if not is_gpu_nodepool(pool, ctx.catalogue):
+            continue
+        value = pool.get("spec", "template", "spec", "expireAfter")
+        if value is None:
+            has_spec = pool.get("spec", "template", "spec") is not None
+            yield Violation(
+                pool,
+                "spec.template.spec" if has_spec else "spec",
+                "expireAfter is not set: the node lifetime is left to Karpenter's default (720h) instead of "
+                "a reviewed value",
+            )
+        elif str(value) == "Never":
+            yield Violation(
+                pool,
+                "spec.template.spec.expireAfter",
+                "expireAfter Never: GPU nodes are never replaced, so AMI and driver patches never reach them",
+            )
+
+
 RULES: list[Rule] = [
     Rule(
         id="spot/on-demand-fallback",
@@ -267,5 +288,17 @@ RULES: list[Rule] = [
         example="kind: PodDisruptionBudget\nspec:\n  maxUnavailable: 0",
         use_instead="kind: PodDisruptionBudget\nspec:\n  maxUnavailable: 1",
     ),
+    Rule(
+        id="spot/expire-after-set",
+        family="spot",
+        title="GPU NodePools set a finite expireAfter",
+        severity=Severity.WARNING,
+        why="Expiry rotates nodes onto patched AMIs and drivers; `Never` keeps GPU nodes unpatched, and an "
+        "unset value hides the rotation period from review.",
+        remediation="Set spec.template.spec.expireAfter (e.g. 720h) and keep budgets that pace the rotation.",
+        scope=("NodePool",),
+        check=check_expire_after,
+        example="template:\n  spec:\n    expireAfter: Never",
+        use_instead="template:\n  spec:\n    expireAfter: 720h",
+    ),
 ]
-
