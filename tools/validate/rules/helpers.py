@@ -30,6 +30,17 @@ GPU_RESOURCE = "nvidia.com/gpu"
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod")
 
 
+def as_int(value: Any, default: int | None = None) -> int | None:
+    """An integer field of a rendered resource (int or numeric string); `default` when absent or not a
+    number (the schema stage reports the wrong type)."""
+    if value is None or isinstance(value, bool):
+        return default
+    try:
+        return int(float(str(value).strip()))
+    except ValueError:
+        return default
+
+
 def quantity(value: Any) -> Decimal | None:
     """A Kubernetes quantity as a Decimal, or None when absent or malformed."""
     if value is None:

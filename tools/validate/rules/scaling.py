@@ -12,6 +12,7 @@ from tools.validate.rules.base import Context, Rule, Violation
 from tools.validate.rules.helpers import (
     GPU_RESOURCE,
     QueryError,
+    as_int,
     exported_name,
     formula_names,
     measures,
@@ -66,7 +67,7 @@ def check_max_replicas_fit(ctx: Context, options: Mapping[str, Any]) -> Iterator
         pools = nodepools_for(ctx, template)
         if not pools:
             continue
-        max_replicas = so.get("spec", "maxReplicaCount", default=KEDA_DEFAULT_MAX_REPLICAS)
+        max_replicas = as_int(so.get("spec", "maxReplicaCount"), KEDA_DEFAULT_MAX_REPLICAS)
         path = "spec.maxReplicaCount" if so.get("spec", "maxReplicaCount") is not None else "spec"
         per_pod = {GPU_RESOURCE: Decimal(template.gpus_per_pod())}
         per_pod["cpu"] = template.requests("cpu")
@@ -76,7 +77,7 @@ def check_max_replicas_fit(ctx: Context, options: Mapping[str, Any]) -> Iterator
             if amount <= 0 or any(limit is None for limit in limits):
                 continue  # some pool has no limit on it: unbounded
             capacity = sum(limits, Decimal(0))
-            needed = amount * int(max_replicas)
+            needed = amount * max_replicas
             if needed > capacity:
                 names = ", ".join(p.name for p in pools)
                 yield Violation(
@@ -233,8 +234,8 @@ def check_min_warm_replicas(ctx: Context, options: Mapping[str, Any]) -> Iterato
     for so, target, _template in _scaled_workloads(ctx):
         if (target.kind, target.namespace, target.name) not in vllm_targets:
             continue
-        current = so.get("spec", "minReplicaCount", default=0)
-        if int(current) < wanted:
+        current = as_int(so.get("spec", "minReplicaCount"), 0)
+        if current < wanted:
             yield Violation(
                 so,
                 _nearest(so, "spec", "minReplicaCount"),
@@ -257,9 +258,9 @@ def check_startup_probe(ctx: Context, options: Mapping[str, Any]) -> Iterator[Vi
                 f"loaded (~{cold_start} s) and kill it in a restart loop",
             )
             continue
-        delay = int(probe.get("initialDelaySeconds", 0))
-        period = int(probe.get("periodSeconds", 10))
-        failures = int(probe.get("failureThreshold", 3))
+        delay = as_int(probe.get("initialDelaySeconds"), 0)
+        period = as_int(probe.get("periodSeconds"), 10)
+        failures = as_int(probe.get("failureThreshold"), 3)
         allowed = delay + period * failures
         if allowed < cold_start:
             field = "failureThreshold" if "failureThreshold" in probe else ""
@@ -275,8 +276,8 @@ def check_startup_probe(ctx: Context, options: Mapping[str, Any]) -> Iterator[Vi
 def check_scale_down_stabilization(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
     cold_start = int(options["cold_start_seconds"])
     for so in ctx.of_kind("ScaledObject"):
-        window = so.get(*BEHAVIOR, "scaleDown", "stabilizationWindowSeconds")
-        if window is not None and int(window) <= cold_start:
+        window = as_int(so.get(*BEHAVIOR, "scaleDown", "stabilizationWindowSeconds"))
+        if window is not None and window <= cold_start:
             yield Violation(
                 so,
                 _path(*BEHAVIOR, "scaleDown", "stabilizationWindowSeconds"),
@@ -297,8 +298,8 @@ def check_scale_up_policy(ctx: Context, options: Mapping[str, Any]) -> Iterator[
                 "burst",
             )
             continue
-        window = scale_up.get("stabilizationWindowSeconds")
-        if window is not None and int(window) > max_window:
+        window = as_int(scale_up.get("stabilizationWindowSeconds"))
+        if window is not None and window > max_window:
             yield Violation(
                 so,
                 _path(*BEHAVIOR, "scaleUp", "stabilizationWindowSeconds"),
@@ -316,8 +317,8 @@ def check_fallback(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violati
                 "no fallback: when the metrics source fails, KEDA keeps the current replica count blindly",
             )
             continue
-        replicas = fallback.get("replicas")
-        if replicas is None or int(replicas) < 1:
+        replicas = as_int(fallback.get("replicas"))
+        if replicas is None or replicas < 1:
             yield Violation(
                 so, _nearest(so, "spec", "fallback", "replicas"), "fallback.replicas must be >= 1"
             )
@@ -357,7 +358,7 @@ def check_polling_interval(ctx: Context, options: Mapping[str, Any]) -> Iterator
     limit = int(options["max_polling_interval_seconds"])
     for so in ctx.of_kind("ScaledObject"):
         interval = so.get("spec", "pollingInterval")
-        effective = KEDA_DEFAULT_POLLING_SECONDS if interval is None else int(interval)
+        effective = as_int(interval, KEDA_DEFAULT_POLLING_SECONDS)
         if effective > limit:
             yield Violation(
                 so,

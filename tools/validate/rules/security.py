@@ -7,7 +7,7 @@ from typing import Any
 
 from tools.validate.model import Severity
 from tools.validate.rules.base import Context, Rule, Violation
-from tools.validate.rules.helpers import PodTemplate, pod_templates, selecting, vllm_workloads
+from tools.validate.rules.helpers import PodTemplate, as_int, pod_templates, selecting, vllm_workloads
 
 UNPINNED_TAGS = ("latest", "main", "master", "nightly", "dev")
 CREDENTIAL_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
@@ -143,8 +143,8 @@ def check_imds(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
                 "spec.metadataOptions.httpTokens",
                 f"httpTokens {tokens!r}: IMDSv1 lets any SSRF read the node role's credentials",
             )
-        hops = options_.get("httpPutResponseHopLimit")
-        if hops is not None and int(hops) > 1:
+        hops = as_int(options_.get("httpPutResponseHopLimit"))
+        if hops is not None and hops > 1:
             yield Violation(
                 node_class,
                 "spec.metadataOptions.httpPutResponseHopLimit",
