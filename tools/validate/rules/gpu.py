@@ -12,6 +12,7 @@ from tools.validate.rules.helpers import (
     GPU_RESOURCE,
     admitted_instance_types,
     compatible,
+    gpu_admission_path,
     gpu_pod_templates,
     gpus_nodepool_may_launch,
     is_gpu_nodepool,
@@ -63,16 +64,15 @@ def check_quantization_supported(ctx: Context, options: Mapping[str, Any]) -> It
         if quant is None:
             continue
         for pool in pools:
-            gpus, path = gpus_nodepool_may_launch(pool, catalogue, template)
-            bad = sorted(g for g in gpus if _unsupported(catalogue, method, g))
-            if bad:
-                described = ", ".join(f"{g} ({catalogue.gpus[g].compute_capability / 10:.1f})" for g in bad)
+            gpus, pool_path = gpus_nodepool_may_launch(pool, catalogue, template)
+            for gpu in sorted(g for g in gpus if _unsupported(catalogue, method, g)):
+                capability = catalogue.gpus[gpu].compute_capability / 10
                 yield Violation(
                     pool,
-                    path,
-                    f"NodePool may launch {described} for {template.resource.kind}/{template.resource.name}, "
-                    f"whose --quantization {method} needs compute capability >= "
-                    f"{quant.min_capability / 10:.1f}",
+                    gpu_admission_path(pool, gpu, catalogue) or pool_path,
+                    f"NodePool may launch {gpu} (compute capability {capability:.1f}) for "
+                    f"{template.resource.kind}/{template.resource.name}, whose --quantization {method} needs "
+                    f">= {quant.min_capability / 10:.1f}",
                 )
 
 

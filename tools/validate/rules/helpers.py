@@ -570,6 +570,26 @@ def gpus_nodepool_may_launch(
     return candidates, path
 
 
+def gpu_admission_path(nodepool: Resource, gpu: str, catalogue: Catalogue) -> str | None:
+    """Path of the requirement value that lets the pool launch `gpu` (`requirements[i].values[j]`): its
+    name in instance-gpu-name, else its family in instance-family, else its category."""
+    families = [f for f in catalogue.families.values() if f.gpu == gpu]
+    wanted = {
+        GPU_NAME: {gpu},
+        FAMILY: {f.name for f in families},
+        CATEGORY: {f.category for f in families},
+    }
+    items = nodepool.get("spec", "template", "spec", "requirements") or []
+    for key in (GPU_NAME, FAMILY, CATEGORY):
+        for i, item in enumerate(items):
+            if item.get("key") != key or item.get("operator") != "In":
+                continue
+            for j, value in enumerate(item.get("values") or []):
+                if str(value) in wanted[key]:
+                    return f"spec.template.spec.requirements[{i}].values[{j}]"
+    return None
+
+
 def admitted_instance_types(nodepool: Resource, catalogue: Catalogue) -> list[str]:
     """Instance types of the catalogue the NodePool's requirements admit."""
     reqs = nodepool_requirements(nodepool)
