@@ -497,6 +497,7 @@ class SchemaValidator:
             self._documents[crd.schema["$id"]] = crd.schema
         self._registry = jsonschema_rs.Registry(list(self._documents.items()))
         self._compiled: dict[tuple[str, str], _Compiled | None] = {}
+        self._unknown_field_messages: dict[tuple[str, str], str] = {}
 
     # -- what is known -------------------------------------------------------------------------
 
@@ -589,6 +590,21 @@ class SchemaValidator:
                 return None
         return node
 
+    def _unknown_field_message(self, unexpected: str, location: str | None, owner: Any) -> str:
+        # Cached: the same misspelling repeats across the resources of a run, difflib is not cheap.
+        key = (unexpected, location or "")
+        if key not in self._unknown_field_messages:
+            base = location.split("#", 1)[0] if location else ""
+            known = sorted(self._known_properties(owner, base))
+            message = f"unknown field `{unexpected}`"
+            close = difflib.get_close_matches(unexpected, known, n=1, cutoff=0.6)
+            if close:
+                message += f" (did you mean `{close[0]}`?)"
+            elif known and len(known) <= 12:
+                message += f" (allowed: {', '.join(known)})"
+            self._unknown_field_messages[key] = message
+        return self._unknown_field_messages[key]
+
     def _known_properties(self, schema: Any, base: str, depth: int = 0) -> set[str]:
         """Property names a schema declares, through $ref and allOf (for `did you mean`)."""
         if not isinstance(schema, Mapping) or depth > 8:
@@ -609,15 +625,8 @@ class SchemaValidator:
         keyword_owner = self._schema_at(location.rsplit("/", 1)[0]) if location else None
         custom = keyword_owner.get("x-message") if isinstance(keyword_owner, Mapping) else None
         if name in ("AdditionalProperties", "UnevaluatedProperties"):
-            base = location.split("#", 1)[0] if location else ""
-            known = sorted(self._known_properties(keyword_owner, base))
             for unexpected in kind.unexpected:
-                message = f"unknown field `{unexpected}`"
-                close = difflib.get_close_matches(unexpected, known, n=1, cutoff=0.6)
-                if close:
-                    message += f" (did you mean `{close[0]}`?)"
-                elif known and len(known) <= 12:
-                    message += f" (allowed: {', '.join(sorted(known))})"
+                message = self._unknown_field_message(unexpected, location, keyword_owner)
                 yield SchemaViolation(resource, _join(path, unexpected), message, UNKNOWN_FIELD)
             return
         if name == "Required":
