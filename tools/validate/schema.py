@@ -61,7 +61,7 @@ PROJECT_KINDS: Mapping[tuple[str, str], tuple[str, str]] = {
 }
 
 
-class SchemaError(Exception):
+class SchemaError(ValueError):
     """The schemas could not be loaded (unknown Kubernetes version, unreadable or invalid CRD file)."""
 
 
