@@ -191,6 +191,12 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], dict[str, Any]], list[tuple[st
     ),
     (
         "ec2nodeclass",
+        lambda d: edited(d, "spec.securityGroupSelectorTerms", [{"id": "sg-0123", "name": "nodes"}]),
+        [("schema/invalid-value", "spec.securityGroupSelectorTerms[0]")],
+        "a security group term with an `id` cannot also set `name` or `tags`",
+    ),
+    (
+        "ec2nodeclass",
         lambda d: edited(d, "spec.metadataOptions.httpTokens", "requried"),
         [("schema/invalid-value", "spec.metadataOptions.httpTokens")],
         "must be one of required, optional (got requried)",
@@ -356,6 +362,12 @@ def test_unknown_field_in_otel_port_suggests_the_service_port_field(validator: S
     doc = renamed(example("opentelemetrycollector"), "spec.ports[0].port", "prot")
     unknown = [v for v in validator.validate(resource(doc)) if v.rule_id == "schema/unknown-field"]
     assert [v.message for v in unknown] == ["unknown field `prot` (did you mean `port`?)"]
+
+
+def test_security_group_term_may_combine_name_and_tags(validator: SchemaValidator) -> None:
+    terms = [{"name": "nodes", "tags": {"karpenter.sh/discovery": "llm"}}, {"id": "sg-0123"}]
+    doc = edited(example("ec2nodeclass"), "spec.securityGroupSelectorTerms", terms)
+    assert validator.validate(resource(doc)) == []
 
 
 def test_collector_component_settings_are_free_form(validator: SchemaValidator) -> None:
