@@ -17,7 +17,9 @@ several hundred times faster than the pure-Python jsonschema (see bench/schema_v
 
 from __future__ import annotations
 
+import base64
 import copy
+import datetime as dt
 import difflib
 import json
 import re
@@ -111,6 +113,24 @@ def _core_definitions(version: str) -> dict[str, Any]:
     # Published as oneOf(string|null, integer|null), which rejects null although both allow it.
     defs["io.k8s.apimachinery.pkg.util.intstr.IntOrString"] = {"type": ["string", "integer", "null"]}
     return definitions
+
+
+def as_json_value(value: Any) -> Any:
+    """`value` with what JSON cannot carry converted as kubectl converts YAML to JSON."""
+    if isinstance(value, Mapping):
+        return {str(k).lower() if isinstance(k, bool) else str(k): as_json_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [as_json_value(v) for v in value]
+    if isinstance(value, dt.datetime):
+        moment = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+        return moment.isoformat().replace("+00:00", "Z")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64:
+        return float(value)
+    return value
 
 
 def format_path(parts: Iterable[str | int]) -> str:
@@ -356,9 +376,11 @@ class CelSupport:
     def _run(self, rule: CelRule, activation: dict[str, Any]) -> bool | None:
         try:
             result = rule.program.evaluate(activation)
-        except self.celpy.CELEvalError as error:
+        except (self.celpy.CELEvalError, TypeError, ValueError, KeyError, IndexError, re.error) as error:
+            # cel-python reports most failures as CELEvalError, a few surface as Python errors;
+            # either way the rule could not be evaluated, which the notes say.
             result = error
-        if isinstance(result, self.celpy.CELEvalError):
+        if isinstance(result, Exception):
             missing = re.search(r"undeclared reference to '([^']+)'", str(result))
             reason = f"function {missing[1]}() not available in cel-python" if missing else "evaluation error"
             self.skipped[f"{reason}: {rule.rule}"] += 1
@@ -529,11 +551,19 @@ class SchemaValidator:
             message = self._unknown_kind_message(api_version, kind)
             return [SchemaViolation(resource, "", message, UNKNOWN_KIND)]
         violations: list[SchemaViolation] = []
-        if not compiled.validator.is_valid(resource.doc):
-            for error in compiled.validator.iter_errors(resource.doc):
+        document: Any = resource.doc
+        try:
+            valid = compiled.validator.is_valid(document)
+        except ValueError:
+            # Values JSON cannot carry (YAML timestamps, binary, non-string keys, huge integers):
+            # validate what the API server would receive after kubectl's YAML-to-JSON conversion.
+            document = as_json_value(document)
+            valid = compiled.validator.is_valid(document)
+        if not valid:
+            for error in compiled.validator.iter_errors(document):
                 violations.extend(self._explain(resource, error))
         if compiled.cel is not None:
-            for path, message in self.cel.evaluate(compiled.cel, resource.doc, ""):
+            for path, message in self.cel.evaluate(compiled.cel, as_json_value(document), ""):
                 violations.append(SchemaViolation(resource, path, message, CEL_RULE))
         return violations
 
