@@ -653,21 +653,32 @@ class SchemaValidator:
         name = type(kind).__name__
         location = error.absolute_keyword_location
         keyword_owner = self._schema_at(location.rsplit("/", 1)[0]) if location else None
-        custom = keyword_owner.get("x-message") if isinstance(keyword_owner, Mapping) else None
         if name in ("AdditionalProperties", "UnevaluatedProperties"):
             for unexpected in kind.unexpected:
                 message = self._unknown_field_message(unexpected, location, keyword_owner)
                 yield SchemaViolation(resource, _join(path, unexpected), message, UNKNOWN_FIELD)
             return
-        if name == "Required":
-            missing = f"missing required field `{kind.property}`"
-            message = f"{missing}: {custom}" if custom else missing
+        if name == "PropertyNames":
+            # A key of a map that is not allowed: say which key, in the words of the key's schema.
+            inner = kind.error
+            message = f"key `{inner.instance}`: {self._message(inner)}"
             yield SchemaViolation(resource, path, message, INVALID_VALUE)
             return
-        message = custom or self._value_message(kind, name, error, keyword_owner)
-        if custom and name in ("Enum", "Pattern", "Type", "Constant"):
-            message = f"{custom} (got {_describe(error.instance)})"
-        yield SchemaViolation(resource, path, message, INVALID_VALUE)
+        yield SchemaViolation(resource, path, self._message(error), INVALID_VALUE)
+
+    def _message(self, error: Any) -> str:
+        kind = error.kind
+        name = type(kind).__name__
+        location = error.absolute_keyword_location
+        keyword_owner = self._schema_at(location.rsplit("/", 1)[0]) if location else None
+        custom = keyword_owner.get("x-message") if isinstance(keyword_owner, Mapping) else None
+        if name == "Required":
+            missing = f"missing required field `{kind.property}`"
+            return f"{missing}: {custom}" if custom else missing
+        scalar = not isinstance(error.instance, dict | list)
+        if custom and scalar and name in ("Enum", "Pattern", "Type", "Constant", "Not"):
+            return f"{custom} (got {_describe(error.instance)})"
+        return custom or self._value_message(kind, name, error, keyword_owner)
 
     def _value_message(self, kind: Any, name: str, error: Any, owner: Any) -> str:
         got = _describe(error.instance)
@@ -680,6 +691,10 @@ class SchemaValidator:
             hint = None
             if isinstance(hints, Mapping) and isinstance(error.instance, str):
                 hint = hints.get(error.instance)
+            if hint is None and isinstance(error.instance, str):
+                strings = [o for o in kind.options if isinstance(o, str)]
+                close = difflib.get_close_matches(error.instance, strings, n=1, cutoff=0.6)
+                hint = f"did you mean {close[0]}?" if close else None
             shown = error.instance if isinstance(error.instance, str) else got
             return f"must be one of {options} (got {shown}{f' — {hint}' if hint else ''})"
         if name == "Constant":
@@ -694,6 +709,8 @@ class SchemaValidator:
             first = [str(e.message) for group in getattr(kind, "context", []) for e in group][:3]
             detail = f": {'; '.join(first)}" if first else ""
             return f"matches none of the allowed shapes{detail}"
+        if name == "Not":
+            return f"{got} is not allowed here"
         if name == "OneOfMultipleValid":
             return "matches more than one of the mutually exclusive shapes"
         # Bounds and the rest: jsonschema-rs' own wording, without echoing large values.

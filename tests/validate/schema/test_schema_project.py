@@ -107,7 +107,8 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], dict[str, Any]], list[tuple[st
         "nodepool",
         lambda d: edited(d, "spec.template.spec.requirements[0].key", "kubernetes.io/hostname"),
         [("schema/invalid-value", "spec.template.spec.requirements[0].key")],
-        None,
+        "kubernetes.io/hostname and karpenter.sh/nodepool are set by Karpenter, not requirement keys "
+        '(got string "kubernetes.io/hostname")',
     ),
     (
         "nodepool",
@@ -125,7 +126,7 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], dict[str, Any]], list[tuple[st
         "nodepool",
         lambda d: edited(d, "spec.template.spec.taints[0].effect", "NoScheduel"),
         [("schema/invalid-value", "spec.template.spec.taints[0].effect")],
-        "must be one of NoSchedule, PreferNoSchedule, NoExecute (got NoScheduel)",
+        "must be one of NoSchedule, PreferNoSchedule, NoExecute (got NoScheduel — did you mean NoSchedule?)",
     ),
     (
         "nodepool",
@@ -199,7 +200,7 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], dict[str, Any]], list[tuple[st
         "ec2nodeclass",
         lambda d: edited(d, "spec.metadataOptions.httpTokens", "requried"),
         [("schema/invalid-value", "spec.metadataOptions.httpTokens")],
-        "must be one of required, optional (got requried)",
+        "must be one of required, optional (got requried — did you mean required?)",
     ),
     (
         "ec2nodeclass",
@@ -217,7 +218,9 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], dict[str, Any]], list[tuple[st
         "ec2nodeclass",
         lambda d: edited(d, "spec.kubelet.evictionHard", {"memory.availible": "5%"}),
         [("schema/invalid-value", "spec.kubelet.evictionHard")],
-        None,
+        "key `memory.availible`: must be one of memory.available, nodefs.available, nodefs.inodesFree, "
+        "imagefs.available, imagefs.inodesFree, pid.available "
+        "(got memory.availible — did you mean memory.available?)",
     ),
     # ScaledObject
     (
@@ -236,7 +239,7 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], dict[str, Any]], list[tuple[st
         "scaledobject",
         lambda d: edited(d, "spec.triggers[1].metricType", "Average"),
         [("schema/invalid-value", "spec.triggers[1].metricType")],
-        "must be one of AverageValue, Value, Utilization (got Average)",
+        "must be one of AverageValue, Value, Utilization (got Average — did you mean AverageValue?)",
     ),
     (
         "scaledobject",
@@ -313,7 +316,8 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], dict[str, Any]], list[tuple[st
         "opentelemetrycollector",
         lambda d: edited(d, "spec.mode", "Deployment"),
         [("schema/invalid-value", "spec.mode")],
-        "must be one of daemonset, deployment, sidecar, statefulset (got Deployment)",
+        "must be one of daemonset, deployment, sidecar, statefulset "
+        "(got Deployment — did you mean deployment?)",
     ),
     (
         "opentelemetrycollector",
