@@ -172,7 +172,7 @@ def parse_deployment(res: Resource) -> VllmDeployment | None:
     )
 
 
-def _image_pull(node_class: Resource | None) -> str:
+def image_pull_mode(node_class: Resource | None) -> str:
     if node_class is None:
         return "default"
     user_data = str(node_class.get("spec", "userData", default="") or "")
@@ -209,7 +209,7 @@ def parse_node_pool(res: Resource, node_classes: Mapping[str, Resource]) -> Node
         consolidation_policy=str(disruption.get("consolidationPolicy", "WhenEmptyOrUnderutilized")),
         consolidate_after=go_duration(str(after)) if after is not None else 0.0,
         node_class=str(ref),
-        image_pull=_image_pull(node_classes.get(ref)),
+        image_pull=image_pull_mode(node_classes.get(ref)),
     )
 
 
