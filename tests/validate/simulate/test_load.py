@@ -95,5 +95,12 @@ def test_k6_script_in_loadtest_when_the_repository_has_one() -> None:
     if not scripts:
         pytest.skip("loadtest/ has no k6 script in this checkout")
     for path in scripts:
+        script = parse_k6_script(path.read_text(), str(path))
+        assert script.think_seconds is not None, f"{path}: no sleep() the simulator can read"
         load = load_profile(str(path), 3.0, 1.0)
         assert load.duration > 0 and load.rates.max() > 0, path
+
+
+def test_k6_random_sleep_counts_at_its_mean() -> None:
+    script = parse_k6_script("export const options = {stages: []}; sleep(2 + Math.random() * 6); sleep(1);")
+    assert script.think_seconds == 6.0

@@ -59,7 +59,7 @@ def _render(tree: Path, env: str) -> Side:
     if path is None:
         return Side(None)
     try:
-        return Side(render_overlay(path, env))
+        return Side(render_overlay(path, env, repo_root=tree))
     except RenderError as exc:
         return Side(None, str(exc).replace(str(tree), "."))
 

@@ -142,7 +142,9 @@ def describe(cluster: Cluster) -> list[str]:
                 f"  formula {s.modifiers.formula!r} target {s.modifiers.target:g} ({s.modifiers.metric_type})"
             )
     for pool in cluster.node_pools:
-        limits = ", ".join(f"{k} {v:g}" for k, v in pool.limits.items())
+        limits = ", ".join(
+            f"{k} {v / 2**30:g}Gi" if k == "memory" else f"{k} {v:g}" for k, v in pool.limits.items()
+        )
         lines.append(
             f"NodePool {pool.name}: {'/'.join(pool.capacity_types)}, limits {limits or 'none'}, "
             f"image pull {pool.image_pull}"

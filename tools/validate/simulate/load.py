@@ -7,7 +7,8 @@
   `ramping-arrival-rate` executor), read from the script's syntax tree (esprima), never by regex.
   Virtual users are closed-loop: each sends a request, waits for the answer, then sleeps. We turn VUs
   into an open arrival rate with `rate = VUs / (think_seconds + response_seconds)`, where the think time
-  is the sum of the literal `sleep(N)` calls in the script (or the hardware profile's default) and the
+  is the sum of the mean durations of the script's `sleep(...)` calls (numbers, arithmetic and
+  `Math.random()`; otherwise the hardware profile's default) and the
   response time is the replica's service time at full batch. Arrival-rate executors are taken as given.
 """
 
@@ -167,10 +168,32 @@ def _nodes(node: Any) -> Iterator[Any]:
             yield from _nodes(value)
 
 
+def _mean_seconds(node: Any) -> float | None:
+    """The mean of a sleep() argument built from numbers, + - * / and Math.random() (mean 0.5; exact for
+    the linear expressions scripts use, e.g. `2 + Math.random() * 6`); None for anything else."""
+    if node.type == "Literal" and isinstance(node.value, int | float):
+        return float(node.value)
+    if (
+        node.type == "CallExpression"
+        and node.callee.type == "MemberExpression"
+        and getattr(node.callee.object, "name", None) == "Math"
+        and getattr(node.callee.property, "name", None) == "random"
+    ):
+        return 0.5
+    if node.type == "BinaryExpression" and node.operator in "+-*/":
+        left, right = _mean_seconds(node.left), _mean_seconds(node.right)
+        if left is None or right is None or (node.operator == "/" and right == 0):
+            return None
+        return {"+": left + right, "-": left - right, "*": left * right, "/": left / (right or 1.0)}[
+            node.operator
+        ]
+    return None
+
+
 @dataclass(frozen=True)
 class K6Script:
     options: Mapping[str, Any]
-    think_seconds: float | None  # sum of literal sleep() calls, None when there is none
+    think_seconds: float | None  # sum of the sleep() calls' mean durations, None when there is none
 
 
 def parse_k6_script(source: str, origin: str = "k6 script") -> K6Script:
@@ -190,10 +213,10 @@ def parse_k6_script(source: str, origin: str = "k6 script") -> K6Script:
             and node.callee.type == "Identifier"
             and node.callee.name == "sleep"
             and node.arguments
-            and node.arguments[0].type == "Literal"
-            and isinstance(node.arguments[0].value, int | float)
         ):
-            sleeps.append(float(node.arguments[0].value))
+            mean = _mean_seconds(node.arguments[0])
+            if mean is not None:
+                sleeps.append(mean)
     if options is None:
         raise LoadProfileError(f"{origin}: no `export const options = {{...}}` found")
     return K6Script(options=options, think_seconds=sum(sleeps) if sleeps else None)
