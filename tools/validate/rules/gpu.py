@@ -213,7 +213,7 @@ def check_gpu_request_equals_limit(ctx: Context, options: Mapping[str, Any]) -> 
 
 
 def check_memory_utilization(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
-    low, high = float(options["min"]), float(options["max"])
+    low, high = float(options["min_utilization"]), float(options["max_utilization"])
     for template, command in vllm_workloads(ctx):
         value = command.number("--gpu-memory-utilization")
         if value is None:
@@ -409,7 +409,7 @@ RULES: list[Rule] = [
         remediation="Use a value between 0.5 and 0.95 (vLLM's default is 0.9).",
         scope=("Deployment",),
         check=check_memory_utilization,
-        options={"min": 0.5, "max": 0.95},
+        options={"min_utilization": 0.5, "max_utilization": 0.95},
         example="args: [--gpu-memory-utilization, '0.99']",
         use_instead="args: [--gpu-memory-utilization, '0.90']",
     ),
