@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from schema_helpers import edited, example, found, renamed, resource, upstream_crds
 
+from tools.validate.rules import default_registry
+from tools.validate.rules.base import Context
 from tools.validate.schema import SchemaError, SchemaValidator
 
 EXAMPLE_NAMES = [
@@ -304,4 +306,14 @@ def test_without_cel_python_rules_are_not_evaluated_and_the_notes_say_so(
     assert validator.validate(resource(widget(size=1, min=20))) == []
     assert validator.notes() == [
         "CEL rules (x-kubernetes-validations) not evaluated: cel-python is not installed"
+    ]
+
+
+def test_schema_rules_put_the_validator_notes_in_the_context(widgets: SchemaValidator) -> None:
+    ctx = Context(overlay="prod", env="prod", resources=[resource(widget(size=1))], schemas=widgets)
+    rule = default_registry().get("schema/cel-rule")
+
+    assert list(rule.check(ctx, rule.options)) == []
+    assert ctx.extras["notes"] == [
+        "CEL rule skipped (1x): function isURL() not available in cel-python: self.endpoint.isURL()"
     ]

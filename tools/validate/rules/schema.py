@@ -31,6 +31,9 @@ def _all_violations(ctx: Context) -> dict[int, list[SchemaViolation]]:
         validator = ctx.schemas if ctx.schemas is not None else SchemaValidator()
         cached = {id(resource): validator.validate(resource) for resource in ctx.resources}
         ctx.extras[_CACHE_KEY] = cached
+        # What could not be checked (CEL rules skipped and why), where the run's notes are kept.
+        notes: list[str] = ctx.extras.setdefault("notes", [])
+        notes.extend(note for note in validator.notes() if note not in notes)
     return cached
 
 
