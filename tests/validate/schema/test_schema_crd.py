@@ -266,6 +266,17 @@ def test_cel_rule_sees_defaults_and_unknown_functions_are_skipped(widgets: Schem
             "CRD a.b version v1 has no openAPIV3Schema",
         ),
         ("- just\n- a list\n", "expected a CustomResourceDefinition or a List of them"),
+        (
+            "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: a.b}\n"
+            "spec: {group: b, names: {kind: A}, versions: [v1]}\n",
+            "CRD a.b has a version without a name",
+        ),
+        (
+            "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: a.b}\n"
+            "spec: {group: b, names: {kind: A}, versions: [{name: v1, served: true, schema: {openAPIV3Schema:"
+            " {type: object, properties: {code: {type: string, pattern: '(['}}}}}]}\n",
+            "the schema of A b/v1 is invalid: ",
+        ),
     ],
 )
 def test_invalid_crd_file_is_a_clear_error(tmp_path: Path, content: str, message: str) -> None:
