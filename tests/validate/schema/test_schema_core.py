@@ -15,11 +15,6 @@ from tools.validate.schema import (
 )
 
 
-@pytest.fixture(scope="module")
-def validator() -> SchemaValidator:
-    return SchemaValidator()
-
-
 def test_valid_deployment_passes(validator: SchemaValidator) -> None:
     assert validator.validate(resource(example("deployment"))) == []
 

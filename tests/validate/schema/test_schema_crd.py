@@ -25,15 +25,6 @@ EXAMPLE_NAMES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def project() -> SchemaValidator:
-    return SchemaValidator()
-
-
-@pytest.fixture(scope="module")
-def upstream() -> SchemaValidator:
-    return SchemaValidator(crd_dirs=[upstream_crds()])
-
 
 @pytest.mark.parametrize("name", EXAMPLE_NAMES)
 def test_valid_example_passes_the_upstream_crd(upstream: SchemaValidator, name: str) -> None:
@@ -50,11 +41,11 @@ def test_valid_example_passes_the_upstream_crd(upstream: SchemaValidator, name: 
     ],
 )
 def test_nodepool_mistake_fails_both_schemas(
-    project: SchemaValidator, upstream: SchemaValidator, path: str, value: str
+    validator: SchemaValidator, upstream: SchemaValidator, path: str, value: str
 ) -> None:
     doc = edited(example("nodepool"), path, value)
 
-    assert found(project.validate(resource(doc))) == [("schema/invalid-value", path)]
+    assert found(validator.validate(resource(doc))) == [("schema/invalid-value", path)]
     assert found(upstream.validate(resource(doc))) == [("schema/invalid-value", path)]
 
 

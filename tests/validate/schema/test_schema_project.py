@@ -23,10 +23,6 @@ EXAMPLES = {
 HPA_BEHAVIOR = "spec.advanced.horizontalPodAutoscalerConfig.behavior"
 
 
-@pytest.fixture(scope="module")
-def validator() -> SchemaValidator:
-    return SchemaValidator()
-
 
 def test_every_kept_schema_has_a_valid_example() -> None:
     assert set(PROJECT_KINDS) - {("keda.sh/v1alpha1", "ClusterTriggerAuthentication")} == set(EXAMPLES)

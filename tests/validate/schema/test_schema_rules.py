@@ -15,10 +15,6 @@ CONTAINER = "spec.template.spec.containers[0]"
 RULE_IDS = ["schema/unknown-field", "schema/invalid-value", "schema/unknown-kind", "schema/cel-rule"]
 
 
-@pytest.fixture(scope="module")
-def validator() -> SchemaValidator:
-    return SchemaValidator()
-
 
 @pytest.fixture
 def overlay() -> list[Resource]:
