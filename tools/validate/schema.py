@@ -556,6 +556,9 @@ class SchemaValidator:
     # -- validation ----------------------------------------------------------------------------
 
     def validate(self, resource: Resource) -> list[SchemaViolation]:
+        if not isinstance(resource.doc, Mapping):
+            message = f"a resource must be an object (got {_describe(resource.doc)})"
+            return [SchemaViolation(resource, "", message, UNKNOWN_KIND)]
         api_version, kind = resource.api_version, resource.kind
         if not api_version or not kind:
             return [SchemaViolation(resource, "", "resource has no apiVersion or kind", UNKNOWN_KIND)]

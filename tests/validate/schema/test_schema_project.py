@@ -290,6 +290,12 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], dict[str, Any]], list[tuple[st
     ),
     (
         "application",
+        _without("spec.destination", "server"),
+        [("schema/invalid-value", "spec.destination")],
+        "set the destination cluster, by `server` URL or by `name`",
+    ),
+    (
+        "application",
         _without("spec", "project"),
         [("schema/invalid-value", "spec")],
         "missing required field `project`",

@@ -42,7 +42,7 @@ def _of_rule(rule_id: str) -> Any:
         ignored = set(options.get("ignore_kinds") or ())
         violations = _all_violations(ctx)
         for resource in ctx.resources:
-            if resource.kind in ignored or f"{resource.api_version}/{resource.kind}" in ignored:
+            if ignored and (resource.kind in ignored or f"{resource.api_version}/{resource.kind}" in ignored):
                 continue
             for violation in violations.get(id(resource), ()):
                 if violation.rule_id == rule_id:
