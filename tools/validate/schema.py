@@ -32,8 +32,8 @@ from typing import Any
 from urllib.parse import urljoin
 
 import jsonschema_rs
-import yaml
 
+from tools.validate.loader import InputError, load_file, load_text
 from tools.validate.model import Resource
 from tools.validate.rules.base import Violation
 
@@ -396,17 +396,14 @@ def _cel_path(path: str, field_path: str) -> str:
     return path
 
 
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-def _iter_documents(path: Path) -> Iterator[tuple[int, Any]]:
+def _iter_documents(path: Path) -> Iterator[tuple[str, Any]]:
+    """(`file:line`, document) for every document of a YAML or JSON file, with the gate's safe loader."""
     try:
-        text = path.read_text(encoding="utf-8")
-        yield from enumerate(yaml.load_all(text, Loader=_YAML_LOADER), start=1)
-    except (OSError, UnicodeDecodeError) as error:
-        raise SchemaError(f"{path}: cannot read: {error}") from None
-    except yaml.YAMLError as error:
-        raise SchemaError(f"{path}: not valid YAML: {error}") from None
+        loaded = load_file(path)
+    except InputError as error:
+        raise SchemaError(str(error)) from None
+    for line, document in zip(loaded.lines, loaded.documents, strict=True):
+        yield f"{path}:{line}", document
 
 
 def _crd_files(location: Path) -> list[Path]:
@@ -425,9 +422,9 @@ def load_crds(locations: Sequence[Path]) -> dict[tuple[str, str], CrdKind]:
     kinds: dict[tuple[str, str], CrdKind] = {}
     for location in locations:
         for path in _crd_files(Path(location)):
-            for number, document in _iter_documents(path):
-                for crd in _crds_in(document, f"{path} (document {number})"):
-                    for kind in _crd_kinds(crd, f"{path} (document {number})"):
+            for where, document in _iter_documents(path):
+                for crd in _crds_in(document, where):
+                    for kind in _crd_kinds(crd, where):
                         kinds[(kind.api_version, kind.kind)] = kind
     return kinds
 
@@ -514,7 +511,7 @@ class SchemaValidator:
         self._documents: dict[str, Any] = {CORE_DEFINITIONS_URI: definitions}
         for filename in PROJECT_SCHEMA_FILES:
             text = resources.files("tools.validate.schemas").joinpath(filename).read_text(encoding="utf-8")
-            document = yaml.load(text, Loader=_YAML_LOADER)
+            document = load_text(text, f"tools/validate/schemas/{filename}").documents[0]
             document["$id"] = PROJECT_SCHEMA_BASE + filename
             self._documents[document["$id"]] = document
         self.cel = CelSupport()

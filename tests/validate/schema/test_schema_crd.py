@@ -101,10 +101,10 @@ def test_later_directory_replaces_earlier_one(tmp_path: Path) -> None:
     validator = SchemaValidator(crd_dirs=[first, second])
 
     assert validator.source_of("karpenter.sh/v1", "NodePool").endswith(
-        f"from {second / release.name} (document 1)"
+        f"from {second / release.name}:1"
     )
     assert validator.source_of("keda.sh/v1alpha1", "TriggerAuthentication").endswith(
-        f"from {first / 'keda.sh_triggerauthentications.yaml'} (document 1)"
+        f"from {first / 'keda.sh_triggerauthentications.yaml'}:1"
     )
 
 
@@ -236,7 +236,7 @@ def test_cel_rule_sees_defaults_and_unknown_functions_are_skipped(widgets: Schem
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ("kind: [unclosed", "not valid YAML"),
+        ("kind: [unclosed", ":2: invalid YAML: "),
         (
             "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n",
             "kind 'ConfigMap' is not a CustomResourceDefinition",
