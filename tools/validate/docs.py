@@ -23,9 +23,8 @@ def generate(registry: Registry) -> str:
     rules = sorted(registry, key=lambda r: (FAMILIES.index(r.family), r.id))
     parts = [_HEADER]
     if rules:
-        parts.append("| Rule | Severity | Title |\n| --- | --- | --- |")
-        parts.append("\n".join(f"| [`{r.id}`](#{_anchor(r.id)}) | {r.severity.name.lower()} | {r.title} |"
-                               for r in rules))
+        rows = [f"| [`{r.id}`](#{_anchor(r.id)}) | {r.severity.name.lower()} | {r.title} |" for r in rules]
+        parts.append("\n".join(["| Rule | Severity | Title |", "| --- | --- | --- |", *rows]))
     family = None
     for rule in rules:
         if rule.family != family:
