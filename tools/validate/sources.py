@@ -87,6 +87,7 @@ class SourceMapper:
         self.limits = limits or Limits()
         self._files: dict[str, list[Node]] = {}
         self._texts: dict[tuple[str, int, str], list[Node]] = {}
+        self._indexes: dict[int, _DocumentIndex] = {}
 
     def locate(self, resource: Resource, path: str,
                patches: Sequence[PatchSource] = ()) -> SourceLocation | None:
@@ -97,8 +98,7 @@ class SourceMapper:
                 return SourceLocation(patch.file, line)
         if resource.origin is None:
             return None
-        documents = self._nodes(resource.origin)
-        document = _find_document(documents, resource)
+        document = self._find_document(self._nodes(resource.origin), resource)
         if document is None:
             return SourceLocation(resource.origin, 1)
         found = _walk(document, segments, resource.doc) if segments else None
@@ -136,11 +136,18 @@ class SourceMapper:
             return _in_json6902(operations, segments, resource.doc)
         if segments in _IDENTIFYING:
             return None  # in a strategic-merge patch these say which resource to patch, they set nothing
-        document = _find_document(documents, resource)
+        document = self._find_document(documents, resource)
         if document is None:
             return None
         found = _walk(document, segments, resource.doc)
         return _line_of(found) if found is not None else None
+
+    def _find_document(self, documents: list[Node], resource: Resource) -> Node | None:
+        key = id(documents)
+        index = self._indexes.get(key)
+        if index is None:
+            index = self._indexes[key] = _DocumentIndex(documents)
+        return index.find(resource)
 
 
 def _shift_lines(nodes: list[Node], offset: int) -> None:
@@ -164,23 +171,39 @@ def _scalar(node: Node | None) -> Any:
     return node.value if node is not None and not isinstance(node.value, (dict, list)) else None
 
 
-def _find_document(documents: list[Node], resource: Resource) -> Node | None:
-    """The document for `resource`: same kind, and the longest name contained in the rendered name."""
-    candidates = [d for d in documents if isinstance(d.value, dict)]
-    same_kind = [d for d in candidates if _scalar(d.value.get("kind")) == resource.kind]
-    best: Node | None = None
-    best_length = -1
-    for document in same_kind:
-        metadata = document.value.get("metadata")
-        name = _scalar(metadata.value.get("name")) if metadata is not None and isinstance(
-            metadata.value, dict) else None
-        if isinstance(name, str) and name in resource.name and len(name) > best_length:
-            best, best_length = document, len(name)
-    if best is not None:
-        return best
-    if same_kind:
-        return same_kind[0]
-    return candidates[0] if len(candidates) == 1 else None
+class _DocumentIndex:
+    """The documents of one file by kind and name."""
+
+    def __init__(self, documents: list[Node]) -> None:
+        self.mappings = [d for d in documents if isinstance(d.value, dict)]
+        self.by_kind: dict[Any, list[tuple[str | None, Node]]] = {}
+        self.exact: dict[tuple[Any, str], Node] = {}
+        for document in self.mappings:
+            kind = _scalar(document.value.get("kind"))
+            metadata = document.value.get("metadata")
+            name = _scalar(metadata.value.get("name")) if metadata is not None and isinstance(
+                metadata.value, dict) else None
+            name = name if isinstance(name, str) else None
+            self.by_kind.setdefault(kind, []).append((name, document))
+            if name is not None:
+                self.exact.setdefault((kind, name), document)
+
+    def find(self, resource: Resource) -> Node | None:
+        """Same kind and name; else the longest name contained in the rendered one (prefixes, suffixes)."""
+        exact = self.exact.get((resource.kind, resource.name))
+        if exact is not None:
+            return exact
+        same_kind = self.by_kind.get(resource.kind, [])
+        best: Node | None = None
+        best_length = -1
+        for name, document in same_kind:
+            if name is not None and name in resource.name and len(name) > best_length:
+                best, best_length = document, len(name)
+        if best is not None:
+            return best
+        if same_kind:
+            return same_kind[0][1]
+        return self.mappings[0] if len(self.mappings) == 1 else None
 
 
 def _walk(node: Node, segments: Sequence[Segment], rendered: Any) -> Node | None:
