@@ -1,0 +1,113 @@
+"""The app factory: one FastAPI app per call, with its own settings, metrics registry and clients."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import boto3
+import httpx
+from botocore.config import Config
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from gateway.errors import install_error_handlers
+from gateway.limits import Admission, RateLimiter, TokenBuckets
+from gateway.metrics import GatewayMetrics
+from gateway.middleware import GatewayMiddleware
+from gateway.relay import RelayServices
+from gateway.routers import admin, audience, health, metrics, openai_proxy, ui
+from gateway.settings import Settings
+from gateway.storage import Draws, RecordStore, StateStore, Stats, StorageUnavailable, unavailable
+from gateway.upstream import Upstream, build_http_client, poll_queue
+
+log = logging.getLogger("gateway")
+
+
+@dataclass(slots=True)
+class Services:
+    """Everything the routes share, built by the lifespan."""
+
+    settings: Settings
+    metrics: GatewayMetrics
+    http: httpx.AsyncClient
+    relay: RelayServices
+    rate_limiter: RateLimiter
+    records: RecordStore
+    state: StateStore
+    stats: Stats
+    draws: Draws
+
+
+def build_s3_client(settings: Settings) -> Any:
+    # Retries are the store's own (bounded, with backoff, counted); botocore makes one attempt per call.
+    config = Config(
+        region_name=settings.s3_region,
+        connect_timeout=settings.s3_connect_timeout,
+        read_timeout=settings.s3_read_timeout,
+        retries={"total_max_attempts": 1, "mode": "standard"},
+        max_pool_connections=32,
+        s3={"addressing_style": "path"} if settings.s3_endpoint_url else None,
+    )
+    return boto3.session.Session().client("s3", endpoint_url=settings.s3_endpoint_url, config=config)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    gateway_metrics = GatewayMetrics()
+    admission = Admission(settings.max_in_flight, settings.shed_queue_waiting, settings.retry_after_seconds,
+                          gateway_metrics)
+    buckets = TokenBuckets(settings.rate_limit_per_second, settings.rate_limit_burst,
+                           settings.rate_limit_max_clients)
+    rate_limiter = RateLimiter(buckets, settings.trusted_hops, gateway_metrics)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        http = build_http_client(settings)
+        s3 = build_s3_client(settings)
+        records = RecordStore(s3, settings, gateway_metrics)
+        app.state.services = Services(
+            settings=settings,
+            metrics=gateway_metrics,
+            http=http,
+            relay=RelayServices(settings, Upstream(http, settings, gateway_metrics), admission,
+                                gateway_metrics),
+            rate_limiter=rate_limiter,
+            records=records,
+            state=StateStore(records, settings),
+            stats=Stats(records, settings),
+            draws=Draws(records, settings),
+        )
+        try:
+            async with anyio.create_task_group() as background:
+                if settings.upstream_metrics_poll_seconds > 0:
+                    background.start_soon(poll_queue, http, settings, admission, gateway_metrics)
+                log.info("gateway started", extra={"upstream": settings.upstream_url,
+                                                   "bucket": settings.s3_bucket})
+                yield
+                background.cancel_scope.cancel()
+        finally:
+            await http.aclose()
+            s3.close()
+            log.info("gateway stopped", extra={"in_flight": admission.in_flight})
+
+    app = FastAPI(title="LLM inference gateway", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url="/openapi.json")
+    app.state.settings = settings
+    app.state.metrics = gateway_metrics
+    app.state.admission = admission
+    install_error_handlers(app)
+
+    async def storage_unavailable(_request: Request, _exc: Exception) -> JSONResponse:
+        error = unavailable(settings)
+        return JSONResponse(error.body(), status_code=error.status_code, headers=error.headers)
+
+    app.add_exception_handler(StorageUnavailable, storage_unavailable)
+    app.add_middleware(GatewayMiddleware, metrics=gateway_metrics, max_body_bytes=settings.max_body_bytes)
+    for module in (openai_proxy, audience, admin, health, metrics, ui):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,57 @@
+"""``python -m gateway serve --host H --port P``: run the gateway under uvicorn.
+
+Settings come from GATEWAY_* environment variables; --host/--port override GATEWAY_HOST/GATEWAY_PORT.
+SIGTERM: uvicorn stops accepting, lets in-flight streams finish for up to GATEWAY_SHUTDOWN_TIMEOUT
+seconds, cancels what is left, then the lifespan closes the clients.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+import uvicorn
+from pydantic import ValidationError
+
+from gateway.app import create_app
+from gateway.logs import configure_logging
+from gateway.settings import Settings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gateway", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the HTTP server")
+    serve.add_argument("--host", help="address to bind (default: GATEWAY_HOST)")
+    serve.add_argument("--port", type=int, help="port to bind (default: GATEWAY_PORT)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"gateway: invalid settings:\n{exc}", file=sys.stderr)
+        return 2
+    if args.host is not None:
+        settings.host = args.host
+    if args.port is not None:
+        settings.port = args.port
+    configure_logging(settings.log_level)
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        timeout_keep_alive=int(settings.keep_alive_seconds),
+        timeout_graceful_shutdown=int(settings.shutdown_timeout),
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    # uvicorn returns without raising when the lifespan failed to start or the port was taken.
+    return 0 if server.started else 3

@@ -1,0 +1,42 @@
+"""Prometheus metrics, in a registry owned by one app instance (never the process-global default)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+S3_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+class GatewayMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "gateway_requests", "Requests answered, by route template, method and status.",
+            ["route", "method", "status"], registry=r)
+        self.in_flight = Gauge(
+            "gateway_in_flight_requests", "Requests holding an upstream slot right now.", registry=r)
+        self.time_to_first_token = Histogram(
+            "gateway_time_to_first_token_seconds", "Request arrival to the first streamed upstream byte.",
+            ["route"], buckets=LATENCY_BUCKETS, registry=r)
+        self.request_duration = Histogram(
+            "gateway_upstream_request_duration_seconds", "Request arrival to the last byte relayed.",
+            ["route"], buckets=LATENCY_BUCKETS, registry=r)
+        self.upstream_errors = Counter(
+            "gateway_upstream_errors", "Upstream failures, by kind.", ["kind"], registry=r)
+        self.shed = Counter(
+            "gateway_shed_requests", "Requests refused with 429, by reason.", ["reason"], registry=r)
+        self.client_disconnects = Counter(
+            "gateway_client_disconnects", "Clients that left before their response ended.", registry=r)
+        self.upstream_waiting = Gauge(
+            "gateway_upstream_requests_waiting", "vLLM's vllm:num_requests_waiting at the last poll "
+            "(-1: unknown).", registry=r)
+        self.upstream_waiting.set(-1)
+        self.s3_write_duration = Histogram(
+            "gateway_s3_write_seconds", "S3 PutObject latency, by record kind.", ["kind"],
+            buckets=S3_BUCKETS, registry=r)
+        self.s3_write_failures = Counter(
+            "gateway_s3_write_failures", "S3 writes that failed after every attempt, by record kind.",
+            ["kind"],
+            registry=r)

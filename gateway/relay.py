@@ -1,0 +1,212 @@
+"""Relaying one request to the vLLM Service and its response back, stream or not.
+
+The response object owns the ASGI exchange: it takes the in-flight slot, watches for the client's
+``http.disconnect`` (cancelling the upstream request when it comes), enforces the first-token, idle and
+total timeouts with one cancel scope whose deadline moves on each chunk, and releases everything in
+``finally``. Until the first upstream body byte nothing is sent to the client, so every failure before
+it is a proper HTTP error status; after it, failures become one SSE error event followed by ``[DONE]``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import anyio
+import httpx
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from gateway.errors import ApiError, send_error, sse_error_event
+from gateway.limits import Admission
+from gateway.metrics import GatewayMetrics
+from gateway.settings import Settings
+from gateway.upstream import Upstream
+
+log = logging.getLogger("gateway.relay")
+
+SSE_HEADERS: list[tuple[bytes, bytes]] = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+MAX_ERROR_BODY = 64 * 1024
+
+
+@dataclass(slots=True)
+class RelayServices:
+    settings: Settings
+    upstream: Upstream
+    admission: Admission
+    metrics: GatewayMetrics
+
+
+def events_end(data: bytes) -> int:
+    """Index just past the last complete SSE event in ``data`` (0 when none is complete).
+
+    Only complete events are relayed, so a stream cut by an upstream failure never leaves the client
+    half an event before the error event. vLLM writes one whole event per chunk: the fast path.
+    """
+    if data.endswith(b"\n\n"):
+        return len(data)
+    lf = data.rfind(b"\n\n")
+    crlf = data.rfind(b"\r\n\r\n")
+    return max(lf + 2 if lf >= 0 else 0, crlf + 4 if crlf >= 0 else 0)
+
+
+def upstream_http_error(status: int, body: bytes) -> ApiError:
+    """Map an upstream error answer to ours, keeping vLLM's message, param and code."""
+    message, param, code = "", None, None
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        inner = data.get("error") if isinstance(data.get("error"), dict) else data
+        message = str(inner.get("message") or inner.get("detail") or "")
+        param = inner.get("param") if isinstance(inner.get("param"), str) else None
+        code = inner.get("code") if isinstance(inner.get("code"), str) else None
+    if 400 <= status < 500 and status != 429:
+        return ApiError(status, message or f"The model server refused the request ({status}).",
+                        code=code, param=param)
+    if status in (429, 503):
+        return ApiError(503, message or "The model server is overloaded.", code="upstream_overloaded",
+                        retry_after=1)
+    return ApiError(502, f"The model server failed ({status}): {message}".rstrip(": "), code="upstream_error")
+
+
+async def _watch_disconnect(receive: Receive, on_disconnect: Callable[[], None]) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            on_disconnect()
+            return
+
+
+async def run_watching_disconnect(receive: Receive, body: Callable[[], Awaitable[None]],
+                                  metrics: GatewayMetrics) -> bool:
+    """Run ``body`` until it ends or the client disconnects (then cancel it). True when it ended."""
+    finished = False
+    async with anyio.create_task_group() as group:
+
+        def disconnected() -> None:
+            if not finished:
+                metrics.client_disconnects.inc()
+                group.cancel_scope.cancel()
+
+        group.start_soon(_watch_disconnect, receive, disconnected)
+        try:
+            await body()
+            finished = True
+        finally:
+            group.cancel_scope.cancel()
+    return finished
+
+
+async def close_quietly(response: httpx.Response) -> None:
+    # Shielded: closing must happen even while the request is being cancelled, or the upstream
+    # connection (and vLLM's request on it) would stay open.
+    with anyio.CancelScope(shield=True), anyio.move_on_after(2):
+        await response.aclose()
+
+
+class RelayResponse(Response):
+    """A proxied OpenAI request: ``stream`` picks SSE passthrough or a plain JSON answer."""
+
+    def __init__(self, services: RelayServices, path: str, body: bytes, stream: bool, route: str) -> None:
+        self.services = services
+        self.path = path
+        self.payload = body
+        self.stream = stream
+        self.route = route
+        self.background = None
+        self.status_code = 200
+        self.started = False
+        self.finished = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        services = self.services
+        arrived = scope.get("state", {}).get("arrived", time.perf_counter())
+        try:
+            services.admission.acquire()
+        except ApiError as error:
+            await send_error(send, error)
+            return
+        try:
+            await run_watching_disconnect(receive, lambda: self._relay(send, arrived), services.metrics)
+        finally:
+            services.admission.release()
+            services.metrics.request_duration.labels(self.route).observe(time.perf_counter() - arrived)
+
+    async def _relay(self, send: Send, arrived: float) -> None:
+        settings = self.services.settings
+        metrics = self.services.metrics
+        now = anyio.current_time()
+        total_deadline = now + settings.upstream_total_timeout
+        first_deadline = now + settings.upstream_first_token_timeout if self.stream else total_deadline
+        idle = settings.upstream_idle_timeout
+        response: httpx.Response | None = None
+        with anyio.CancelScope(deadline=min(total_deadline, first_deadline)) as timer:
+            try:
+                response = await self.services.upstream.open("POST", self.path, self.payload)
+                if response.status_code != 200:
+                    body = await response.aread()
+                    await send_error(send, upstream_http_error(response.status_code, body[:MAX_ERROR_BODY]))
+                    return
+                if not self.stream:
+                    body = await response.aread()
+                    content_type = response.headers.get("content-type", "application/json").encode()
+                    await send({"type": "http.response.start", "status": 200, "headers": [
+                        (b"content-type", content_type), (b"content-length", str(len(body)).encode())]})
+                    await send({"type": "http.response.body", "body": body, "more_body": False})
+                    return
+                pending = b""
+                async for chunk in response.aiter_raw():
+                    timer.deadline = min(total_deadline, anyio.current_time() + idle)
+                    if not self.started:
+                        metrics.time_to_first_token.labels(self.route).observe(time.perf_counter() - arrived)
+                        self.started = True
+                        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+                    data = pending + chunk if pending else chunk
+                    end = events_end(data)
+                    if end == len(data):
+                        pending = b""
+                        await send({"type": "http.response.body", "body": data, "more_body": True})
+                    elif end:
+                        pending = data[end:]
+                        await send({"type": "http.response.body", "body": data[:end], "more_body": True})
+                    else:
+                        pending = data
+                if not self.started:
+                    self.started = True
+                    await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+                await send({"type": "http.response.body", "body": pending, "more_body": False})
+            except ApiError as error:
+                await self._fail(send, error)
+            except httpx.TransportError as exc:
+                metrics.upstream_errors.labels("midstream" if self.started else "protocol").inc()
+                log.warning("upstream failed", extra={"error": repr(exc), "started": self.started})
+                await self._fail(send, ApiError(502, "The model server connection was lost.",
+                                                code="upstream_disconnected"))
+            finally:
+                if response is not None:
+                    await close_quietly(response)
+        if timer.cancelled_caught:
+            if anyio.current_time() >= total_deadline:
+                kind, message = "total_timeout", "The request exceeded the gateway's total time limit."
+            elif not self.started:
+                kind, message = "first_token_timeout", "The model server sent no token in time."
+            else:
+                kind, message = "idle_timeout", "The model server stopped sending tokens."
+            metrics.upstream_errors.labels(kind).inc()
+            await self._fail(send, ApiError(504, message, code="upstream_timeout"))
+
+    async def _fail(self, send: Send, error: ApiError) -> None:
+        if self.started:
+            await send({"type": "http.response.body", "body": sse_error_event(error), "more_body": False})
+        else:
+            self.started = True
+            await send_error(send, error)

@@ -1,0 +1,1 @@
+"""Routers, one per surface: OpenAI proxy, audience API, admin, health, metrics."""

@@ -1,0 +1,118 @@
+"""Gateway settings, read from the environment (prefix ``GATEWAY_``).
+
+Every field is documented in gateway/README.md; the Kubernetes manifests (base/gateway) set the same names.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from fastapi import Depends, Request
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore")
+
+    # Server
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    # SIGTERM drain time for in-flight streams
+    shutdown_timeout: float = Field(default=30.0, ge=0)
+    # above the load balancer's idle timeout (60 s on an ALB)
+    keep_alive_seconds: float = Field(default=75.0, gt=0)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_prompts: bool = False
+    static_dir: Path = STATIC_DIR
+
+    # Upstream (the vLLM Service)
+    upstream_url: str = "http://127.0.0.1:8000"
+    upstream_metrics_url: str = ""  # default: <upstream_url>/metrics
+    upstream_api_key: SecretStr | None = None
+    model: str = "mistral-7b-awq"
+    allowed_models: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    upstream_connect_timeout: float = Field(default=3.0, gt=0)
+    upstream_connect_attempts: int = Field(default=3, ge=1, le=10)
+    upstream_retry_backoff: float = Field(default=0.1, ge=0)
+    upstream_first_token_timeout: float = Field(default=60.0, gt=0)
+    upstream_idle_timeout: float = Field(default=30.0, gt=0)
+    upstream_total_timeout: float = Field(default=300.0, gt=0)
+    upstream_metrics_poll_seconds: float = Field(default=1.0, ge=0, description="0 disables queue shedding")
+
+    # Admission and limits
+    max_in_flight: int = Field(default=256, ge=1)
+    shed_queue_waiting: int = Field(default=64, ge=0, description="shed while vLLM's waiting queue is above")
+    retry_after_seconds: int = Field(default=1, ge=1)
+    rate_limit_per_second: float = Field(default=10.0, ge=0, description="per client; 0 disables")
+    rate_limit_burst: int = Field(default=40, ge=1)
+    rate_limit_max_clients: int = Field(default=100_000, ge=1)
+    trusted_hops: int = Field(default=0, ge=0, description="proxies in front that append to X-Forwarded-For")
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_messages: int = Field(default=64, ge=1)
+    max_message_chars: int = Field(default=32_000, ge=1)
+    max_tokens: int = Field(default=1024, ge=1)
+    max_tokens_policy: Literal["clamp", "reject"] = "clamp"
+
+    # S3 records
+    s3_bucket: str = "eks-llm-inference-responses-000000000000"
+    s3_region: str = "us-east-1"
+    s3_endpoint_url: str | None = None
+    s3_prefix: str = ""
+    s3_attempts: int = Field(default=3, ge=1, le=10)
+    s3_connect_timeout: float = Field(default=2.0, gt=0)
+    s3_read_timeout: float = Field(default=5.0, gt=0)
+    state_cache_seconds: float = Field(default=2.0, ge=0)
+    stats_cache_seconds: float = Field(default=5.0, ge=0)
+
+    # Audience API
+    public_url: str = "http://127.0.0.1:8080"
+    default_mode: Literal["quiz", "survey"] = "quiz"
+    admin_token: SecretStr | None = None
+    question_max_chars: int = Field(default=500, ge=1)
+    question_max_tokens: int = Field(default=256, ge=1)
+    question_system_prompt: str = "You are a helpful assistant at a conference talk. Answer briefly."
+    feedback_max_chars: int = Field(default=2000, ge=1)
+    company_max_chars: int = Field(default=200, ge=1)
+
+    @field_validator("allowed_models", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("upstream_url")
+    @classmethod
+    def _upstream_root(cls, value: str) -> str:
+        # Accept the OpenAI-style base URL too: the proxy appends /v1/... itself.
+        value = value.rstrip("/")
+        return value.removesuffix("/v1")
+
+    @field_validator("s3_endpoint_url", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @property
+    def model_allow_list(self) -> frozenset[str]:
+        return frozenset(self.allowed_models or [self.model])
+
+    @property
+    def metrics_url(self) -> str:
+        return self.upstream_metrics_url or f"{self.upstream_url}/metrics"
+
+
+def get_settings(request: Request) -> Settings:
+    """The app's settings (given to ``create_app``); a dependency tests may override."""
+    return request.app.state.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -1,0 +1,115 @@
+"""The vLLM Service: one shared httpx client, connect retries, and the queue poller."""
+
+from __future__ import annotations
+
+import logging
+
+import anyio
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from gateway.errors import ApiError
+from gateway.limits import Admission
+from gateway.metrics import GatewayMetrics
+from gateway.settings import Settings
+
+log = logging.getLogger("gateway.upstream")
+
+WAITING_METRIC = "vllm:num_requests_waiting"
+
+
+def build_http_client(settings: Settings) -> httpx.AsyncClient:
+    # The pool is sized above the in-flight cap: httpx's default of 100 connections would queue streams
+    # in the pool instead of in vLLM. Keep-alive expires before uvicorn's (vLLM's) 5 s so a reused
+    # connection is never one the server is closing.
+    limits = httpx.Limits(
+        max_connections=settings.max_in_flight + 64,
+        max_keepalive_connections=settings.max_in_flight,
+        keepalive_expiry=4.0,
+    )
+    # Read timeouts are enforced by the relay (first token, idle gap, total), not per socket read.
+    timeout = httpx.Timeout(connect=settings.upstream_connect_timeout, read=None, write=30.0,
+                            pool=settings.upstream_connect_timeout)
+    headers = {"accept-encoding": "identity"}
+    if settings.upstream_api_key is not None:
+        headers["authorization"] = f"Bearer {settings.upstream_api_key.get_secret_value()}"
+    return httpx.AsyncClient(base_url=settings.upstream_url, limits=limits, timeout=timeout, headers=headers)
+
+
+class Upstream:
+    def __init__(self, client: httpx.AsyncClient, settings: Settings, metrics: GatewayMetrics) -> None:
+        self.client = client
+        self.settings = settings
+        self.metrics = metrics
+
+    async def open(self, method: str, path: str, body: bytes | None = None) -> httpx.Response:
+        """Send a request and return the response with its body unread (the caller closes it).
+
+        Connection refused is retried with exponential backoff (nothing reached the server, so it is
+        safe); after the last attempt it is a 503. A connect timeout is a 504.
+        """
+        headers = {"content-type": "application/json"} if body is not None else None
+        request = self.client.build_request(method, path, content=body, headers=headers)
+        attempts = self.settings.upstream_connect_attempts
+        for attempt in range(attempts):
+            try:
+                return await self.client.send(request, stream=True)
+            except httpx.ConnectTimeout as exc:
+                self.metrics.upstream_errors.labels("connect_timeout").inc()
+                raise ApiError(504, "Timed out connecting to the model server.",
+                               code="upstream_timeout") from exc
+            except httpx.PoolTimeout as exc:
+                self.metrics.upstream_errors.labels("pool_timeout").inc()
+                raise ApiError(503, "No upstream connection is free; retry shortly.", code="overloaded",
+                               retry_after=self.settings.retry_after_seconds) from exc
+            except httpx.ConnectError as exc:
+                self.metrics.upstream_errors.labels("connect").inc()
+                if attempt + 1 >= attempts:
+                    raise ApiError(503, "The model server is unavailable.", code="upstream_unavailable",
+                                   retry_after=self.settings.retry_after_seconds) from exc
+                await anyio.sleep(self.settings.upstream_retry_backoff * (2**attempt))
+            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+                self.metrics.upstream_errors.labels("protocol").inc()
+                raise ApiError(502, "The model server closed the connection before answering.",
+                               code="upstream_error") from exc
+        raise AssertionError("unreachable")
+
+
+def parse_waiting(metrics_text: str) -> float:
+    """Sum ``vllm:num_requests_waiting`` over its label sets (one per model)."""
+    # Only the waiting family's lines go to the parser: vLLM's exposition is large and the poll runs on
+    # the event loop every second.
+    lines = [line for line in metrics_text.splitlines() if WAITING_METRIC in line]
+    total = 0.0
+    found = False
+    for family in text_string_to_metric_families("\n".join(lines) + "\n"):
+        if family.name == WAITING_METRIC:
+            for sample in family.samples:
+                if sample.name == WAITING_METRIC:
+                    total += sample.value
+                    found = True
+    if not found:
+        raise ValueError(f"{WAITING_METRIC} not found in the upstream metrics")
+    return total
+
+
+async def poll_queue(client: httpx.AsyncClient, settings: Settings, admission: Admission,
+                     metrics: GatewayMetrics) -> None:
+    """Keep ``admission.upstream_waiting`` current; unknown (None) whenever a poll fails."""
+    interval = settings.upstream_metrics_poll_seconds
+    url = settings.metrics_url
+    failures = 0
+    while True:
+        try:
+            response = await client.get(url, timeout=httpx.Timeout(min(2.0, interval * 2)))
+            response.raise_for_status()
+            admission.upstream_waiting = parse_waiting(response.text)
+            metrics.upstream_waiting.set(admission.upstream_waiting)
+            failures = 0
+        except (httpx.HTTPError, ValueError) as exc:
+            admission.upstream_waiting = None
+            metrics.upstream_waiting.set(-1)
+            failures += 1
+            if failures == 1:
+                log.warning("upstream metrics poll failed", extra={"error": str(exc), "url": url})
+        await anyio.sleep(interval)

@@ -1,0 +1,106 @@
+"""Unit tests of gateway/limits.py and the relay's pure helpers."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.errors import ApiError
+from gateway.limits import Admission, TokenBuckets, client_address
+from gateway.metrics import GatewayMetrics
+from gateway.relay import events_end, upstream_http_error
+from gateway.upstream import parse_waiting
+
+
+def scope(peer: str = "10.0.0.9", forwarded: str | None = None) -> dict:
+    headers = [(b"x-forwarded-for", forwarded.encode())] if forwarded is not None else []
+    return {"client": (peer, 1234), "headers": headers}
+
+
+@pytest.mark.parametrize(("forwarded", "hops", "expected"), [
+    (None, 0, "10.0.0.9"),
+    ("198.51.100.1", 0, "10.0.0.9"),  # no trusted proxy: the header is the client's word, ignored
+    ("198.51.100.1", 1, "198.51.100.1"),
+    ("6.6.6.6, 198.51.100.1", 1, "198.51.100.1"),  # spoofed entry on the left is skipped
+    ("6.6.6.6, 198.51.100.1, 192.0.2.10", 2, "198.51.100.1"),
+    ("198.51.100.1", 2, "198.51.100.1"),  # fewer entries than hops: the leftmost
+    (" , ", 1, "10.0.0.9"),
+])
+def test_client_address_takes_the_entry_trusted_hops_from_the_right(forwarded, hops, expected):
+    assert client_address(scope(forwarded=forwarded), hops) == expected
+
+
+def test_token_bucket_grants_burst_then_refills_at_rate():
+    now = [100.0]
+    buckets = TokenBuckets(rate=2.0, burst=3, max_clients=10, clock=lambda: now[0])
+    assert [buckets.take("a") for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert buckets.take("a") == pytest.approx(0.5)
+    assert buckets.take("b") == 0.0  # another client has its own bucket
+    now[0] += 0.5
+    assert buckets.take("a") == 0.0
+    assert buckets.take("a") == pytest.approx(0.5)
+
+
+def test_token_buckets_evict_the_least_recently_seen_client():
+    buckets = TokenBuckets(rate=1.0, burst=1, max_clients=2, clock=lambda: 0.0)
+    buckets.take("a")
+    buckets.take("b")
+    buckets.take("c")
+    assert len(buckets) == 2
+    assert buckets.take("a") == 0.0  # evicted, so a fresh bucket
+
+
+def test_admission_caps_in_flight_and_sheds_on_upstream_queue():
+    metrics = GatewayMetrics()
+    admission = Admission(max_in_flight=2, shed_queue_waiting=5, retry_after=3, metrics=metrics)
+    admission.acquire()
+    admission.acquire()
+    with pytest.raises(ApiError) as refused:
+        admission.acquire()
+    assert (refused.value.status_code, refused.value.code, refused.value.headers) == (
+        429, "overloaded", {"Retry-After": "3"})
+    admission.release()
+    admission.upstream_waiting = 6
+    with pytest.raises(ApiError) as shed:
+        admission.acquire()
+    assert (shed.value.status_code, shed.value.code) == (429, "upstream_queue_full")
+    admission.upstream_waiting = 5
+    admission.acquire()
+    admission.release()
+    admission.release()
+    assert admission.in_flight == 0
+    assert metrics.registry.get_sample_value("gateway_in_flight_requests") == 0
+    assert metrics.registry.get_sample_value("gateway_shed_requests_total", {"reason": "in_flight_cap"}) == 1
+    assert metrics.registry.get_sample_value("gateway_shed_requests_total", {"reason": "upstream_queue"}) == 1
+
+
+@pytest.mark.parametrize(("data", "end"), [
+    (b"data: 1\n\n", 9),
+    (b"data: 1\n\ndata: 2", 9),
+    (b"data: 1\n\ndata: 2\n\n", 18),
+    (b"data: 1", 0),
+    (b"data: 1\r\n\r\ndata: 2", 11),
+])
+def test_events_end_finds_the_last_complete_event(data, end):
+    assert events_end(data) == end
+
+
+def test_upstream_errors_keep_vllm_message_and_map_status():
+    error = upstream_http_error(400, b'{"error": {"message": "too long", "type": "BadRequestError", '
+                                     b'"param": "max_tokens", "code": 400}}')
+    assert error.body() == {"error": {"message": "too long", "type": "invalid_request_error",
+                                      "param": "max_tokens", "code": None}}
+    assert error.status_code == 400
+    assert upstream_http_error(500, b"boom").status_code == 502
+    overloaded = upstream_http_error(503, b"{}")
+    assert (overloaded.status_code, overloaded.headers) == (503, {"Retry-After": "1"})
+
+
+def test_parse_waiting_sums_models_and_ignores_other_families():
+    text = (
+        "# HELP vllm:num_requests_waiting Waiting.\n# TYPE vllm:num_requests_waiting gauge\n"
+        'vllm:num_requests_waiting{model_name="a"} 3.0\nvllm:num_requests_waiting{model_name="b"} 4.0\n'
+        "# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running 9.0\n"
+    )
+    assert parse_waiting(text) == 7.0
+    with pytest.raises(ValueError, match="not found"):
+        parse_waiting("vllm:num_requests_running 1\n")
