@@ -13,7 +13,8 @@ import pytest
 from tools.validate import cli
 from tools.validate.cli import main
 from tools.validate.model import Report
-from tools.validate.rules import default_registry
+from tools.validate.rules import default_registry, meta
+from tools.validate.rules.base import Registry
 
 
 def fake_formats() -> Mapping[str, Callable[..., str]]:
@@ -29,7 +30,10 @@ def fake_formats() -> Mapping[str, Callable[..., str]]:
 
 @pytest.fixture
 def formats(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stand-in output formats and only the gate's own rules: these tests are about the command line,
+    not about what the policy rules find in the fixture (tests/validate/rules covers that)."""
     monkeypatch.setattr(cli, "_formats", fake_formats)
+    monkeypatch.setattr(cli, "default_registry", lambda: Registry(meta.RULES))
 
 
 def test_clean_overlay_exits_0(tree: Path, formats: None, capsys: pytest.CaptureFixture[str]) -> None:
