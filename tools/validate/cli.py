@@ -69,8 +69,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     validate.add_argument("--fail-level", choices=[s.name.lower() for s in Severity], help="default: config")
     _common(validate)
-    validate.add_argument("--crd", action="append", default=[], type=Path, metavar="DIR",
-                          help="directory of CRD YAML to validate custom resources against; repeatable")
+    validate.add_argument("--crd", action="append", default=[], type=Path, metavar="PATH",
+                          help="CRD YAML file or directory to validate custom resources against; repeatable")
     validate.add_argument("--kubernetes-version", help="Kubernetes version of the core schemas")
     validate.set_defaults(handler=_validate)
 
@@ -147,8 +147,8 @@ def _validate(args: argparse.Namespace) -> int:
         if not targets:
             raise GateError(f"no kustomization found under overlays/, apps/ or clusters/ in {repo_root}")
     for crd in args.crd:
-        if not crd.is_dir():
-            raise GateError(f"--crd {crd}: not a directory")
+        if not crd.exists():
+            raise GateError(f"--crd {crd}: no such file or directory")
     report = run(
         targets,
         RunOptions(

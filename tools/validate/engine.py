@@ -107,8 +107,8 @@ def run(targets: Sequence[Path], options: RunOptions) -> Report:
     render_options = RenderOptions(
         build_options=config.build_options, timeout=config.render_timeout, limits=config.limits
     )
-    schemas = _schemas(options)
-    catalogue = _catalogue(options)
+    schemas = build_schemas(options)
+    catalogue = build_catalogue(options)
     mapper = SourceMapper(options.repo_root, config.limits)
     findings: list[Finding] = []
     overlays: list[str] = []
@@ -214,7 +214,7 @@ def _optional(module: str) -> Any:
         raise
 
 
-def _schemas(options: RunOptions) -> Any:
+def build_schemas(options: RunOptions) -> Any:
     factory = options.schemas_factory
     if factory is None:
         module = _optional("tools.validate.schema")
@@ -229,7 +229,7 @@ def _schemas(options: RunOptions) -> Any:
         raise GateError(f"cannot load schemas: {exc}") from None
 
 
-def _catalogue(options: RunOptions) -> Any:
+def build_catalogue(options: RunOptions) -> Any:
     loader = options.catalogue_loader
     if loader is None:
         module = _optional("tools.validate.catalogue")
