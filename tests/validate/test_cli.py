@@ -111,7 +111,7 @@ def test_without_paths_every_entry_point_is_validated(tree: Path, formats: None,
 
     assert main(["validate", "--repo-root", str(tree)]) == 1
     out = capsys.readouterr().out
-    assert out.startswith("[text] overlays=overlays/suppressed,clusters/dev failing=")
+    assert out.startswith("[text] overlays=overlays/replaced,overlays/suppressed,clusters/dev failing=")
 
     assert main(["validate", "--repo-root", str(tree), "--env", "dev"]) == 0
     assert capsys.readouterr().out == "[text] overlays=clusters/dev failing=\n"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tools.validate.model import SourceLocation
-from tools.validate.render import Rendered, render
+from tools.validate.render import Rendered, render, split_field_path
 from tools.validate.sources import SourceMapper, parse_path, resolve_path
 
 TREE = Path(__file__).parent / "fixtures" / "tree"
@@ -94,4 +94,27 @@ def test_source_files_are_parsed_once(dev: Rendered, monkeypatch: pytest.MonkeyP
         mapper.locate(deployment, path, dev.patch_sources[deployment.index])
     assert sorted(calls) == [
         "base/web/deployment.yaml", "overlays/dev/scale.yaml", "overlays/dev/sidecar-args.yaml"
+    ]
+
+
+def test_a_field_written_by_a_replacement_points_at_its_source_value() -> None:
+    rendered = render(TREE / "overlays" / "replaced", TREE)
+
+    assert [r.ref() for r in rendered.resources] == ["ConfigMap/web-config", "Service/web", "Deployment/web"]
+    assert locate(rendered, "Deployment/web", f"{CONTAINERS}[1].image") == SourceLocation(
+        "overlays/replaced/values.yaml", 9
+    )
+    assert locate(rendered, "Deployment/web", f"{CONTAINERS}[0].image") == SourceLocation(
+        "base/web/deployment.yaml", 19
+    )
+    sidecar = SourceLocation("base/web/deployment.yaml", 23)
+    assert locate(rendered, "Deployment/web", f"{CONTAINERS}[1]") == sidecar
+
+
+def test_field_path_syntax_of_kustomize() -> None:
+    assert split_field_path("spec.template.spec.containers.[name=vllm].env.[name=AWS_REGION].value") == [
+        "spec", "template", "spec", "containers", "[name=vllm]", "env", "[name=AWS_REGION]", "value"
+    ]
+    assert split_field_path("spec.subnetSelectorTerms.0.tags.[karpenter.sh/discovery]") == [
+        "spec", "subnetSelectorTerms", "0", "tags", "karpenter.sh/discovery"
     ]

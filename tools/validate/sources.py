@@ -1,11 +1,12 @@
 """From a finding's path in a rendered resource to the line of the repository file that set it.
 
 Order of lookup (`SourceMapper.locate`):
-1. the patches kustomize applied to the resource, last first (the last patch that sets the path
-   wins): strategic-merge patches are walked like the resource, matching list items by their merge
-   key (`name`, `containerPort`, `mountPath`) or, for lists of scalars, by value; JSON6902 patches
-   match an operation whose `path` is the finding's path or one of its parents (then the rest of
-   the path is walked inside the operation's `value`);
+1. the patches and replacements kustomize applied to the resource, last first (the last one that
+   sets the path wins): strategic-merge patches are walked like the resource, matching list items by
+   their merge key (`name`, `containerPort`, `mountPath`) or, for lists of scalars, by value; JSON6902
+   patches match an operation whose `path` is the finding's path or one of its parents (then the
+   rest of the path is walked inside the operation's `value`); a replacement whose target field
+   paths cover the path gives the line of its source field (e.g. the environment's ConfigMap value);
 2. the origin file (the document of that kind and name in a multi-document file), walked the same
    way;
 3. when the field is set nowhere (it is absent, or a default), the first line of the resource's
@@ -25,7 +26,7 @@ from typing import Any
 
 from tools.validate.loader import InputError, Limits, Node, compose_with_lines, read_text
 from tools.validate.model import Resource, SourceLocation
-from tools.validate.render import PatchSource
+from tools.validate.render import PatchSource, split_field_path
 
 Segment = str | int
 
@@ -130,6 +131,10 @@ class SourceMapper:
         return self._texts[key]
 
     def _in_patch(self, resource: Resource, segments: list[Segment], patch: PatchSource) -> int | None:
+        if patch.kind == "replacement":
+            doc = resource.doc
+            wrote = any(_field_path_covers(split_field_path(p), segments, doc) for p in patch.field_paths)
+            return patch.line if wrote else None
         documents = self._patch_nodes(patch)
         if patch.kind == "json6902":
             operations = documents[0].value if documents and isinstance(documents[0].value, list) else []
@@ -240,6 +245,33 @@ def _match_item(items: list[Node], rendered_item: Any, index: int) -> int | None
                 return i
         return None
     return index if 0 <= index < len(items) else None
+
+
+def _field_path_covers(tokens: list[str], segments: Sequence[Segment], rendered: Any) -> bool:
+    """Whether a kustomize field path (tokens of `split_field_path`) names `segments` or a parent of it.
+
+    `[key=value]` selects the list items with that field; `*` any item or key; a number an index.
+    """
+    if not tokens:
+        return True
+    if not segments:
+        return False
+    token, segment = tokens[0], segments[0]
+    if isinstance(segment, int):
+        if not isinstance(rendered, list) or not 0 <= segment < len(rendered):
+            return False
+        item = rendered[segment]
+        if token.startswith("[") and token.endswith("]") and "=" in token:
+            key, _, value = token[1:-1].partition("=")
+            matched = isinstance(item, dict) and str(item.get(key)) == value
+        else:
+            matched = token in ("*", "-") or token == str(segment)
+    else:
+        if not isinstance(rendered, dict):
+            return False
+        item = rendered.get(segment)
+        matched = token in ("*", segment)
+    return matched and _field_path_covers(tokens[1:], segments[1:], item)
 
 
 def _pointer(path: str) -> list[str]:
