@@ -171,3 +171,9 @@ def test_a_missing_delegated_command_says_so(monkeypatch: pytest.MonkeyPatch,
 
     assert main(["diff"]) == 2
     assert capsys.readouterr().err == "gate diff: not available in this build\n"
+
+
+def test_the_repository_rule_reference_is_current(capsys: pytest.CaptureFixture[str]) -> None:
+    # after changing a rule or gate.yaml: `python -m tools.validate docs`
+    code = main(["docs", "--check", "--repo-root", str(Path(__file__).parents[2])])
+    assert code == 0, capsys.readouterr().err

@@ -234,7 +234,10 @@ def _rules(args: argparse.Namespace) -> int:
 def _docs(args: argparse.Namespace) -> int:
     repo_root = _repo_root(args)
     target = repo_root / rule_docs.DOCS_PATH
-    text = rule_docs.generate(default_registry())
+    registry = default_registry()
+    config_path = find_config(repo_root, args.config)
+    config = load_config(config_path, registry, _display(config_path, repo_root) if config_path else None)
+    text = rule_docs.generate(registry, config if config_path else None)
     current = target.read_text(encoding="utf-8") if target.is_file() else None
     if args.check:
         if current != text:
