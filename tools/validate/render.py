@@ -175,7 +175,7 @@ def render(directory: Path, repo_root: Path, options: RenderOptions = RenderOpti
             origin = _resolve_origin(origin_text, wrapper_dir, repo_root)
             resource = Resource(doc=doc, overlay=overlay, origin=origin, index=index)
             applied = _applied_patches(resource, transformations, wrapper_dir, kustomizations)
-            resource.patches = tuple(dict.fromkeys(p.file for p in applied))
+            resource.patches = tuple(dict.fromkeys(p.file for p in applied if p.kind != "replacement"))
             patch_sources[index] = tuple(applied)
             resources.append(resource)
     return Rendered(overlay, resources, loaded.duplicates, patch_sources)
