@@ -12,6 +12,8 @@ import pytest
 
 from tools.validate import cli
 from tools.validate.cli import main
+from tools.validate.config import load_config
+from tools.validate.engine import RunOptions, discover_targets, run
 from tools.validate.model import Report
 from tools.validate.rules import default_registry, meta
 from tools.validate.rules.base import Registry
@@ -177,3 +179,19 @@ def test_the_repository_rule_reference_is_current(capsys: pytest.CaptureFixture[
     # after changing a rule or gate.yaml: `python -m tools.validate docs`
     code = main(["docs", "--check", "--repo-root", str(Path(__file__).parents[2])])
     assert code == 0, capsys.readouterr().err
+
+
+def test_the_gate_runs_on_this_repository() -> None:
+    # every deployed overlay renders and every rule runs without crashing (crashes raise under the tests)
+    root = Path(__file__).parents[2]
+    registry = default_registry()
+    config = load_config(root / "gate.yaml", registry, "gate.yaml")
+
+    report = run(discover_targets(root), RunOptions(repo_root=root, config=config, registry=registry))
+
+    assert report.overlays == [
+        "overlays/dev", "overlays/prod", "apps/dev", "apps/prod", "clusters/dev", "clusters/prod"
+    ]
+    assert report.resource_count > 0
+    located = [f for f in report.findings if f.resource is not None]
+    assert all(f.location is not None and (root / f.location.file).is_file() for f in located)

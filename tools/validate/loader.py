@@ -13,7 +13,13 @@ by a small iterative builder rather than by `yaml.load`, because:
   (plain scalars are resolved once per distinct value; quoted scalars are strings).
 
 Scalars are resolved exactly as PyYAML's safe loader resolves them (YAML 1.1 implicit types) and
-merge keys (`<<`) are honoured. Every failure is an `InputError` naming the file and line.
+merge keys (`<<`) are honoured; explicit tags other than the YAML core scalar/map/seq tags are
+refused. Every failure is an `InputError` naming the file and line.
+
+Duplicate keys: `Loaded.duplicates` lists them and the last value wins. Callers decide: the config
+file refuses them (`load_one_mapping` -> InputError -> exit 2); in rendered output they become
+findings of `input/duplicate-key` (kustomize itself already refuses duplicate keys in the files it
+reads, so in practice a duplicate there ends the run with kustomize's message).
 """
 
 from __future__ import annotations
