@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.validate.model import SourceLocation
+from tools.validate.model import SourceLocation, walk
 from tools.validate.render import Rendered, render, split_field_path
 from tools.validate.sources import SourceMapper, parse_path, resolve_path
 
@@ -118,3 +118,22 @@ def test_field_path_syntax_of_kustomize() -> None:
     assert split_field_path("spec.subnetSelectorTerms.0.tags.[karpenter.sh/discovery]") == [
         "spec", "subnetSelectorTerms", "0", "tags", "karpenter.sh/discovery"
     ]
+
+
+@pytest.mark.parametrize("overlay", ["overlays/dev", "overlays/prod", "apps/prod", "clusters/prod"])
+def test_every_field_of_the_repository_overlays_has_a_line_in_an_existing_file(overlay: str) -> None:
+    root = Path(__file__).parents[2]
+    rendered = render(root / overlay, root)
+    mapper = SourceMapper(root)
+    line_counts: dict[str, int] = {}
+
+    checked = 0
+    for resource in rendered.resources:
+        for path, _ in walk(resource.doc):
+            location = mapper.locate(resource, path, rendered.patch_sources[resource.index])
+            assert location is not None, (resource.ref(), path)
+            if location.file not in line_counts:
+                line_counts[location.file] = len((root / location.file).read_text().splitlines())
+            assert 1 <= location.line <= line_counts[location.file], (resource.ref(), path, location)
+            checked += 1
+    assert checked > 20  # not vacuous
