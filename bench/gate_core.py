@@ -11,13 +11,14 @@ CPU seconds are measured (the process's, plus
 kustomize's for the render), so the figures hold on a shared machine.
 
 Last results (2026-11-28, `python -m bench.gate_core`, shared 2-core machine at a load average of
-~16, three runs; CPU time is inflated by the contention, so these are pessimistic):
+~16, five runs; CPU time is inflated by the contention, so these are pessimistic; the number of
+findings of "all rules" grows with the rule set):
 
-    kustomize build, plain (as Argo CD)     300 resources    1.34 s       225 resources/s
-    gate render (kustomize + origins)       300 resources    1.84-2.13 s  141-163 resources/s
+    kustomize build, plain (as Argo CD)     300 resources    1.06-1.34 s  225-282 resources/s
+    gate render (kustomize + origins)       300 resources    1.75-2.13 s  141-171 resources/s
     YAML load (rendered text)              2000 resources    0.42-0.70 s  2,839-4,722 resources/s
-    engine, all rules (600 findings)        300 resources    0.18-0.23 s  1,326-1,707 resources/s
-    engine, + one finding each (900)        300 resources    0.31-0.37 s  803-960 resources/s
+    engine, all rules (600-900 findings)    300 resources    0.18-0.31 s  960-1,707 resources/s
+    engine, + one finding each              300 resources    0.31-0.37 s  803-960 resources/s
 
 kustomize dominates (its origin annotations add ~35 %); the gate's own work (load + every rule,
 schema checks included, + a source line for each finding) is ~1 ms per resource here. For
