@@ -43,7 +43,9 @@ async function admin(path, options = {}) {
   try {
     return await requestJson(path, { ...options, headers: { ...authorization(), ...(options.headers || {}) } });
   } catch (problem) {
-    if (problem instanceof Problem && problem.status === 401) lock("The token was not accepted. Unlock again.");
+    if (problem instanceof Problem && problem.status === 401) {
+      lock(el.console.hidden ? "That token was not accepted." : "The token is no longer accepted. Unlock again.");
+    }
     throw problem;
   }
 }

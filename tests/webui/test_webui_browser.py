@@ -13,6 +13,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
+from gateway.storage import record_id
 from gateway.testing.servers import free_port, serve_in_thread
 from tests.webui.conftest import GatewayFactory, PageProblems
 from tests.webui.support import ADMIN_TOKEN, PHONE, PUBLIC_URL, Gateway, ScriptedModel, screenshot
@@ -241,6 +242,39 @@ def test_rate_limited_survey_shows_a_countdown_then_retries(start_gateway: Gatew
         assert_page_clean(page, problems)
 
 
+def test_storage_outage_keeps_the_answer_and_the_retry_reuses_its_key(
+        start_gateway: GatewayFactory, phone: Phone, closed_upstream: str, s3_fault: Any) -> None:
+    page, problems = phone
+    with start_gateway(upstream_url=closed_upstream, model="m", upstream_metrics_poll_seconds=0,
+                       s3_read_timeout=1, s3_attempts=1, retry_after_seconds=3) as gateway:
+        session_id = open_page(page, gateway, "survey")
+        sent_keys: list[str | None] = []
+        page.on("request", lambda request: sent_keys.append(request.headers.get("idempotency-key"))
+                if request.url.endswith("/api/survey") else None)
+        page.click("label[for=rating-3]")
+        page.fill("#feedback", "Saved on the second try")
+        s3_fault.pause()
+        try:
+            page.click("#send-survey")
+            page.wait_for_selector("#survey-problem:not([hidden])")
+            assert page.inner_text("#survey-problem .problem-message") == (
+                "We could not save that just now; nothing was recorded. Please retry.")
+            assert page.input_value("#feedback") == "Saved on the second try"
+            assert page.is_checked("#rating-3")
+            screenshot(page, "survey-storage-down")
+        finally:
+            s3_fault.resume()
+        # The automatic retry after Retry-After sends the same submission with the same key.
+        page.wait_for_selector("#survey-done:not([hidden])", timeout=20_000)
+        ticket = page.inner_text("#ticket")
+        assert len(sent_keys) >= 2 and len(set(sent_keys)) == 1 and sent_keys[0]
+        assert ticket == record_id(session_id, "survey", sent_keys[0])
+        assert survey_keys(s3_fault.client(), gateway, session_id) == [
+            gateway.key("sessions", session_id, "survey", f"{ticket}.json")]
+        problems.console_errors = [text for text in problems.console_errors if "503" not in text]
+        assert_page_clean(page, problems)
+
+
 def test_model_server_down_shows_a_retry_and_keeps_the_question(start_gateway: GatewayFactory, phone: Phone,
                                                                 closed_upstream: str) -> None:
     page, problems = phone
@@ -275,7 +309,7 @@ def test_admin_page_needs_the_token_then_shows_the_qr_code_and_live_figures(
     page.fill("#token", "not-the-token")
     page.press("#token", "Enter")
     page.wait_for_selector("#token-error:not([hidden])")
-    assert page.inner_text("#token-error") == "The token was not accepted. Unlock again."
+    assert page.inner_text("#token-error") == "That token was not accepted."
     assert page.is_hidden("#console")
     screenshot(page, "admin-locked")
 
