@@ -175,6 +175,29 @@ def test_survey_lands_in_s3_once_and_its_ticket_can_win(model_gateway: Gateway, 
     assert_page_clean(page, problems)
 
 
+def test_survey_can_be_completed_with_the_keyboard_alone(start_gateway: GatewayFactory, phone: Phone,
+                                                         closed_upstream: str, s3_server: Any) -> None:
+    page, problems = phone
+    with start_gateway(upstream_url=closed_upstream, model="m", upstream_metrics_poll_seconds=0) as gateway:
+        session_id = open_page(page, gateway, "survey")
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.id") == "rating-1"
+        for _ in range(3):
+            page.keyboard.press("ArrowRight")  # arrows move through the radio group and pick
+        assert page.is_checked("#rating-4")
+        screenshot(page, "survey-keyboard-focus")
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.id") == "company"
+        page.keyboard.type("Keyboard Ltd")
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#survey-done:not([hidden])")
+        ticket = page.inner_text("#ticket")
+        key = gateway.key("sessions", session_id, "survey", f"{ticket}.json")
+        record = read_record(s3_server.client(), gateway, key)
+        assert (record["rating"], record["company"], record["feedback"]) == (4, "Keyboard Ltd", "")
+        assert_page_clean(page, problems)
+
+
 def test_server_field_errors_show_beside_the_field_and_keep_the_input(
         start_gateway: GatewayFactory, phone: Phone, closed_upstream: str) -> None:
     page, problems = phone
