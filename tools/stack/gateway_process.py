@@ -39,6 +39,10 @@ class GatewayServer:
         return f"{self.url}/metrics"
 
     @property
+    def ready_url(self) -> str:
+        return f"{self.url}/readyz"
+
+    @property
     def pid(self) -> int | None:
         return self.record.pid if self.record else None
 
@@ -73,7 +77,7 @@ def start_gateway(
     admin_token: str,
     timeout: float = 60.0,
 ) -> GatewayServer:
-    """Start `python -m gateway serve` and wait until it answers HTTP (uvicorn listens after startup)."""
+    """Start `python -m gateway serve` and wait until /readyz says vLLM and S3 are reachable."""
     if importlib.util.find_spec("gateway") is None:
         raise GatewayStartError(f"the gateway package is not importable from {REPO_ROOT}")
     env = dict(os.environ)
@@ -83,21 +87,20 @@ def start_gateway(
     server = GatewayServer(port=port, log_path=log_path, admin_token=admin_token)
     server.popen, server.record = start_process("gateway", command, log_path=log_path, env=env, cwd=REPO_ROOT)
     deadline = time.monotonic() + timeout
-    while not _answers(server.metrics_url):
+    while not _ready(server.ready_url):
         if server.popen.poll() is not None:
             raise GatewayStartError(
                 f"the gateway exited with code {server.popen.returncode}; {log_path}:\n{log_tail(log_path)}"
             )
         if time.monotonic() > deadline:
             server.stop()
-            raise GatewayStartError(f"the gateway did not answer within {timeout:g} s; {log_path}")
+            raise GatewayStartError(f"the gateway was not ready within {timeout:g} s; {log_path}")
         time.sleep(0.2)
     return server
 
 
-def _answers(url: str) -> bool:
+def _ready(url: str) -> bool:
     try:
-        httpx.get(url, timeout=1.0)
+        return httpx.get(url, timeout=10.0).status_code == 200
     except httpx.HTTPError:
         return False
-    return True

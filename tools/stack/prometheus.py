@@ -74,6 +74,29 @@ class PrometheusServer:
         write_config(self.config_path, targets)
         os.kill(self.record.pid, signal.SIGHUP)
 
+    @property
+    def api(self) -> PrometheusApi:
+        return PrometheusApi(self.url)
+
+    def query_vector(self, expr: str) -> list[tuple[dict[str, str], float]]:
+        """An instant query: (labels, value) for every sample of the result vector (maybe none)."""
+        return self.api.query_vector(expr)
+
+    def query(self, expr: str) -> float:
+        """The value of a query that yields exactly one sample; PrometheusError otherwise."""
+        return self.api.query(expr)
+
+    def targets_up(self) -> dict[str, bool]:
+        """job -> whether its last scrape succeeded."""
+        return self.api.targets_up()
+
+
+@dataclass(frozen=True)
+class PrometheusApi:
+    """Prometheus's HTTP API at `url` (any Prometheus, e.g. one `stack up` started)."""
+
+    url: str
+
     def query_vector(self, expr: str) -> list[tuple[dict[str, str], float]]:
         """An instant query: (labels, value) for every sample of the result vector (maybe none)."""
         try:
