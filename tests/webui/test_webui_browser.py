@@ -131,6 +131,25 @@ def test_model_text_is_shown_as_text_never_as_html(start_gateway: GatewayFactory
         assert_page_clean(page, problems)
 
 
+def test_a_failure_mid_answer_keeps_the_partial_answer_and_offers_a_retry(start_gateway: GatewayFactory,
+                                                                          phone: Phone) -> None:
+    page, problems = phone
+    with serve_in_thread(ScriptedModel(["The queue ", "is the signal"], error="engine died")) as model, \
+            start_gateway(upstream_url=model.url, model="scripted-model") as gateway:
+        open_page(page, gateway, "quiz")
+        page.fill("#question", "What does KEDA watch?")
+        page.press("#question", "Enter")
+        page.wait_for_selector("#question-problem:not([hidden])")
+        assert page.inner_text("#question-problem .problem-message") == (
+            "The model server had a problem answering. Please retry.")
+        assert page.evaluate("document.getElementById('answer').textContent") == "The queue is the signal"
+        assert page.inner_text("#answer-status") == "The answer stopped early."
+        assert page.is_enabled("#question-problem .retry")  # no Retry-After: ready at once
+        assert page.input_value("#question") == "What does KEDA watch?"
+        screenshot(page, "quiz-failed-mid-answer")
+        assert_page_clean(page, problems)
+
+
 @pytest.mark.vllm
 def test_survey_lands_in_s3_once_and_its_ticket_can_win(model_gateway: Gateway, phone: Phone,
                                                         s3_server: Any) -> None:
