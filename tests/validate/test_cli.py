@@ -12,8 +12,11 @@ import pytest
 
 from tools.validate import cli
 from tools.validate.cli import main
+from tools.validate.config import load_config
+from tools.validate.engine import RunOptions, discover_targets, run
 from tools.validate.model import Report
-from tools.validate.rules import default_registry
+from tools.validate.rules import default_registry, meta
+from tools.validate.rules.base import Registry
 
 
 def fake_formats() -> Mapping[str, Callable[..., str]]:
@@ -29,7 +32,10 @@ def fake_formats() -> Mapping[str, Callable[..., str]]:
 
 @pytest.fixture
 def formats(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stand-in output formats and only the gate's own rules: these tests are about the command line,
+    not about what the policy rules find in the fixture (tests/validate/rules covers that)."""
     monkeypatch.setattr(cli, "_formats", fake_formats)
+    monkeypatch.setattr(cli, "default_registry", lambda: Registry(meta.RULES))
 
 
 def test_clean_overlay_exits_0(tree: Path, formats: None, capsys: pytest.CaptureFixture[str]) -> None:
@@ -107,7 +113,7 @@ def test_without_paths_every_entry_point_is_validated(tree: Path, formats: None,
 
     assert main(["validate", "--repo-root", str(tree)]) == 1
     out = capsys.readouterr().out
-    assert out.startswith("[text] overlays=overlays/suppressed,clusters/dev failing=")
+    assert out.startswith("[text] overlays=overlays/replaced,overlays/suppressed,clusters/dev failing=")
 
     assert main(["validate", "--repo-root", str(tree), "--env", "dev"]) == 0
     assert capsys.readouterr().out == "[text] overlays=clusters/dev failing=\n"
@@ -167,3 +173,25 @@ def test_a_missing_delegated_command_says_so(monkeypatch: pytest.MonkeyPatch,
 
     assert main(["diff"]) == 2
     assert capsys.readouterr().err == "gate diff: not available in this build\n"
+
+
+def test_the_repository_rule_reference_is_current(capsys: pytest.CaptureFixture[str]) -> None:
+    # after changing a rule or gate.yaml: `python -m tools.validate docs`
+    code = main(["docs", "--check", "--repo-root", str(Path(__file__).parents[2])])
+    assert code == 0, capsys.readouterr().err
+
+
+def test_the_gate_runs_on_this_repository() -> None:
+    # every deployed overlay renders and every rule runs without crashing (crashes raise under the tests)
+    root = Path(__file__).parents[2]
+    registry = default_registry()
+    config = load_config(root / "gate.yaml", registry, "gate.yaml")
+
+    report = run(discover_targets(root), RunOptions(repo_root=root, config=config, registry=registry))
+
+    assert report.overlays == [
+        "overlays/dev", "overlays/prod", "apps/dev", "apps/prod", "clusters/dev", "clusters/prod"
+    ]
+    assert report.resource_count > 0
+    located = [f for f in report.findings if f.resource is not None]
+    assert all(f.location is not None and (root / f.location.file).is_file() for f in located)

@@ -7,6 +7,7 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -258,3 +259,20 @@ def test_junk_from_kustomize_is_a_render_error(tmp_path: Path, printed: str, mes
     with pytest.raises(RenderError) as caught:
         render(TREE / "overlays" / "dev", TREE, options)
     assert str(caught.value) == message
+
+
+JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=10), children, max_size=5)
+    ),
+    max_leaves=40,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(JSONISH, min_size=1, max_size=3), st.sampled_from([None, True, False]))
+def test_values_equal_pyyaml_safe_load(values: list[object], flow: bool | None) -> None:
+    text = yaml.safe_dump_all(values, default_flow_style=flow)
+    expected = [v for v in yaml.safe_load_all(text) if v is not None]
+    assert load_text(text, "dump.yaml").documents == expected

@@ -32,8 +32,8 @@ from typing import Any
 from urllib.parse import urljoin
 
 import jsonschema_rs
-import yaml
 
+from tools.validate.loader import InputError, load_file, load_text
 from tools.validate.model import Resource
 from tools.validate.rules.base import Violation
 
@@ -265,6 +265,7 @@ class CrdKind:
     source: str
     schema: dict[str, Any]
     openapi: Mapping[str, Any]  # as the CRD declares it: its CEL rules are compiled on first use
+    where: str = ""  # file and document
 
 
 class CelSupport:
@@ -395,17 +396,14 @@ def _cel_path(path: str, field_path: str) -> str:
     return path
 
 
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-def _iter_documents(path: Path) -> Iterator[tuple[int, Any]]:
+def _iter_documents(path: Path) -> Iterator[tuple[str, Any]]:
+    """(`file:line`, document) for every document of a YAML or JSON file, with the gate's safe loader."""
     try:
-        text = path.read_text(encoding="utf-8")
-        yield from enumerate(yaml.load_all(text, Loader=_YAML_LOADER), start=1)
-    except (OSError, UnicodeDecodeError) as error:
-        raise SchemaError(f"{path}: cannot read: {error}") from None
-    except yaml.YAMLError as error:
-        raise SchemaError(f"{path}: not valid YAML: {error}") from None
+        loaded = load_file(path)
+    except InputError as error:
+        raise SchemaError(str(error)) from None
+    for line, document in zip(loaded.lines, loaded.documents, strict=True):
+        yield f"{path}:{line}", document
 
 
 def _crd_files(location: Path) -> list[Path]:
@@ -424,9 +422,9 @@ def load_crds(locations: Sequence[Path]) -> dict[tuple[str, str], CrdKind]:
     kinds: dict[tuple[str, str], CrdKind] = {}
     for location in locations:
         for path in _crd_files(Path(location)):
-            for number, document in _iter_documents(path):
-                for crd in _crds_in(document, f"{path} (document {number})"):
-                    for kind in _crd_kinds(crd, f"{path} (document {number})"):
+            for where, document in _iter_documents(path):
+                for crd in _crds_in(document, where):
+                    for kind in _crd_kinds(crd, where):
                         kinds[(kind.api_version, kind.kind)] = kind
     return kinds
 
@@ -436,14 +434,13 @@ def _crds_in(document: Any, where: str) -> list[Mapping[str, Any]]:
         return []
     if not isinstance(document, Mapping):
         raise SchemaError(f"{where}: expected a CustomResourceDefinition or a List of them")
-    if document.get("kind") == "List" or (
-        document.get("kind", "").endswith("List") and isinstance(document.get("items"), list)
-    ):
+    kind = str(document.get("kind") or "")
+    if kind.endswith("List") and isinstance(document.get("items"), list):
         found: list[Mapping[str, Any]] = []
         for index, item in enumerate(document.get("items") or []):
             found.extend(_crds_in(item, f"{where} items[{index}]"))
         return found
-    if document.get("kind") != "CustomResourceDefinition":
+    if kind != "CustomResourceDefinition":
         raise SchemaError(f"{where}: kind {document.get('kind')!r} is not a CustomResourceDefinition")
     if document.get("apiVersion") != "apiextensions.k8s.io/v1":
         raise SchemaError(
@@ -463,21 +460,25 @@ def _crd_kinds(crd: Mapping[str, Any], where: str) -> Iterator[CrdKind]:
         raise SchemaError(f"{where}: CRD {name} has no spec.versions")
     group, kind = spec["group"], spec["names"]["kind"]
     for version in versions:
+        if not isinstance(version, Mapping) or not version.get("name"):
+            raise SchemaError(f"{where}: CRD {name} has a version without a name")
         if not version.get("served", True):
             continue
-        openapi = ((version.get("schema") or {}).get("openAPIV3Schema")) or spec.get("validation", {}).get(
-            "openAPIV3Schema"
-        )
+        openapi = (version.get("schema") or {}).get("openAPIV3Schema")
         if not isinstance(openapi, Mapping):
-            raise SchemaError(f"{where}: CRD {name} version {version.get('name')} has no openAPIV3Schema")
+            raise SchemaError(f"{where}: CRD {name} version {version['name']} has no openAPIV3Schema")
         api_version = f"{group}/{version['name']}"
-        schema = structural_to_json_schema(openapi)
+        try:
+            schema = structural_to_json_schema(openapi)
+        except (AttributeError, TypeError) as error:  # a node that is not a schema object
+            where_version = f"{where}: CRD {name} version {version['name']}"
+            raise SchemaError(f"{where_version}: invalid schema ({error})") from None
         properties = schema.setdefault("properties", {})
         properties["apiVersion"] = {"const": api_version}
         properties["kind"] = {"const": kind}
         properties["metadata"] = {"$ref": OBJECT_META_REF}
         schema["$id"] = f"{CRD_SCHEMA_BASE}{group}/{version['name']}/{kind}.json"
-        yield CrdKind(api_version, kind, f"CRD {name} from {where}", schema, openapi)
+        yield CrdKind(api_version, kind, f"CRD {name} from {where}", schema, openapi, where)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -510,7 +511,7 @@ class SchemaValidator:
         self._documents: dict[str, Any] = {CORE_DEFINITIONS_URI: definitions}
         for filename in PROJECT_SCHEMA_FILES:
             text = resources.files("tools.validate.schemas").joinpath(filename).read_text(encoding="utf-8")
-            document = yaml.load(text, Loader=_YAML_LOADER)
+            document = load_text(text, f"tools/validate/schemas/{filename}").documents[0]
             document["$id"] = PROJECT_SCHEMA_BASE + filename
             self._documents[document["$id"]] = document
         self.cel = CelSupport()
@@ -519,6 +520,15 @@ class SchemaValidator:
             self._documents[crd.schema["$id"]] = crd.schema
         self._registry = jsonschema_rs.Registry(list(self._documents.items()))
         self._compiled: dict[tuple[str, str], _Compiled | None] = {}
+        # Compiled now, so that a CRD whose schema does not compile is an error before any resource.
+        self._crd_validators: dict[tuple[str, str], Any] = {}
+        for key, crd in self._crds.items():
+            try:
+                self._crd_validators[key] = self._validator(crd.schema["$id"])
+            except ValueError as error:
+                reason = str(error).splitlines()[0]
+                message = f"the schema of {key[1]} {key[0]} is invalid: {reason}"
+                raise SchemaError(f"{crd.where}: {message}") from None
         self._unknown_field_messages: dict[tuple[str, str], str] = {}
 
     # -- what is known -------------------------------------------------------------------------
@@ -543,6 +553,9 @@ class SchemaValidator:
     # -- validation ----------------------------------------------------------------------------
 
     def validate(self, resource: Resource) -> list[SchemaViolation]:
+        if not isinstance(resource.doc, Mapping):
+            message = f"a resource must be an object (got {_describe(resource.doc)})"
+            return [SchemaViolation(resource, "", message, UNKNOWN_KIND)]
         api_version, kind = resource.api_version, resource.kind
         if not api_version or not kind:
             return [SchemaViolation(resource, "", "resource has no apiVersion or kind", UNKNOWN_KIND)]
@@ -578,7 +591,7 @@ class SchemaValidator:
         if key in self._crds:
             crd = self._crds[key]
             cel = self.cel.build(crd.openapi) if self.cel.available else None
-            return _Compiled(self._validator(crd.schema["$id"]), crd.source, cel)
+            return _Compiled(self._crd_validators[key], crd.source, cel)
         if key in PROJECT_KINDS:
             filename, name = PROJECT_KINDS[key]
             return _Compiled(

@@ -147,14 +147,14 @@ def _is_vllm(container: Mapping[str, Any], tokens: Sequence[Token]) -> bool:
 
 
 def _program_end(tokens: Sequence[Token]) -> int:
-    """Index of the first token vLLM's parser sees (after `vllm serve` or `-m <entrypoint>`)."""
+    """Index of the first token vLLM's parser sees: after `vllm serve` or `-m <entrypoint>`; without
+    either, after the container's own `command` (the image's entrypoint is `vllm serve`)."""
     for i, token in enumerate(tokens):
         if token.text == "serve" and i > 0 and tokens[i - 1].text.endswith("vllm"):
             return i + 1
         if token.text in _ENTRYPOINT_MARKERS:
             return i + 1
-    # Image entrypoint is `vllm serve`: the args start right away.
-    return next((i for i, t in enumerate(tokens) if t.text.startswith("-") or "/" in t.text), 0)
+    return sum(1 for t in tokens if ".command[" in t.path)
 
 
 def parse_container(

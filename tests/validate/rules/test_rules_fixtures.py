@@ -4,14 +4,14 @@ pass.yaml yields nothing. A meta-test keeps every rule documented and covered.""
 from __future__ import annotations
 
 import pytest
-from rules_fixtures import FIXTURES, context_for, load_fixture, run_rule, slug
+from rules_fixtures import FIXTURES, context_for, load_fixture, policy_rules, run_rule, slug
 
 from tools.validate.catalogue import Catalogue, load_catalogue
 from tools.validate.rules import default_registry
 from tools.validate.rules.base import FAMILIES, Rule
 from tools.validate.vllm_args import find_vllm_python
 
-RULES = list(default_registry())
+RULES = policy_rules()
 # This rule needs the vLLM environment; without it, it reports nothing (tested separately below).
 NEEDS_VLLM = {"gpu/vllm-flags-accepted"}
 
@@ -26,6 +26,8 @@ def test_at_least_thirty_rules_across_the_five_families() -> None:
     assert len(RULES) >= 30
     assert families == {"scaling", "spot", "gpu", "security", "gitops"}
     assert families <= set(FAMILIES)
+    registry = default_registry()
+    assert all(registry.get(rule.id) is rule for rule in RULES)
 
 
 @pytest.mark.parametrize("rule", RULES, ids=lambda r: r.id)

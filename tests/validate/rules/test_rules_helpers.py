@@ -253,3 +253,13 @@ def test_find_vllm_python_prefers_the_environment_variable(tmp_path: Path) -> No
     python = _fake_python(tmp_path, "true")
     assert find_vllm_python({"VLLM_PYTHON": str(python)}) == python
     assert find_vllm_python({"VLLM_PYTHON": str(tmp_path / "missing")}) is None
+
+
+def test_vllm_args_after_the_images_entrypoint() -> None:
+    (cmd,) = vllm_commands(
+        _deployment(
+            {"name": "vllm", "image": "vllm/vllm-openai:v0.32.0", "args": ["mistral-7b-awq", "--port", "80"]}
+        )
+    )
+    assert cmd.model == "mistral-7b-awq"
+    assert cmd.args == ["mistral-7b-awq", "--port", "80"]

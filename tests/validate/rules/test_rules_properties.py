@@ -18,13 +18,12 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from rules_fixtures import FIXTURES, resources_from, run_all
+from rules_fixtures import FIXTURES, policy_rules, resources_from, run_all
 
 from tools.validate.catalogue import Catalogue, load_catalogue
-from tools.validate.rules import default_registry
 from tools.validate.rules.base import Context
 
-RULES = [r for r in default_registry() if r.id != "gpu/vllm-flags-accepted"]
+RULES = [r for r in policy_rules() if r.id != "gpu/vllm-flags-accepted"]
 ENV_OPTIONS: dict[str, dict[str, Any]] = {
     "prod": {"min_warm_replicas": 1, "require_on_demand_fallback": True, "forbid_hf_token": True},
     "dev": {"min_warm_replicas": 0, "require_on_demand_fallback": False, "allowed_revisions": ["main"]},

@@ -15,11 +15,6 @@ from tools.validate.schema import (
 )
 
 
-@pytest.fixture(scope="module")
-def validator() -> SchemaValidator:
-    return SchemaValidator()
-
-
 def test_valid_deployment_passes(validator: SchemaValidator) -> None:
     assert validator.validate(resource(example("deployment"))) == []
 
@@ -141,4 +136,12 @@ def test_values_json_cannot_carry_are_validated_as_kubectl_sends_them(validator:
 
     assert [(v.rule_id, v.path, v.message) for v in violations] == [
         ("schema/invalid-value", "data.replicas", "must be a string (got number 3)")
+    ]
+
+
+def test_a_document_that_is_not_an_object_is_reported(validator: SchemaValidator) -> None:
+    violations = validator.validate(resource(["not", "a", "resource"]))  # type: ignore[arg-type]
+
+    assert [(v.rule_id, v.path, v.message) for v in violations] == [
+        ("schema/unknown-kind", "", "a resource must be an object (got a list)")
     ]

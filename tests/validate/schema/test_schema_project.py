@@ -23,10 +23,6 @@ EXAMPLES = {
 HPA_BEHAVIOR = "spec.advanced.horizontalPodAutoscalerConfig.behavior"
 
 
-@pytest.fixture(scope="module")
-def validator() -> SchemaValidator:
-    return SchemaValidator()
-
 
 def test_every_kept_schema_has_a_valid_example() -> None:
     assert set(PROJECT_KINDS) - {("keda.sh/v1alpha1", "ClusterTriggerAuthentication")} == set(EXAMPLES)
@@ -291,6 +287,12 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], dict[str, Any]], list[tuple[st
         lambda d: edited(d, "spec.sources", [d["spec"]["source"]]),
         [("schema/invalid-value", "spec")],
         "set `source` or `sources`, not both",
+    ),
+    (
+        "application",
+        _without("spec.destination", "server"),
+        [("schema/invalid-value", "spec.destination")],
+        "set the destination cluster, by `server` URL or by `name`",
     ),
     (
         "application",

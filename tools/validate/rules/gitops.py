@@ -240,7 +240,7 @@ RULES: list[Rule] = [
             "opentelemetry-operator chart fails on a fresh cluster: the CRDs do not exist yet."
         ),
         remediation="Give the provider Applications a lower argocd.argoproj.io/sync-wave than their users.",
-        scope=("Application",),
+        scope=("Application", *CRD_PROVIDERS),
         check=check_sync_wave_order,
         example="# karpenter: sync-wave '0'\n# inference (NodePools): sync-wave '0'",
         use_instead="# karpenter: sync-wave '-2'\n# inference: sync-wave '1'",
@@ -273,7 +273,7 @@ RULES: list[Rule] = [
             "fails it while its CRD is still being installed by another Application of the same sync."
         ),
         remediation="Add SkipDryRunOnMissingResource=true to the Application's syncOptions (or resources).",
-        scope=("Application",),
+        scope=("Application", *CRD_PROVIDERS),
         check=check_skip_dry_run,
         example="syncPolicy:\n  syncOptions: [CreateNamespace=true]",
         use_instead="syncPolicy:\n  syncOptions: [CreateNamespace=true, SkipDryRunOnMissingResource=true]",

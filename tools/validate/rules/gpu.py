@@ -12,6 +12,7 @@ from tools.validate.rules.helpers import (
     GPU_RESOURCE,
     admitted_instance_types,
     compatible,
+    gpu_admission_path,
     gpu_pod_templates,
     gpus_nodepool_may_launch,
     is_gpu_nodepool,
@@ -63,16 +64,15 @@ def check_quantization_supported(ctx: Context, options: Mapping[str, Any]) -> It
         if quant is None:
             continue
         for pool in pools:
-            gpus, path = gpus_nodepool_may_launch(pool, catalogue, template)
-            bad = sorted(g for g in gpus if _unsupported(catalogue, method, g))
-            if bad:
-                described = ", ".join(f"{g} ({catalogue.gpus[g].compute_capability / 10:.1f})" for g in bad)
+            gpus, pool_path = gpus_nodepool_may_launch(pool, catalogue, template)
+            for gpu in sorted(g for g in gpus if _unsupported(catalogue, method, g)):
+                capability = catalogue.gpus[gpu].compute_capability / 10
                 yield Violation(
                     pool,
-                    path,
-                    f"NodePool may launch {described} for {template.resource.kind}/{template.resource.name}, "
-                    f"whose --quantization {method} needs compute capability >= "
-                    f"{quant.min_capability / 10:.1f}",
+                    gpu_admission_path(pool, gpu, catalogue) or pool_path,
+                    f"NodePool may launch {gpu} (compute capability {capability:.1f}) for "
+                    f"{template.resource.kind}/{template.resource.name}, whose --quantization {method} needs "
+                    f">= {quant.min_capability / 10:.1f}",
                 )
 
 
@@ -213,7 +213,7 @@ def check_gpu_request_equals_limit(ctx: Context, options: Mapping[str, Any]) -> 
 
 
 def check_memory_utilization(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
-    low, high = float(options["min"]), float(options["max"])
+    low, high = float(options["min_utilization"]), float(options["max_utilization"])
     for template, command in vllm_workloads(ctx):
         value = command.number("--gpu-memory-utilization")
         if value is None:
@@ -409,7 +409,7 @@ RULES: list[Rule] = [
         remediation="Use a value between 0.5 and 0.95 (vLLM's default is 0.9).",
         scope=("Deployment",),
         check=check_memory_utilization,
-        options={"min": 0.5, "max": 0.95},
+        options={"min_utilization": 0.5, "max_utilization": 0.95},
         example="args: [--gpu-memory-utilization, '0.99']",
         use_instead="args: [--gpu-memory-utilization, '0.90']",
     ),

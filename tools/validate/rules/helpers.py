@@ -9,6 +9,7 @@ and KEDA formulas with Python's `ast` (both are call/expression syntax Python's 
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,17 @@ from tools.validate.vllm_args import VllmCommand, dotted, pod_spec_path, vllm_co
 
 GPU_RESOURCE = "nvidia.com/gpu"
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod")
+
+
+def as_int(value: Any, default: int | None = None) -> int | None:
+    """An integer field of a rendered resource (int or numeric string); `default` when absent or not a
+    number (the schema stage reports the wrong type)."""
+    if value is None or isinstance(value, bool):
+        return default
+    try:
+        return int(float(str(value).strip()))
+    except ValueError:
+        return default
 
 
 def quantity(value: Any) -> Decimal | None:
@@ -181,8 +193,7 @@ class QueryError(ValueError):
 
 
 # The KEDA otel add-on / kedify-otel `metricQuery`: op(metric{label=value,...}); only `=` matching.
-_OTEL_QUERY = Lark(
-    r"""
+_OTEL_QUERY_GRAMMAR = r"""
     start: OP "(" METRIC labels? ")"
     labels: "{" [label ("," label)*] "}"
     label: NAME "=" VALUE
@@ -191,14 +202,18 @@ _OTEL_QUERY = Lark(
     NAME: /[a-zA-Z_][a-zA-Z0-9_.]*/
     VALUE: /[^,}\s]+/
     %ignore /\s+/
-    """,
-    parser="lalr",
-)
+"""
+
+
+@functools.cache
+def _otel_query_parser() -> Lark:
+    # Built on first use, not at import: most runs parse no otel query at all.
+    return Lark(_OTEL_QUERY_GRAMMAR, parser="lalr")
 
 
 def otel_query_metric(query: str) -> str:
     try:
-        tree = _OTEL_QUERY.parse(query)
+        tree = _otel_query_parser().parse(query)
     except LarkError as exc:
         raise QueryError(f"metricQuery {query!r} is not op(metric{{label=value,...}}): {exc}") from None
     metric = next(t for t in tree.children if isinstance(t, Token) and t.type == "METRIC")
@@ -553,6 +568,26 @@ def gpus_nodepool_may_launch(
         f"spec.template.spec.requirements[{index}]" if index is not None else "spec.template.metadata.labels"
     )
     return candidates, path
+
+
+def gpu_admission_path(nodepool: Resource, gpu: str, catalogue: Catalogue) -> str | None:
+    """Path of the requirement value that lets the pool launch `gpu` (`requirements[i].values[j]`): its
+    name in instance-gpu-name, else its family in instance-family, else its category."""
+    families = [f for f in catalogue.families.values() if f.gpu == gpu]
+    wanted = {
+        GPU_NAME: {gpu},
+        FAMILY: {f.name for f in families},
+        CATEGORY: {f.category for f in families},
+    }
+    items = nodepool.get("spec", "template", "spec", "requirements") or []
+    for key in (GPU_NAME, FAMILY, CATEGORY):
+        for i, item in enumerate(items):
+            if item.get("key") != key or item.get("operator") != "In":
+                continue
+            for j, value in enumerate(item.get("values") or []):
+                if str(value) in wanted[key]:
+                    return f"spec.template.spec.requirements[{i}].values[{j}]"
+    return None
 
 
 def admitted_instance_types(nodepool: Resource, catalogue: Catalogue) -> list[str]:

@@ -12,6 +12,7 @@ from tools.validate.rules.base import Context, Rule, Violation
 from tools.validate.rules.helpers import (
     GPU_RESOURCE,
     QueryError,
+    as_int,
     exported_name,
     formula_names,
     measures,
@@ -21,6 +22,7 @@ from tools.validate.rules.helpers import (
     pod_templates,
     quantity,
     scaled_objects_of,
+    selecting,
     target_of,
     trigger_query,
     trigger_target,
@@ -30,6 +32,7 @@ from tools.validate.rules.helpers import (
 from tools.validate.vllm_args import vllm_commands
 
 KEDA_DEFAULT_MAX_REPLICAS = 100
+KEDA_DEFAULT_POLLING_SECONDS = 30
 SCALING_MODIFIERS = ("spec", "advanced", "scalingModifiers")
 BEHAVIOR = ("spec", "advanced", "horizontalPodAutoscalerConfig", "behavior")
 
@@ -64,7 +67,7 @@ def check_max_replicas_fit(ctx: Context, options: Mapping[str, Any]) -> Iterator
         pools = nodepools_for(ctx, template)
         if not pools:
             continue
-        max_replicas = so.get("spec", "maxReplicaCount", default=KEDA_DEFAULT_MAX_REPLICAS)
+        max_replicas = as_int(so.get("spec", "maxReplicaCount"), KEDA_DEFAULT_MAX_REPLICAS)
         path = "spec.maxReplicaCount" if so.get("spec", "maxReplicaCount") is not None else "spec"
         per_pod = {GPU_RESOURCE: Decimal(template.gpus_per_pod())}
         per_pod["cpu"] = template.requests("cpu")
@@ -74,7 +77,7 @@ def check_max_replicas_fit(ctx: Context, options: Mapping[str, Any]) -> Iterator
             if amount <= 0 or any(limit is None for limit in limits):
                 continue  # some pool has no limit on it: unbounded
             capacity = sum(limits, Decimal(0))
-            needed = amount * int(max_replicas)
+            needed = amount * max_replicas
             if needed > capacity:
                 names = ", ".join(p.name for p in pools)
                 yield Violation(
@@ -231,8 +234,8 @@ def check_min_warm_replicas(ctx: Context, options: Mapping[str, Any]) -> Iterato
     for so, target, _template in _scaled_workloads(ctx):
         if (target.kind, target.namespace, target.name) not in vllm_targets:
             continue
-        current = so.get("spec", "minReplicaCount", default=0)
-        if int(current) < wanted:
+        current = as_int(so.get("spec", "minReplicaCount"), 0)
+        if current < wanted:
             yield Violation(
                 so,
                 _nearest(so, "spec", "minReplicaCount"),
@@ -255,9 +258,9 @@ def check_startup_probe(ctx: Context, options: Mapping[str, Any]) -> Iterator[Vi
                 f"loaded (~{cold_start} s) and kill it in a restart loop",
             )
             continue
-        delay = int(probe.get("initialDelaySeconds", 0))
-        period = int(probe.get("periodSeconds", 10))
-        failures = int(probe.get("failureThreshold", 3))
+        delay = as_int(probe.get("initialDelaySeconds"), 0)
+        period = as_int(probe.get("periodSeconds"), 10)
+        failures = as_int(probe.get("failureThreshold"), 3)
         allowed = delay + period * failures
         if allowed < cold_start:
             field = "failureThreshold" if "failureThreshold" in probe else ""
@@ -273,8 +276,8 @@ def check_startup_probe(ctx: Context, options: Mapping[str, Any]) -> Iterator[Vi
 def check_scale_down_stabilization(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
     cold_start = int(options["cold_start_seconds"])
     for so in ctx.of_kind("ScaledObject"):
-        window = so.get(*BEHAVIOR, "scaleDown", "stabilizationWindowSeconds")
-        if window is not None and int(window) <= cold_start:
+        window = as_int(so.get(*BEHAVIOR, "scaleDown", "stabilizationWindowSeconds"))
+        if window is not None and window <= cold_start:
             yield Violation(
                 so,
                 _path(*BEHAVIOR, "scaleDown", "stabilizationWindowSeconds"),
@@ -295,8 +298,8 @@ def check_scale_up_policy(ctx: Context, options: Mapping[str, Any]) -> Iterator[
                 "burst",
             )
             continue
-        window = scale_up.get("stabilizationWindowSeconds")
-        if window is not None and int(window) > max_window:
+        window = as_int(scale_up.get("stabilizationWindowSeconds"))
+        if window is not None and window > max_window:
             yield Violation(
                 so,
                 _path(*BEHAVIOR, "scaleUp", "stabilizationWindowSeconds"),
@@ -314,8 +317,8 @@ def check_fallback(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violati
                 "no fallback: when the metrics source fails, KEDA keeps the current replica count blindly",
             )
             continue
-        replicas = fallback.get("replicas")
-        if replicas is None or int(replicas) < 1:
+        replicas = as_int(fallback.get("replicas"))
+        if replicas is None or replicas < 1:
             yield Violation(
                 so, _nearest(so, "spec", "fallback", "replicas"), "fallback.replicas must be >= 1"
             )
@@ -349,6 +352,34 @@ def check_single_autoscaler(ctx: Context, options: Mapping[str, Any]) -> Iterato
 
 
 # ------------------------------------------------------------------------------------------------
+
+
+def check_polling_interval(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
+    limit = int(options["max_polling_interval_seconds"])
+    for so in ctx.of_kind("ScaledObject"):
+        interval = so.get("spec", "pollingInterval")
+        effective = as_int(interval, KEDA_DEFAULT_POLLING_SECONDS)
+        if effective > limit:
+            yield Violation(
+                so,
+                "spec.pollingInterval" if interval is not None else "spec",
+                f"KEDA polls every {effective} s{' (the default)' if interval is None else ''}: a queue "
+                f"burst waits that long before any scaling (at most {limit} s)",
+            )
+
+
+def check_pdb_for_scaled(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
+    for so, target, template in _scaled_workloads(ctx):
+        if selecting(ctx, "PodDisruptionBudget", template):
+            continue
+        labels = (*template.metadata_path, "labels")
+        yield Violation(
+            target,
+            ".".join(labels) if target.get(*labels) is not None else "",
+            f"no PodDisruptionBudget selects the pods ScaledObject/{so.name} scales: a node drain may evict "
+            "every replica at once",
+        )
+
 
 RULES: list[Rule] = [
     Rule(
@@ -529,5 +560,34 @@ RULES: list[Rule] = [
         check=check_single_autoscaler,
         example="kind: HorizontalPodAutoscaler\nspec:\n  scaleTargetRef: {kind: Deployment, name: vllm}",
         use_instead="# scale vllm only through its ScaledObject",
+    ),
+    Rule(
+        id="scaling/polling-interval",
+        family="scaling",
+        title="KEDA polls the queue often enough",
+        severity=Severity.WARNING,
+        why="KEDA reads the triggers every pollingInterval (default 30 s); a burst is invisible until the "
+        "next poll, on top of a two-minute cold start.",
+        remediation="Set spec.pollingInterval to a few seconds (e.g. 5).",
+        scope=("ScaledObject",),
+        check=check_polling_interval,
+        options={"max_polling_interval_seconds": 15},
+        example="spec:\n  pollingInterval: 60",
+        use_instead="spec:\n  pollingInterval: 5",
+    ),
+    Rule(
+        id="scaling/pdb-for-scaled-workload",
+        family="scaling",
+        title="KEDA-scaled workloads have a PodDisruptionBudget",
+        severity=Severity.WARNING,
+        why="Without a PDB a node drain or consolidation may evict every replica at once; each takes a cold "
+        "start to return.",
+        remediation="Add a PodDisruptionBudget selecting the pods, with maxUnavailable: 1.",
+        scope=("ScaledObject", "Deployment", "PodDisruptionBudget"),
+        check=check_pdb_for_scaled,
+        example="# ScaledObject vllm scales Deployment vllm; no PDB selects app: vllm",
+        use_instead=(
+            "kind: PodDisruptionBudget\nspec:\n  maxUnavailable: 1\n  selector: {matchLabels: {app: vllm}}"
+        ),
     ),
 ]

@@ -31,6 +31,9 @@ def _all_violations(ctx: Context) -> dict[int, list[SchemaViolation]]:
         validator = ctx.schemas if ctx.schemas is not None else SchemaValidator()
         cached = {id(resource): validator.validate(resource) for resource in ctx.resources}
         ctx.extras[_CACHE_KEY] = cached
+        # What could not be checked (CEL rules skipped and why), where the run's notes are kept.
+        notes: list[str] = ctx.extras.setdefault("notes", [])
+        notes.extend(note for note in validator.notes() if note not in notes)
     return cached
 
 
@@ -39,7 +42,7 @@ def _of_rule(rule_id: str) -> Any:
         ignored = set(options.get("ignore_kinds") or ())
         violations = _all_violations(ctx)
         for resource in ctx.resources:
-            if resource.kind in ignored or f"{resource.api_version}/{resource.kind}" in ignored:
+            if ignored and (resource.kind in ignored or f"{resource.api_version}/{resource.kind}" in ignored):
                 continue
             for violation in violations.get(id(resource), ()):
                 if violation.rule_id == rule_id:

@@ -7,7 +7,7 @@ from typing import Any
 
 from tools.validate.model import Severity
 from tools.validate.rules.base import Context, Rule, Violation
-from tools.validate.rules.helpers import PodTemplate, pod_templates, selecting, vllm_workloads
+from tools.validate.rules.helpers import PodTemplate, as_int, pod_templates, selecting, vllm_workloads
 
 UNPINNED_TAGS = ("latest", "main", "master", "nightly", "dev")
 CREDENTIAL_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
@@ -143,8 +143,8 @@ def check_imds(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
                 "spec.metadataOptions.httpTokens",
                 f"httpTokens {tokens!r}: IMDSv1 lets any SSRF read the node role's credentials",
             )
-        hops = options_.get("httpPutResponseHopLimit")
-        if hops is not None and int(hops) > 1:
+        hops = as_int(options_.get("httpPutResponseHopLimit"))
+        if hops is not None and hops > 1:
             yield Violation(
                 node_class,
                 "spec.metadataOptions.httpPutResponseHopLimit",
@@ -172,6 +172,54 @@ def check_network_policy(ctx: Context, options: Mapping[str, Any]) -> Iterator[V
                 "no NetworkPolicy restricts ingress to the vLLM pods: anything in the cluster can call the "
                 "model directly, around the gateway",
             )
+
+
+def check_seccomp(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
+    for template in pod_templates(ctx):
+        for field, index, container in _all_containers(template):
+            profile, path = _container_security(template, field, index, container, "seccompProfile")
+            kind = (profile or {}).get("type") if isinstance(profile, dict) else None
+            if kind not in ("RuntimeDefault", "Localhost"):
+                yield Violation(
+                    template.resource,
+                    f"{path}.type" if kind is not None else path,
+                    f"container {container.get('name')!r} runs without a seccomp profile "
+                    f"({kind or 'unset'}): every syscall of the kernel is open to it",
+                )
+
+
+def check_read_only_root(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
+    for template in pod_templates(ctx):
+        for field, index, container in _all_containers(template):
+            sc = container.get("securityContext") or {}
+            if sc.get("readOnlyRootFilesystem") is not True:
+                if "readOnlyRootFilesystem" in sc:
+                    path = template.at(field, index, "securityContext", "readOnlyRootFilesystem")
+                elif "securityContext" in container:
+                    path = template.at(field, index, "securityContext")
+                else:
+                    path = template.at(field, index)
+                yield Violation(
+                    template.resource,
+                    path,
+                    f"container {container.get('name')!r} can write its root filesystem; mount emptyDirs "
+                    "for the caches it needs",
+                )
+
+
+ALB_CERTIFICATE = "alb.ingress.kubernetes.io/certificate-arn"
+
+
+def check_ingress_tls(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
+    for ingress in ctx.of_kind("Ingress"):
+        if ingress.get("spec", "tls") or ingress.annotations.get(ALB_CERTIFICATE):
+            continue
+        yield Violation(
+            ingress,
+            "spec" if ingress.get("spec") is not None else "",
+            "Ingress terminates no TLS (no spec.tls, no ALB certificate-arn): prompts and answers cross the "
+            "internet in clear text",
+        )
 
 
 RULES: list[Rule] = [
@@ -279,6 +327,49 @@ RULES: list[Rule] = [
         use_instead=(
             "kind: NetworkPolicy\nspec:\n  podSelector: {matchLabels: {app: vllm}}\n  policyTypes: "
             "[Ingress]\n  ingress:\n  - from: [{podSelector: {matchLabels: {app: gateway}}}]"
+        ),
+    ),
+    Rule(
+        id="security/seccomp-runtime-default",
+        family="security",
+        title="Containers run under the RuntimeDefault seccomp profile",
+        severity=Severity.WARNING,
+        why="Without a seccomp profile a compromised process can use every syscall, including rarely "
+        "audited ones that lead to kernel escapes.",
+        remediation="Set securityContext.seccompProfile.type: RuntimeDefault on the pod (or each container).",
+        scope=("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Pod"),
+        check=check_seccomp,
+        example="securityContext:\n  runAsNonRoot: true",
+        use_instead="securityContext:\n  runAsNonRoot: true\n  seccompProfile:\n    type: RuntimeDefault",
+    ),
+    Rule(
+        id="security/read-only-root-filesystem",
+        family="security",
+        title="Containers mount their root filesystem read-only",
+        severity=Severity.WARNING,
+        why="A writable root filesystem lets an intruder drop tools and change binaries; vLLM and the "
+        "gateway only need emptyDir caches.",
+        remediation="Set readOnlyRootFilesystem: true and mount emptyDirs for /tmp and the model caches.",
+        scope=("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Pod"),
+        check=check_read_only_root,
+        example="securityContext:\n  allowPrivilegeEscalation: false",
+        use_instead=("securityContext:\n  allowPrivilegeEscalation: false\n  readOnlyRootFilesystem: true"),
+    ),
+    Rule(
+        id="security/ingress-tls",
+        family="security",
+        title="Ingresses terminate TLS",
+        severity=Severity.ERROR,
+        why="The audience's prompts, survey answers and the model's replies cross the internet; TLS is "
+        "terminated at the ALB (spec.tls or an ACM certificate-arn annotation).",
+        remediation="Add spec.tls, or alb.ingress.kubernetes.io/certificate-arn with an HTTPS listener.",
+        scope=("Ingress",),
+        check=check_ingress_tls,
+        example="kind: Ingress\nspec:\n  rules: [{host: llm.example.com}]",
+        use_instead=(
+            "kind: Ingress\nmetadata:\n  annotations:\n"
+            "    alb.ingress.kubernetes.io/certificate-arn: arn:aws:acm:...\n"
+            "spec:\n  tls: [{hosts: [llm.example.com]}]"
         ),
     ),
 ]

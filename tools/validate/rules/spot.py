@@ -10,6 +10,7 @@ from tools.validate.rules.base import Context, Rule, Violation
 from tools.validate.rules.helpers import (
     CAPACITY_TYPE,
     PodTemplate,
+    as_int,
     is_gpu_nodepool,
     nodepool_requirements,
     nodepools_for,
@@ -45,7 +46,7 @@ def check_on_demand_fallback(ctx: Context, options: Mapping[str, Any]) -> Iterat
 def _prestop_seconds(container: Mapping[str, Any]) -> int:
     pre_stop = (container.get("lifecycle") or {}).get("preStop") or {}
     if isinstance(pre_stop.get("sleep"), dict):
-        return int(pre_stop["sleep"].get("seconds", 0))
+        return as_int(pre_stop["sleep"].get("seconds"), 0) or 0
     command = (pre_stop.get("exec") or {}).get("command") or []
     for i, token in enumerate(command):
         words = str(token).split()
@@ -54,10 +55,7 @@ def _prestop_seconds(container: Mapping[str, Any]) -> int:
                 following = (
                     words[j + 1] if j + 1 < len(words) else (command[i + 1] if i + 1 < len(command) else "")
                 )
-                try:
-                    return int(float(str(following)))
-                except ValueError:
-                    return 0
+                return as_int(following, 0) or 0
     return 0
 
 
@@ -76,12 +74,13 @@ def check_grace_period(ctx: Context, options: Mapping[str, Any]) -> Iterator[Vio
             continue
         grace = template.spec.get("terminationGracePeriodSeconds")
         path = template.at("terminationGracePeriodSeconds") if grace is not None else template.at()
-        grace = K8S_DEFAULT_GRACE_SECONDS if grace is None else int(grace)
+        grace = as_int(grace, K8S_DEFAULT_GRACE_SECONDS) or 0
         for command in commands.values():
             if command.value("--shutdown-timeout") is None:
+                container = template.spec["containers"][command.container_index]
                 yield Violation(
                     template.resource,
-                    command.container_path + ".args",
+                    command.container_path + (".args" if container.get("args") else ""),
                     "vLLM has no --shutdown-timeout: on SIGTERM it aborts in-flight requests at once",
                 )
         if grace < drain:
@@ -169,6 +168,27 @@ def check_pdb_allows_drain(ctx: Context, options: Mapping[str, Any]) -> Iterator
             )
         elif min_available is not None and str(min_available).strip() == "100%":
             yield Violation(pdb, "spec.minAvailable", "minAvailable 100% blocks every voluntary eviction")
+
+
+def check_expire_after(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
+    for pool in ctx.of_kind("NodePool"):
+        if not is_gpu_nodepool(pool, ctx.catalogue):
+            continue
+        value = pool.get("spec", "template", "spec", "expireAfter")
+        if value is None:
+            has_spec = pool.get("spec", "template", "spec") is not None
+            yield Violation(
+                pool,
+                "spec.template.spec" if has_spec else "spec",
+                "expireAfter is not set: the node lifetime is left to Karpenter's default (720h) instead of "
+                "a reviewed value",
+            )
+        elif str(value) == "Never":
+            yield Violation(
+                pool,
+                "spec.template.spec.expireAfter",
+                "expireAfter Never: GPU nodes are never replaced, so AMI and driver patches never reach them",
+            )
 
 
 RULES: list[Rule] = [
@@ -267,5 +287,17 @@ RULES: list[Rule] = [
         example="kind: PodDisruptionBudget\nspec:\n  maxUnavailable: 0",
         use_instead="kind: PodDisruptionBudget\nspec:\n  maxUnavailable: 1",
     ),
+    Rule(
+        id="spot/expire-after-set",
+        family="spot",
+        title="GPU NodePools set a finite expireAfter",
+        severity=Severity.WARNING,
+        why="Expiry rotates nodes onto patched AMIs and drivers; `Never` keeps GPU nodes unpatched, and an "
+        "unset value hides the rotation period from review.",
+        remediation="Set spec.template.spec.expireAfter (e.g. 720h) and keep budgets that pace the rotation.",
+        scope=("NodePool",),
+        check=check_expire_after,
+        example="template:\n  spec:\n    expireAfter: Never",
+        use_instead="template:\n  spec:\n    expireAfter: 720h",
+    ),
 ]
-
