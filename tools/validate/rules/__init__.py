@@ -7,6 +7,16 @@ from tools.validate.rules.base import Registry
 
 def default_registry() -> Registry:
     # Families are imported here, not discovered: adding a family means adding it to this list.
-    from tools.validate.rules import gitops, gpu, scaling, security, spot
+    from tools.validate.rules import gitops, gpu, meta, scaling, schema, security, spot
 
-    return Registry([*scaling.RULES, *spot.RULES, *gpu.RULES, *security.RULES, *gitops.RULES])
+    return Registry(
+        [
+            *scaling.RULES,
+            *spot.RULES,
+            *gpu.RULES,
+            *security.RULES,
+            *gitops.RULES,
+            *schema.RULES,
+            *meta.RULES,
+        ]
+    )

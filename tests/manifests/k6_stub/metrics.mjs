@@ -1,0 +1,7 @@
+export class Counter {
+  add() {}
+}
+
+export class Trend {
+  add() {}
+}

