@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
 import httpx
-from botocore.exceptions import ClientError
-from moto.server import ThreadedMotoServer
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.app import create_app
@@ -23,41 +19,6 @@ BUCKET = "eks-llm-inference-responses-000000000000"
 ADMIN_TOKEN = "admin-secret-token"
 MODEL = "fake-model"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-
-
-@dataclass
-class LocalS3:
-    endpoint_url: str
-    bucket: str
-    server: ThreadedMotoServer
-
-    def client(self) -> Any:
-        return boto3.client("s3", endpoint_url=self.endpoint_url, region_name="us-east-1")
-
-
-@contextmanager
-def local_s3() -> Iterator[LocalS3]:
-    """moto's S3 server mode on a loopback port (a real HTTP S3 API, driven through boto3).
-
-    The port is fixed up front so ``server.stop()`` then ``server.start()`` comes back on the same one.
-    """
-    from gateway.testing.servers import free_port
-
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    s3 = LocalS3(endpoint_url=f"http://127.0.0.1:{port}", bucket=BUCKET, server=server)
-    try:
-        s3.client().create_bucket(Bucket=BUCKET)
-    except ClientError as exc:  # moto's backend is per process: another server made it already
-        if exc.response["Error"]["Code"] not in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
-            raise
-    try:
-        yield s3
-    finally:
-        server.stop()
 
 
 @dataclass
@@ -105,7 +66,7 @@ def fake_upstream_process(*args: str) -> Any:
     return serve_process(["gateway.testing.fake_upstream", "--model", MODEL, *args], health_path="/health")
 
 
-def gateway_process(upstream_url: str, s3: LocalS3, **settings: Any) -> Any:
+def gateway_process(upstream_url: str, s3: Any, **settings: Any) -> Any:
     """``python -m gateway serve`` in its own process, configured through GATEWAY_* variables."""
     from gateway.testing.servers import serve_process
 
@@ -116,6 +77,7 @@ def gateway_process(upstream_url: str, s3: LocalS3, **settings: Any) -> Any:
         "GATEWAY_S3_BUCKET": s3.bucket,
         "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN,
         "GATEWAY_RATE_LIMIT_PER_SECOND": "0",
+        **s3.env(),
     }
     env.update({f"GATEWAY_{name.upper()}": str(value) for name, value in settings.items()})
     return serve_process(["gateway", "serve", "--host", "127.0.0.1"], health_path="/healthz", env=env)

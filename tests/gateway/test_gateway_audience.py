@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from gateway.storage import draw_winners, tickets_digest
-from tests.gateway.support import ADMIN, BUCKET, MODEL, gateway_client, local_s3
+from tests.gateway.support import ADMIN, BUCKET, MODEL, gateway_client
 
 pytestmark = pytest.mark.anyio
 
@@ -213,21 +213,20 @@ async def test_stats_count_per_session_with_average_rating(client):
                                  "average_rating": 4.0, "ratings": {"1": 0, "2": 1, "3": 0, "4": 0, "5": 2}}]
 
 
-async def test_s3_down_means_503_with_retry_after_and_nothing_acknowledged(make_settings):
-    with local_s3() as s3:
-        # state cached, so the requests get as far as writing their record
-        settings = make_settings(s3_endpoint_url=s3.endpoint_url, s3_attempts=2, s3_connect_timeout=0.5,
-                                 state_cache_seconds=600, question_max_tokens=3)
-        async with gateway_client(settings) as c:
-            session = (await c.get("/api/config")).json()["session_id"]
-            s3.server.stop()
-            survey = await c.post("/api/survey", json={"rating": 5}, headers={"Idempotency-Key": "k"})
-            question = await c.post("/api/questions", json={"question": "Q?"})
-            streamed = await c.post("/api/questions", json={"question": "Q?", "stream": True})
-            ready = await c.get("/readyz")
-            metrics = (await c.get("/metrics")).text
-            s3.server.start()
-            retried = await c.post("/api/survey", json={"rating": 5}, headers={"Idempotency-Key": "k"})
+async def test_s3_down_means_503_with_retry_after_and_nothing_acknowledged(make_settings, s3_fault):
+    # state cached, so the requests get as far as writing their record
+    settings = make_settings(s3_attempts=2, s3_connect_timeout=0.5, state_cache_seconds=600,
+                             question_max_tokens=3)
+    async with gateway_client(settings) as c:
+        session = (await c.get("/api/config")).json()["session_id"]
+        s3_fault.stop()
+        survey = await c.post("/api/survey", json={"rating": 5}, headers={"Idempotency-Key": "k"})
+        question = await c.post("/api/questions", json={"question": "Q?"})
+        streamed = await c.post("/api/questions", json={"question": "Q?", "stream": True})
+        ready = await c.get("/readyz")
+        metrics = (await c.get("/metrics")).text
+        s3_fault.start()
+        retried = await c.post("/api/survey", json={"rating": 5}, headers={"Idempotency-Key": "k"})
     expected = {"error": {"message": "Storage is unavailable; nothing was recorded. Retry shortly.",
                           "type": "server_error", "param": None, "code": "storage_unavailable"}}
     assert (survey.status_code, survey.headers["retry-after"], survey.json()) == (503, "1", expected)
