@@ -169,6 +169,8 @@ class Simulation:
                 self.choices.append((pool, instances[0]))
         if not cluster.node_pools:
             self.notes.append("no NodePool rendered: nodes launch from the profile's first instance type")
+            unbounded = NodePool("(none)", 0, (), ("on-demand",), {}, (), "WhenEmpty", None, "", "default")
+            self.choices.append((unbounded, hardware.instance_types[0]))
         elif not self.choices:
             self.notes.append(
                 "no NodePool admits an instance type of the profile that fits the pod: pods stay Pending"
