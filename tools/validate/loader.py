@@ -5,8 +5,8 @@ by a small iterative builder rather than by `yaml.load`, because:
 
 - the C composer recurses once per nesting level and crashes the interpreter (SIGSEGV) on a few
   hundred thousand nested `[`; the builder keeps its own stack and stops at `max_depth`;
-- aliases are bounded: each anchor remembers how many nodes it expands to, and a document whose
-  expanded size passes `max_nodes` is refused (the "billion laughs" attack needs only a few hundred
+- aliases are bounded: each anchor remembers how many nodes it expands to, and a stream whose aliases
+  add more than `max_alias_nodes` nodes is refused (the "billion laughs" attack needs only a few hundred
   bytes);
 - duplicate mapping keys are reported (`DuplicateKey`) instead of silently keeping the last value;
 - it is about twice as fast as `yaml.load_all(..., Loader=yaml.CSafeLoader)` on rendered manifests
@@ -28,10 +28,14 @@ from yaml.nodes import ScalarNode
 
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 DEFAULT_MAX_DEPTH = 128
-DEFAULT_MAX_NODES = 5_000_000
+DEFAULT_MAX_NODES = 10_000_000
+DEFAULT_MAX_ALIAS_NODES = 100_000
 
 _STR_TAG = "tag:yaml.org,2002:str"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_SCALAR_TAGS = frozenset(
+    f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "timestamp", "binary")
+)
 
 
 class InputError(Exception):
@@ -50,6 +54,7 @@ class Limits:
     max_bytes: int = DEFAULT_MAX_BYTES
     max_depth: int = DEFAULT_MAX_DEPTH
     max_nodes: int = DEFAULT_MAX_NODES
+    max_alias_nodes: int = DEFAULT_MAX_ALIAS_NODES  # nodes that aliases may add, per stream
 
 
 @dataclass(frozen=True)
@@ -179,7 +184,8 @@ class _Builder:
             raise InputError(self.source, f"invalid YAML: {problem}", line) from None
         except yaml.reader.ReaderError as exc:
             line = text.count("\n", 0, exc.position) + 1
-            problem = f"not YAML text: character {exc.character!r}: {exc.reason}"
+            character = chr(exc.character) if isinstance(exc.character, int) else exc.character
+            problem = f"not YAML text: character {character!r}: {exc.reason}"
             raise InputError(self.source, problem, line) from None
         except yaml.YAMLError as exc:
             raise InputError(self.source, f"invalid YAML: {' '.join(str(exc).split())}") from None
@@ -205,6 +211,8 @@ class _Builder:
             return value
         if tag == "!":
             return event.value
+        if tag not in _SCALAR_TAGS:
+            raise InputError(self.source, f"unsupported tag {tag} on a scalar", event.start_mark.line + 1)
         return self._construct(tag, event)
 
     def _construct(self, tag: str, event: ev.ScalarEvent) -> Any:
@@ -217,7 +225,7 @@ class _Builder:
             return self._resolver.construct_object(node)
         except yaml.constructor.ConstructorError as exc:
             raise InputError(self.source, f"invalid YAML: {exc.problem}", event.start_mark.line + 1) from None
-        except (ValueError, TypeError, OverflowError) as exc:
+        except (ValueError, TypeError, OverflowError, IndexError, KeyError, AttributeError) as exc:
             problem = f"invalid {tag.rpartition(':')[2]} value {event.value!r}: {exc}"
             raise InputError(self.source, problem, event.start_mark.line + 1) from None
 
@@ -228,6 +236,7 @@ class _Builder:
         stack: list[_Frame] = []
         anchors: dict[str, tuple[Any, int]] = {}
         nodes = 0
+        alias_nodes = 0
         document = -1
         doc_line = 1
         top: _Frame | None = None
@@ -276,7 +285,7 @@ class _Builder:
                 place(value, line)
             elif cls is ev.MappingStartEvent or cls is ev.SequenceStartEvent:
                 nodes += 1
-                if len(stack) >= limits.max_depth:
+                if len(stack) + (top is not None) >= limits.max_depth:
                     raise InputError(
                         self.source,
                         f"nested more than {limits.max_depth} levels deep",
@@ -311,10 +320,11 @@ class _Builder:
                 if size < 0:
                     raise InputError(self.source, f"recursive alias *{event.anchor}", line)
                 nodes += size
-                if nodes > limits.max_nodes:
+                alias_nodes += size
+                if alias_nodes > limits.max_alias_nodes:
                     raise InputError(
                         self.source,
-                        f"aliases expand to more than {limits.max_nodes} nodes (alias bomb?)",
+                        f"aliases expand to more than {limits.max_alias_nodes} nodes (alias bomb?)",
                         line,
                     )
                 place(value, line)

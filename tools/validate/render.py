@@ -127,6 +127,7 @@ def render(directory: Path, repo_root: Path, options: RenderOptions = RenderOpti
     overlay = repo_relative(directory, repo_root)
     if not directory.is_dir() or not is_kustomization_dir(directory):
         raise RenderError(overlay, "no kustomization.yaml in this directory")
+    preflight(directory, repo_root, options.limits)
     command = options.command or kustomize_command()
     with tempfile.TemporaryDirectory(prefix="gate-render-") as wrapper:
         wrapper_dir = Path(wrapper).resolve()
@@ -173,6 +174,75 @@ def render(directory: Path, repo_root: Path, options: RenderOptions = RenderOpti
             patch_sources[index] = tuple(applied)
             resources.append(resource)
     return Rendered(overlay, resources, loaded.duplicates, patch_sources)
+
+
+def preflight(directory: Path, repo_root: Path, limits: Limits) -> None:
+    """Refuse input kustomize would choke on before running it.
+
+    kustomize expands YAML aliases fully: a few hundred bytes of nested aliases make it allocate
+    gigabytes until the machine runs out of memory (and a Go binary cannot be capped with RLIMIT_AS).
+    So every YAML file in the directories the kustomization reaches (its resources, components and
+    bases, recursively, and the files its patches name) is checked for size, and the few that use both
+    anchors and aliases are parsed with the bounded loader first.
+    """
+    overlay = repo_relative(directory, repo_root)
+    seen: set[Path] = set()
+    pending = [directory.resolve()]
+    while pending:
+        current = pending.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        files = sorted(p for p in current.iterdir() if p.is_file() and _is_yaml_name(p.name))
+        for file in files:
+            _check_file(file, overlay, repo_root, limits)
+        spec = _kustomization_spec(current, overlay, repo_root, limits)
+        for entry in _references(spec):
+            target = (current / entry).resolve()
+            if target.is_dir():
+                pending.append(target)
+            elif target.is_file() and target.parent not in seen:
+                _check_file(target, overlay, repo_root, limits)
+
+
+def _is_yaml_name(name: str) -> bool:
+    return name.endswith((".yaml", ".yml")) or name in KUSTOMIZATION_FILES
+
+
+def _check_file(file: Path, overlay: str, repo_root: Path, limits: Limits) -> None:
+    source = repo_relative(file, repo_root)
+    try:
+        data = read_text(file, source, limits)
+        if "&" in data and "*" in data:
+            load_text(data, source, limits)
+    except InputError as exc:
+        raise RenderError(overlay, str(exc)) from None
+
+
+def _kustomization_spec(directory: Path, overlay: str, repo_root: Path, limits: Limits) -> dict[str, Any]:
+    for name in KUSTOMIZATION_FILES:
+        path = directory / name
+        if path.is_file():
+            try:
+                documents = load_file(path, repo_relative(path, repo_root), limits).documents
+            except InputError as exc:
+                raise RenderError(overlay, str(exc)) from None
+            return documents[0] if documents and isinstance(documents[0], dict) else {}
+    return {}
+
+
+def _references(spec: dict[str, Any]) -> list[str]:
+    """Local paths a kustomization names: resources, components, bases and patch files."""
+    entries: list[Any] = []
+    for field_name in ("resources", "components", "bases", "patchesStrategicMerge"):
+        value = spec.get(field_name)
+        if isinstance(value, list):
+            entries.extend(value)
+    for field_name in ("patches", "patchesJson6902"):
+        value = spec.get(field_name)
+        if isinstance(value, list):
+            entries.extend(item.get("path") for item in value if isinstance(item, dict))
+    return [e for e in entries if isinstance(e, str) and "\n" not in e and "://" not in e]
 
 
 def _quote(path: str) -> str:

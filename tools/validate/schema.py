@@ -17,7 +17,9 @@ several hundred times faster than the pure-Python jsonschema (see bench/schema_v
 
 from __future__ import annotations
 
+import base64
 import copy
+import datetime as dt
 import difflib
 import json
 import re
@@ -61,7 +63,7 @@ PROJECT_KINDS: Mapping[tuple[str, str], tuple[str, str]] = {
 }
 
 
-class SchemaError(Exception):
+class SchemaError(ValueError):
     """The schemas could not be loaded (unknown Kubernetes version, unreadable or invalid CRD file)."""
 
 
@@ -111,6 +113,24 @@ def _core_definitions(version: str) -> dict[str, Any]:
     # Published as oneOf(string|null, integer|null), which rejects null although both allow it.
     defs["io.k8s.apimachinery.pkg.util.intstr.IntOrString"] = {"type": ["string", "integer", "null"]}
     return definitions
+
+
+def as_json_value(value: Any) -> Any:
+    """`value` with what JSON cannot carry converted as kubectl converts YAML to JSON."""
+    if isinstance(value, Mapping):
+        return {str(k).lower() if isinstance(k, bool) else str(k): as_json_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [as_json_value(v) for v in value]
+    if isinstance(value, dt.datetime):
+        moment = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+        return moment.isoformat().replace("+00:00", "Z")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64:
+        return float(value)
+    return value
 
 
 def format_path(parts: Iterable[str | int]) -> str:
@@ -356,9 +376,11 @@ class CelSupport:
     def _run(self, rule: CelRule, activation: dict[str, Any]) -> bool | None:
         try:
             result = rule.program.evaluate(activation)
-        except self.celpy.CELEvalError as error:
+        except (self.celpy.CELEvalError, TypeError, ValueError, KeyError, IndexError, re.error) as error:
+            # cel-python reports most failures as CELEvalError, a few surface as Python errors;
+            # either way the rule could not be evaluated, which the notes say.
             result = error
-        if isinstance(result, self.celpy.CELEvalError):
+        if isinstance(result, Exception):
             missing = re.search(r"undeclared reference to '([^']+)'", str(result))
             reason = f"function {missing[1]}() not available in cel-python" if missing else "evaluation error"
             self.skipped[f"{reason}: {rule.rule}"] += 1
@@ -497,6 +519,7 @@ class SchemaValidator:
             self._documents[crd.schema["$id"]] = crd.schema
         self._registry = jsonschema_rs.Registry(list(self._documents.items()))
         self._compiled: dict[tuple[str, str], _Compiled | None] = {}
+        self._unknown_field_messages: dict[tuple[str, str], str] = {}
 
     # -- what is known -------------------------------------------------------------------------
 
@@ -528,11 +551,19 @@ class SchemaValidator:
             message = self._unknown_kind_message(api_version, kind)
             return [SchemaViolation(resource, "", message, UNKNOWN_KIND)]
         violations: list[SchemaViolation] = []
-        if not compiled.validator.is_valid(resource.doc):
-            for error in compiled.validator.iter_errors(resource.doc):
+        document: Any = resource.doc
+        try:
+            valid = compiled.validator.is_valid(document)
+        except ValueError:
+            # Values JSON cannot carry (YAML timestamps, binary, non-string keys, huge integers):
+            # validate what the API server would receive after kubectl's YAML-to-JSON conversion.
+            document = as_json_value(document)
+            valid = compiled.validator.is_valid(document)
+        if not valid:
+            for error in compiled.validator.iter_errors(document):
                 violations.extend(self._explain(resource, error))
         if compiled.cel is not None:
-            for path, message in self.cel.evaluate(compiled.cel, resource.doc, ""):
+            for path, message in self.cel.evaluate(compiled.cel, as_json_value(document), ""):
                 violations.append(SchemaViolation(resource, path, message, CEL_RULE))
         return violations
 
@@ -589,6 +620,21 @@ class SchemaValidator:
                 return None
         return node
 
+    def _unknown_field_message(self, unexpected: str, location: str | None, owner: Any) -> str:
+        # Cached: the same misspelling repeats across the resources of a run, difflib is not cheap.
+        key = (unexpected, location or "")
+        if key not in self._unknown_field_messages:
+            base = location.split("#", 1)[0] if location else ""
+            known = sorted(self._known_properties(owner, base))
+            message = f"unknown field `{unexpected}`"
+            close = difflib.get_close_matches(unexpected, known, n=1, cutoff=0.6)
+            if close:
+                message += f" (did you mean `{close[0]}`?)"
+            elif known and len(known) <= 12:
+                message += f" (allowed: {', '.join(known)})"
+            self._unknown_field_messages[key] = message
+        return self._unknown_field_messages[key]
+
     def _known_properties(self, schema: Any, base: str, depth: int = 0) -> set[str]:
         """Property names a schema declares, through $ref and allOf (for `did you mean`)."""
         if not isinstance(schema, Mapping) or depth > 8:
@@ -607,28 +653,32 @@ class SchemaValidator:
         name = type(kind).__name__
         location = error.absolute_keyword_location
         keyword_owner = self._schema_at(location.rsplit("/", 1)[0]) if location else None
-        custom = keyword_owner.get("x-message") if isinstance(keyword_owner, Mapping) else None
         if name in ("AdditionalProperties", "UnevaluatedProperties"):
-            base = location.split("#", 1)[0] if location else ""
-            known = sorted(self._known_properties(keyword_owner, base))
             for unexpected in kind.unexpected:
-                message = f"unknown field `{unexpected}`"
-                close = difflib.get_close_matches(unexpected, known, n=1, cutoff=0.6)
-                if close:
-                    message += f" (did you mean `{close[0]}`?)"
-                elif known and len(known) <= 12:
-                    message += f" (allowed: {', '.join(sorted(known))})"
+                message = self._unknown_field_message(unexpected, location, keyword_owner)
                 yield SchemaViolation(resource, _join(path, unexpected), message, UNKNOWN_FIELD)
             return
-        if name == "Required":
-            missing = f"missing required field `{kind.property}`"
-            message = f"{missing}: {custom}" if custom else missing
+        if name == "PropertyNames":
+            # A key of a map that is not allowed: say which key, in the words of the key's schema.
+            inner = kind.error
+            message = f"key `{inner.instance}`: {self._message(inner)}"
             yield SchemaViolation(resource, path, message, INVALID_VALUE)
             return
-        message = custom or self._value_message(kind, name, error, keyword_owner)
-        if custom and name in ("Enum", "Pattern", "Type", "Constant"):
-            message = f"{custom} (got {_describe(error.instance)})"
-        yield SchemaViolation(resource, path, message, INVALID_VALUE)
+        yield SchemaViolation(resource, path, self._message(error), INVALID_VALUE)
+
+    def _message(self, error: Any) -> str:
+        kind = error.kind
+        name = type(kind).__name__
+        location = error.absolute_keyword_location
+        keyword_owner = self._schema_at(location.rsplit("/", 1)[0]) if location else None
+        custom = keyword_owner.get("x-message") if isinstance(keyword_owner, Mapping) else None
+        if name == "Required":
+            missing = f"missing required field `{kind.property}`"
+            return f"{missing}: {custom}" if custom else missing
+        scalar = not isinstance(error.instance, dict | list)
+        if custom and scalar and name in ("Enum", "Pattern", "Type", "Constant", "Not"):
+            return f"{custom} (got {_describe(error.instance)})"
+        return custom or self._value_message(kind, name, error, keyword_owner)
 
     def _value_message(self, kind: Any, name: str, error: Any, owner: Any) -> str:
         got = _describe(error.instance)
@@ -641,6 +691,10 @@ class SchemaValidator:
             hint = None
             if isinstance(hints, Mapping) and isinstance(error.instance, str):
                 hint = hints.get(error.instance)
+            if hint is None and isinstance(error.instance, str):
+                strings = [o for o in kind.options if isinstance(o, str)]
+                close = difflib.get_close_matches(error.instance, strings, n=1, cutoff=0.6)
+                hint = f"did you mean {close[0]}?" if close else None
             shown = error.instance if isinstance(error.instance, str) else got
             return f"must be one of {options} (got {shown}{f' — {hint}' if hint else ''})"
         if name == "Constant":
@@ -655,6 +709,8 @@ class SchemaValidator:
             first = [str(e.message) for group in getattr(kind, "context", []) for e in group][:3]
             detail = f": {'; '.join(first)}" if first else ""
             return f"matches none of the allowed shapes{detail}"
+        if name == "Not":
+            return f"{got} is not allowed here"
         if name == "OneOfMultipleValid":
             return "matches more than one of the mutually exclusive shapes"
         # Bounds and the rest: jsonschema-rs' own wording, without echoing large values.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 import textwrap
 from pathlib import Path
 
@@ -290,3 +291,17 @@ def test_a_single_crd_file_may_be_given(tmp_path: Path) -> None:
     validator = SchemaValidator(crd_dirs=[path])
 
     assert validator.validate(resource(widget(size=1))) == []
+
+
+def test_without_cel_python_rules_are_not_evaluated_and_the_notes_say_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "celpy", None)  # makes `import celpy` fail
+    (tmp_path / "crds.yaml").write_text(WIDGET_CRDS, encoding="utf-8")
+
+    validator = SchemaValidator(crd_dirs=[tmp_path])
+
+    assert validator.validate(resource(widget(size=1, min=20))) == []
+    assert validator.notes() == [
+        "CEL rules (x-kubernetes-validations) not evaluated: cel-python is not installed"
+    ]

@@ -61,7 +61,7 @@ RULES: list[Rule] = [
             "reviewed never takes effect."
         ),
         remediation="Fix the spelling or move the field to where the schema expects it (see the suggestion).",
-        scope=("*",),
+        scope=(),  # every kind
         check=_of_rule(UNKNOWN_FIELD),
         options={"ignore_kinds": []},
         example="spec.template.spec.containers[0].imagePullPolcy: Always",
@@ -78,7 +78,7 @@ RULES: list[Rule] = [
             "reports a sync failure long after the pull request was merged."
         ),
         remediation="Use a value of the documented type and form (the message names it).",
-        scope=("*",),
+        scope=(),  # every kind
         check=_of_rule(INVALID_VALUE),
         options={"ignore_kinds": []},
         example="spec:\n  disruption:\n    consolidationPolicy: WhenUnderutilized   # the v1beta1 name",
@@ -98,7 +98,7 @@ RULES: list[Rule] = [
             "Use the current apiVersion (the message lists the ones the gate knows), or pass the "
             "CRD exported from the cluster with --crd DIR."
         ),
-        scope=("*",),
+        scope=(),  # every kind
         check=_of_rule(UNKNOWN_KIND),
         options={"ignore_kinds": []},
         example="apiVersion: karpenter.sh/v1beta1\nkind: NodePool",
@@ -116,7 +116,7 @@ RULES: list[Rule] = [
             "with --crd and cel-python installed; rules it cannot evaluate are counted in the notes."
         ),
         remediation="Change the resource so the rule holds; the message is the CRD's own.",
-        scope=("*",),
+        scope=(),  # every kind
         check=_of_rule(CEL_RULE),
         options={"ignore_kinds": []},
         example="amiSelectorTerms:\n  - alias: bottlerocket@latest\n  - id: ami-0123456789abcdef0",

@@ -1,0 +1,5 @@
+import sys
+
+from tools.stack.cli import main
+
+sys.exit(main())

@@ -1,0 +1,174 @@
+"""Starting and stopping the stack's server processes, each in a process group of its own.
+
+A server runs in a new session (so its group id is its pid and its workers are in the same group); it is
+stopped with SIGTERM to the whole group, then SIGKILL after a grace period. A process is identified by its
+pid *and* its start time, so a pid that the system has reused for another program is never signalled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import psutil
+
+
+class PortInUseError(RuntimeError):
+    """A fixed port the stack was asked to use is already taken."""
+
+
+@dataclass(frozen=True)
+class ProcessRecord:
+    """What is needed to find (and only find) a started process again, e.g. from a state file."""
+
+    name: str
+    pid: int
+    create_time: float
+    command: tuple[str, ...]
+    log_path: str
+
+    def to_json(self) -> dict[str, object]:
+        data = asdict(self)
+        data["command"] = list(self.command)
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> ProcessRecord:
+        command = data["command"]
+        if not isinstance(command, list):
+            raise ValueError(f"process record {data.get('name')!r}: command must be a list")
+        return cls(
+            name=str(data["name"]),
+            pid=int(data["pid"]),  # type: ignore[call-overload]
+            create_time=float(data["create_time"]),  # type: ignore[arg-type]
+            command=tuple(str(part) for part in command),
+            log_path=str(data["log_path"]),
+        )
+
+    def is_alive(self) -> bool:
+        """True when the pid still belongs to the process that was started (same start time)."""
+        try:
+            process = psutil.Process(self.pid)
+            return process.create_time() == self.create_time and process.status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def resolve_port(port: int, service: str) -> int:
+    """`port`, or a free one when it is 0; raises PortInUseError when a fixed port is taken."""
+    if port == 0:
+        return free_port()
+    if not port_is_free(port):
+        raise PortInUseError(f"port {port} for {service} is already in use on 127.0.0.1")
+    return port
+
+
+def start_process(
+    name: str,
+    command: Sequence[str],
+    *,
+    log_path: Path,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> tuple[subprocess.Popen[bytes], ProcessRecord]:
+    """Start `command` in a new session with stdout and stderr appended to `log_path`."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        popen = subprocess.Popen(
+            list(command),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=dict(env) if env is not None else None,
+            cwd=cwd,
+            start_new_session=True,
+        )
+    try:
+        create_time = psutil.Process(popen.pid).create_time()
+    except psutil.NoSuchProcess:
+        create_time = 0.0
+    record = ProcessRecord(
+        name=name, pid=popen.pid, create_time=create_time, command=tuple(command), log_path=str(log_path)
+    )
+    return popen, record
+
+
+def group_members(pgid: int) -> list[psutil.Process]:
+    """Live (non-zombie) processes whose process group is `pgid`."""
+    members = []
+    for process in psutil.process_iter():
+        try:
+            if os.getpgid(process.pid) == pgid and process.status() != psutil.STATUS_ZOMBIE:
+                members.append(process)
+        except (ProcessLookupError, psutil.NoSuchProcess):
+            continue
+    return members
+
+
+def _signal_group(pgid: int, signum: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signum)
+
+
+def stop_group(
+    record: ProcessRecord, *, grace: float = 15.0, popen: subprocess.Popen[bytes] | None = None
+) -> None:
+    """SIGTERM the process group `record` leads, then SIGKILL what is left after `grace` seconds.
+
+    Does nothing when the leader is gone or its pid now belongs to another process; with `popen` (our own
+    child) the leader is reaped too.
+    """
+    if not record.is_alive():
+        if popen is not None:
+            popen.poll()
+        return
+    pgid = record.pid
+    _signal_group(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if popen is not None:
+            popen.poll()
+        if not group_members(pgid):
+            return
+        time.sleep(0.1)
+    _signal_group(pgid, signal.SIGKILL)
+    deadline = time.monotonic() + 10.0
+    while time.monotonic() < deadline:
+        if popen is not None:
+            popen.poll()
+        if not group_members(pgid):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{record.name} (process group {pgid}) did not exit after SIGKILL")
+
+
+def log_tail(log_path: Path | str, lines: int = 30) -> str:
+    """The last lines of a log file, for error messages."""
+    path = Path(log_path)
+    if not path.is_file():
+        return f"(no log at {path})"
+    text = path.read_text(errors="replace").splitlines()
+    return "\n".join(text[-lines:])
