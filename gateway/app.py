@@ -14,14 +14,13 @@ import httpx
 from botocore.config import Config
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from fastapi.staticfiles import StaticFiles
 
 from gateway.errors import install_error_handlers
 from gateway.limits import Admission, RateLimiter, TokenBuckets
 from gateway.metrics import GatewayMetrics
 from gateway.middleware import GatewayMiddleware
 from gateway.relay import RelayServices
-from gateway.routers import admin, audience, health, metrics, openai_proxy
+from gateway.routers import admin, audience, health, metrics, openai_proxy, ui
 from gateway.settings import Settings
 from gateway.storage import Draws, RecordStore, StateStore, Stats, StorageUnavailable, unavailable
 from gateway.upstream import Upstream, build_http_client, poll_queue
@@ -109,8 +108,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.add_exception_handler(StorageUnavailable, storage_unavailable)
     app.add_middleware(GatewayMiddleware, metrics=gateway_metrics, max_body_bytes=settings.max_body_bytes)
-    for module in (openai_proxy, audience, admin, health, metrics):
+    for module in (openai_proxy, audience, admin, health, metrics, ui):
         app.include_router(module.router)
-    if (settings.static_dir / "index.html").is_file():
-        app.mount("/", StaticFiles(directory=settings.static_dir, html=True), name="static")
     return app

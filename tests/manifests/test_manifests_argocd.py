@@ -80,6 +80,8 @@ def test_project_restricts_sources_and_destinations(rendered: dict[str, Rendered
         "karpenter",
         "keda",
         "opentelemetry-operator-system",
+        "kube-system",
+        "kube-node-lease",
     }
     assert all(d["server"] == "https://kubernetes.default.svc" for d in project["destinations"])
     for kind, name in rendered[f"apps/{env}"].ids():

@@ -110,8 +110,23 @@ def test_environment_values_land_per_environment(rendered: dict[str, Rendered]) 
         assert node_class["securityGroupSelectorTerms"] == node_class["subnetSelectorTerms"]
         assert node_class["tags"]["environment"] == env
         gateway_config = result.one("ConfigMap", "gateway-config")["data"]
-        assert gateway_config["RESPONSES_BUCKET"] == f"eks-llm-inference-responses-{account}"
-        assert gateway_config["UPSTREAM_URL"] == "http://vllm.inference.svc:8000"
+        host = result.one("Ingress", "gateway")["spec"]["rules"][0]["host"]
+        assert gateway_config == {
+            "GATEWAY_HOST": "0.0.0.0",
+            "GATEWAY_PORT": "8080",
+            "GATEWAY_LOG_LEVEL": "info",
+            "GATEWAY_SHUTDOWN_TIMEOUT": "30",
+            "GATEWAY_KEEP_ALIVE_SECONDS": "310",
+            "GATEWAY_UPSTREAM_URL": "http://vllm.inference.svc:8000",
+            "GATEWAY_MODEL": "mistral-7b-instruct",
+            "GATEWAY_ALLOWED_MODELS": "mistral-7b-instruct",
+            "GATEWAY_MAX_TOKENS": "1024",
+            "GATEWAY_TRUSTED_HOPS": "1",
+            "GATEWAY_S3_BUCKET": f"eks-llm-inference-responses-{account}",
+            "GATEWAY_S3_REGION": "us-east-1",
+            "GATEWAY_PUBLIC_URL": f"https://{host}",
+        }
+        assert host == {"dev": "llm-dev.example.com", "prod": "llm.example.com"}[env]
         annotations = result.one("Ingress", "gateway")["metadata"]["annotations"]
         assert annotations["alb.ingress.kubernetes.io/certificate-arn"].startswith(
             f"arn:aws:acm:us-east-1:{account}:certificate/"

@@ -21,7 +21,7 @@ def _rule_crashes_fail_tests(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
-    """A writable copy of the fixture repository (base/web, overlays/{dev,broken,suppressed})."""
+    """A writable copy of the fixture repository (base/web, overlays/{dev,broken,replaced,suppressed})."""
     target = tmp_path / "repo"
     shutil.copytree(TREE, target)
     return target

@@ -8,9 +8,8 @@ import pytest
 
 from tools.validate.cli import main
 from tools.validate.config import ConfigError, GateConfig, load_config
-from tools.validate.loader import load_one_mapping
 from tools.validate.model import Severity
-from tools.validate.rules import meta
+from tools.validate.rules import default_registry, meta
 from tools.validate.rules.base import Registry, Rule
 
 TREE = Path(__file__).parent / "fixtures" / "tree"
@@ -69,14 +68,16 @@ def test_environment_of_a_directory(tmp_path: Path) -> None:
     assert GateConfig().environment_of("overlays/prod") == "prod"
 
 
-def test_the_repository_config_has_the_expected_shape() -> None:
-    # the rule ids it names are checked against the full registry by `gate validate` on the repository
-    raw = load_one_mapping(Path(__file__).parents[2] / "gate.yaml")
-    prod = raw["environments"]["prod"]["rules"]
-    dev = raw["environments"]["dev"]["rules"]
-    assert prod["scaling/min-warm-replicas"]["min_warm_replicas"] >= 1
-    assert prod["spot/on-demand-fallback"]["require_on_demand_fallback"] is True
-    assert dev["scaling/min-warm-replicas"]["min_warm_replicas"] == 0
+def test_the_repository_config_requires_warm_replicas_and_on_demand_fallback_in_prod() -> None:
+    registry = default_registry()
+    config = load_config(Path(__file__).parents[2] / "gate.yaml", registry, "gate.yaml")
+
+    warm, fallback = registry.get("scaling/min-warm-replicas"), registry.get("spot/on-demand-fallback")
+    assert config.options_for(warm, "prod")["min_warm_replicas"] >= 1
+    assert config.options_for(fallback, "prod")["require_on_demand_fallback"] is True
+    assert config.options_for(warm, "dev")["min_warm_replicas"] == 0
+    assert config.options_for(fallback, "dev")["require_on_demand_fallback"] is False
+    assert [config.environment_of(d) for d in ("overlays/prod", "apps/prod", "clusters/prod")] == ["prod"] * 3
 
 
 @pytest.mark.parametrize(

@@ -102,3 +102,15 @@ def test_build_options_are_passed_to_kustomize() -> None:
 
     with pytest.raises(RenderError, match="NoSuchRestrictor"):
         render(TREE / "overlays" / "dev", TREE, options)
+
+
+def test_replacements_are_recorded_apart_from_patches() -> None:
+    rendered = render(TREE / "overlays" / "replaced", TREE)
+
+    (deployment,) = [r for r in rendered.resources if r.kind == "Deployment"]
+    assert (deployment.origin, deployment.patches) == ("base/web/deployment.yaml", ())
+    assert rendered.patch_sources[deployment.index] == (
+        PatchSource("overlays/replaced/values.yaml", "replacement", None, 9,
+                    ("spec.template.spec.containers.[name=sidecar].image",)),
+    )
+    assert "ConfigMap/values" not in {r.ref() for r in rendered.resources}  # local-config: not rendered

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tools.validate.model import SourceLocation
-from tools.validate.render import Rendered, render
+from tools.validate.model import SourceLocation, walk
+from tools.validate.render import Rendered, render, split_field_path
 from tools.validate.sources import SourceMapper, parse_path, resolve_path
 
 TREE = Path(__file__).parent / "fixtures" / "tree"
@@ -95,3 +95,45 @@ def test_source_files_are_parsed_once(dev: Rendered, monkeypatch: pytest.MonkeyP
     assert sorted(calls) == [
         "base/web/deployment.yaml", "overlays/dev/scale.yaml", "overlays/dev/sidecar-args.yaml"
     ]
+
+
+def test_a_field_written_by_a_replacement_points_at_its_source_value() -> None:
+    rendered = render(TREE / "overlays" / "replaced", TREE)
+
+    assert [r.ref() for r in rendered.resources] == ["ConfigMap/web-config", "Service/web", "Deployment/web"]
+    assert locate(rendered, "Deployment/web", f"{CONTAINERS}[1].image") == SourceLocation(
+        "overlays/replaced/values.yaml", 9
+    )
+    assert locate(rendered, "Deployment/web", f"{CONTAINERS}[0].image") == SourceLocation(
+        "base/web/deployment.yaml", 19
+    )
+    sidecar = SourceLocation("base/web/deployment.yaml", 23)
+    assert locate(rendered, "Deployment/web", f"{CONTAINERS}[1]") == sidecar
+
+
+def test_field_path_syntax_of_kustomize() -> None:
+    assert split_field_path("spec.template.spec.containers.[name=vllm].env.[name=AWS_REGION].value") == [
+        "spec", "template", "spec", "containers", "[name=vllm]", "env", "[name=AWS_REGION]", "value"
+    ]
+    assert split_field_path("spec.subnetSelectorTerms.0.tags.[karpenter.sh/discovery]") == [
+        "spec", "subnetSelectorTerms", "0", "tags", "karpenter.sh/discovery"
+    ]
+
+
+@pytest.mark.parametrize("overlay", ["overlays/dev", "overlays/prod", "apps/prod", "clusters/prod"])
+def test_every_field_of_the_repository_overlays_has_a_line_in_an_existing_file(overlay: str) -> None:
+    root = Path(__file__).parents[2]
+    rendered = render(root / overlay, root)
+    mapper = SourceMapper(root)
+    line_counts: dict[str, int] = {}
+
+    checked = 0
+    for resource in rendered.resources:
+        for path, _ in walk(resource.doc):
+            location = mapper.locate(resource, path, rendered.patch_sources[resource.index])
+            assert location is not None, (resource.ref(), path)
+            if location.file not in line_counts:
+                line_counts[location.file] = len((root / location.file).read_text().splitlines())
+            assert 1 <= location.line <= line_counts[location.file], (resource.ref(), path, location)
+            checked += 1
+    assert checked > 20  # not vacuous

@@ -69,8 +69,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     validate.add_argument("--fail-level", choices=[s.name.lower() for s in Severity], help="default: config")
     _common(validate)
-    validate.add_argument("--crd", action="append", default=[], type=Path, metavar="DIR",
-                          help="directory of CRD YAML to validate custom resources against; repeatable")
+    validate.add_argument("--crd", action="append", default=[], type=Path, metavar="PATH",
+                          help="CRD YAML file or directory to validate custom resources against; repeatable")
     validate.add_argument("--kubernetes-version", help="Kubernetes version of the core schemas")
     validate.set_defaults(handler=_validate)
 
@@ -147,8 +147,8 @@ def _validate(args: argparse.Namespace) -> int:
         if not targets:
             raise GateError(f"no kustomization found under overlays/, apps/ or clusters/ in {repo_root}")
     for crd in args.crd:
-        if not crd.is_dir():
-            raise GateError(f"--crd {crd}: not a directory")
+        if not crd.exists():
+            raise GateError(f"--crd {crd}: no such file or directory")
     report = run(
         targets,
         RunOptions(
@@ -234,7 +234,10 @@ def _rules(args: argparse.Namespace) -> int:
 def _docs(args: argparse.Namespace) -> int:
     repo_root = _repo_root(args)
     target = repo_root / rule_docs.DOCS_PATH
-    text = rule_docs.generate(default_registry())
+    registry = default_registry()
+    config_path = find_config(repo_root, args.config)
+    config = load_config(config_path, registry, _display(config_path, repo_root) if config_path else None)
+    text = rule_docs.generate(registry, config if config_path else None)
     current = target.read_text(encoding="utf-8") if target.is_file() else None
     if args.check:
         if current != text:

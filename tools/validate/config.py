@@ -11,7 +11,8 @@ Shape (every key optional):
     limits:                             # for every YAML file the gate reads
       max_file_bytes: 20971520
       max_depth: 128
-      max_alias_nodes: 5000000
+      max_nodes: 10000000               # YAML nodes per file or rendered overlay
+      max_alias_nodes: 100000           # nodes YAML aliases may add (alias bombs)
     rules:                              # for every environment
       <rule id>: {enabled: true, severity: error, <option>: <value>}
     environments:
@@ -60,7 +61,8 @@ class _Kustomize(_Strict):
 class _Limits(_Strict):
     max_file_bytes: int = Field(default=Limits.max_bytes, gt=0)
     max_depth: int = Field(default=Limits.max_depth, gt=0)
-    max_alias_nodes: int = Field(default=Limits.max_nodes, gt=0)
+    max_nodes: int = Field(default=Limits.max_nodes, gt=0)
+    max_alias_nodes: int = Field(default=Limits.max_alias_nodes, gt=0)
 
 
 class _Environment(_Strict):
@@ -224,7 +226,8 @@ def load_config(path: Path | None, registry: Registry, source: str | None = None
         limits=Limits(
             max_bytes=parsed.limits.max_file_bytes,
             max_depth=parsed.limits.max_depth,
-            max_nodes=parsed.limits.max_alias_nodes,
+            max_nodes=parsed.limits.max_nodes,
+            max_alias_nodes=parsed.limits.max_alias_nodes,
         ),
         rules=parsed.rules,
         environments=dict(parsed.environments),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from tools.validate.config import GateConfig
 from tools.validate.rules.base import FAMILIES, Registry, Rule
 
 DOCS_PATH = "docs/rules.md"
@@ -19,19 +20,20 @@ reason (see the `gitops/suppression-*` rules).
 """
 
 
-def generate(registry: Registry) -> str:
+def generate(registry: Registry, config: GateConfig | None = None) -> str:
+    """The rule reference; with `config`, each rule's options also show the values of every environment
+    that sets them."""
     rules = sorted(registry, key=lambda r: (FAMILIES.index(r.family), r.id))
     parts = [_HEADER]
     if rules:
-        parts.append("| Rule | Severity | Title |\n| --- | --- | --- |")
-        parts.append("\n".join(f"| [`{r.id}`](#{_anchor(r.id)}) | {r.severity.name.lower()} | {r.title} |"
-                               for r in rules))
+        rows = [f"| [`{r.id}`](#{_anchor(r.id)}) | {r.severity.name.lower()} | {r.title} |" for r in rules]
+        parts.append("\n".join(["| Rule | Severity | Title |", "| --- | --- | --- |", *rows]))
     family = None
     for rule in rules:
         if rule.family != family:
             family = rule.family
             parts.append(f"## {family}")
-        parts.append(_rule(rule))
+        parts.append(_rule(rule, config))
     return "\n\n".join(parts).rstrip() + "\n"
 
 
@@ -43,7 +45,7 @@ def _value(value: Any) -> str:
     return json.dumps(value) if not isinstance(value, str) else value
 
 
-def _rule(rule: Rule) -> str:
+def _rule(rule: Rule, config: GateConfig | None) -> str:
     scope = ", ".join(f"`{kind}`" for kind in rule.scope) or "the whole rendered overlay"
     lines = [
         f"### {rule.id}",
@@ -60,6 +62,15 @@ def _rule(rule: Rule) -> str:
         lines += ["", "**Use instead.**", "", "```yaml", rule.use_instead.rstrip(), "```"]
     lines += ["", "**Fix.** " + rule.remediation]
     if rule.options:
-        lines += ["", "| Option | Default |", "| --- | --- |"]
-        lines += [f"| `{name}` | `{_value(default)}` |" for name, default in rule.options.items()]
+        environments = [
+            env for env, settings in (config.environments.items() if config else ())
+            if any(key in rule.options for key in settings.rules.get(rule.id, {}))
+        ]
+        header = ["Option", "Default", *(f"{env} (gate.yaml)" for env in environments)]
+        lines += ["", "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+        values = {env: config.options_for(rule, env) for env in environments} if config else {}
+        for name, default in rule.options.items():
+            per_env = [f"`{_value(values[env][name])}`" for env in environments]
+            cells = [f"`{name}`", f"`{_value(default)}`", *per_env]
+            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -12,6 +12,7 @@ import importlib
 import os
 import traceback
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -106,14 +107,13 @@ def run(targets: Sequence[Path], options: RunOptions) -> Report:
     render_options = RenderOptions(
         build_options=config.build_options, timeout=config.render_timeout, limits=config.limits
     )
-    schemas = _schemas(options)
-    catalogue = _catalogue(options)
+    schemas = build_schemas(options)
+    catalogue = build_catalogue(options)
     mapper = SourceMapper(options.repo_root, config.limits)
     findings: list[Finding] = []
     overlays: list[str] = []
     resource_count = 0
-    for target in targets:
-        rendered = render(target, options.repo_root, render_options)
+    for rendered in render_all(targets, options.repo_root, render_options):
         env = options.env or config.environment_of(rendered.overlay)
         overlays.append(rendered.overlay)
         resource_count += len(rendered.resources)
@@ -127,6 +127,19 @@ def run(targets: Sequence[Path], options: RunOptions) -> Report:
         rules=options.registry,
         fail_level=config.fail_level,
     )
+
+
+def render_all(targets: Sequence[Path], repo_root: Path, options: RenderOptions) -> list[Rendered]:
+    """Render every target, kustomize processes running side by side (one per core).
+
+    On failure, the error of the first failing target in `targets` order is raised.
+    """
+    workers = max(1, min(len(targets), os.cpu_count() or 1))
+    if workers == 1:
+        return [render(target, repo_root, options) for target in targets]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(render, target, repo_root, options) for target in targets]
+        return [future.result() for future in futures]
 
 
 def check(rendered: Rendered, env: str | None, options: RunOptions, *, mapper: SourceMapper,
@@ -201,7 +214,7 @@ def _optional(module: str) -> Any:
         raise
 
 
-def _schemas(options: RunOptions) -> Any:
+def build_schemas(options: RunOptions) -> Any:
     factory = options.schemas_factory
     if factory is None:
         module = _optional("tools.validate.schema")
@@ -216,7 +229,7 @@ def _schemas(options: RunOptions) -> Any:
         raise GateError(f"cannot load schemas: {exc}") from None
 
 
-def _catalogue(options: RunOptions) -> Any:
+def build_catalogue(options: RunOptions) -> Any:
     loader = options.catalogue_loader
     if loader is None:
         module = _optional("tools.validate.catalogue")

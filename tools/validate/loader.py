@@ -5,15 +5,21 @@ by a small iterative builder rather than by `yaml.load`, because:
 
 - the C composer recurses once per nesting level and crashes the interpreter (SIGSEGV) on a few
   hundred thousand nested `[`; the builder keeps its own stack and stops at `max_depth`;
-- aliases are bounded: each anchor remembers how many nodes it expands to, and a document whose
-  expanded size passes `max_nodes` is refused (the "billion laughs" attack needs only a few hundred
+- aliases are bounded: each anchor remembers how many nodes it expands to, and a stream whose aliases
+  add more than `max_alias_nodes` nodes is refused (the "billion laughs" attack needs only a few hundred
   bytes);
 - duplicate mapping keys are reported (`DuplicateKey`) instead of silently keeping the last value;
 - it is about twice as fast as `yaml.load_all(..., Loader=yaml.CSafeLoader)` on rendered manifests
   (plain scalars are resolved once per distinct value; quoted scalars are strings).
 
 Scalars are resolved exactly as PyYAML's safe loader resolves them (YAML 1.1 implicit types) and
-merge keys (`<<`) are honoured. Every failure is an `InputError` naming the file and line.
+merge keys (`<<`) are honoured; explicit tags other than the YAML core scalar/map/seq tags are
+refused. Every failure is an `InputError` naming the file and line.
+
+Duplicate keys: `Loaded.duplicates` lists them and the last value wins. Callers decide: the config
+file refuses them (`load_one_mapping` -> InputError -> exit 2); in rendered output they become
+findings of `input/duplicate-key` (kustomize itself already refuses duplicate keys in the files it
+reads, so in practice a duplicate there ends the run with kustomize's message).
 """
 
 from __future__ import annotations
@@ -28,10 +34,15 @@ from yaml.nodes import ScalarNode
 
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 DEFAULT_MAX_DEPTH = 128
-DEFAULT_MAX_NODES = 5_000_000
+DEFAULT_MAX_NODES = 10_000_000
+DEFAULT_MAX_ALIAS_NODES = 100_000
 
 _STR_TAG = "tag:yaml.org,2002:str"
+_CONTAINER_TAGS = ("!", "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_SCALAR_TAGS = frozenset(
+    f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "timestamp", "binary")
+)
 
 
 class InputError(Exception):
@@ -50,6 +61,7 @@ class Limits:
     max_bytes: int = DEFAULT_MAX_BYTES
     max_depth: int = DEFAULT_MAX_DEPTH
     max_nodes: int = DEFAULT_MAX_NODES
+    max_alias_nodes: int = DEFAULT_MAX_ALIAS_NODES  # nodes that aliases may add, per stream
 
 
 @dataclass(frozen=True)
@@ -149,11 +161,13 @@ def _type_name(value: Any) -> str:
 
 
 class _Frame:
-    __slots__ = ("anchor", "container", "key", "key_line", "line", "merges", "nodes_at_start")
+    __slots__ = ("anchor", "container", "is_list", "key", "key_line", "line", "merges", "nodes_at_start")
 
-    def __init__(self, container: Any, line: int, anchor: str | None, nodes_at_start: int) -> None:
+    def __init__(self, container: Any, is_list: bool, line: int, anchor: str | None,
+                 nodes_at_start: int) -> None:
         self.container = container
-        self.key: tuple[Any] | None = None
+        self.is_list = is_list
+        self.key: Any = _NO_KEY
         self.key_line = 0
         self.line = line
         self.anchor = anchor
@@ -179,7 +193,8 @@ class _Builder:
             raise InputError(self.source, f"invalid YAML: {problem}", line) from None
         except yaml.reader.ReaderError as exc:
             line = text.count("\n", 0, exc.position) + 1
-            problem = f"not YAML text: character {exc.character!r}: {exc.reason}"
+            character = chr(exc.character) if isinstance(exc.character, int) else exc.character
+            problem = f"not YAML text: character {character!r}: {exc.reason}"
             raise InputError(self.source, problem, line) from None
         except yaml.YAMLError as exc:
             raise InputError(self.source, f"invalid YAML: {' '.join(str(exc).split())}") from None
@@ -205,6 +220,8 @@ class _Builder:
             return value
         if tag == "!":
             return event.value
+        if tag not in _SCALAR_TAGS:
+            raise InputError(self.source, f"unsupported tag {tag} on a scalar", event.start_mark.line + 1)
         return self._construct(tag, event)
 
     def _construct(self, tag: str, event: ev.ScalarEvent) -> Any:
@@ -217,84 +234,90 @@ class _Builder:
             return self._resolver.construct_object(node)
         except yaml.constructor.ConstructorError as exc:
             raise InputError(self.source, f"invalid YAML: {exc.problem}", event.start_mark.line + 1) from None
-        except (ValueError, TypeError, OverflowError) as exc:
+        except (ValueError, TypeError, OverflowError, IndexError, KeyError, AttributeError) as exc:
             problem = f"invalid {tag.rpartition(':')[2]} value {event.value!r}: {exc}"
             raise InputError(self.source, problem, event.start_mark.line + 1) from None
 
     def _run(self, text: str) -> Loaded:
+        # One loop over libyaml's events; the common cases (plain and quoted scalars, containers)
+        # are inlined because this loop is the gate's hottest code.
         limits = self.limits
+        max_depth = limits.max_depth
+        max_nodes = limits.max_nodes
         with_lines = self.with_lines
+        source = self.source
+        plain_cache = self._plain_cache
+        scalar = self._scalar
         out = Loaded(documents=[])
+        documents = out.documents
+        duplicates = out.duplicates
         stack: list[_Frame] = []
         anchors: dict[str, tuple[Any, int]] = {}
         nodes = 0
+        alias_nodes = 0
         document = -1
         doc_line = 1
         top: _Frame | None = None
-
-        def place(value: Any, line: int) -> None:
-            nonlocal top
-            if top is None:
-                if value is not None and not (with_lines and isinstance(value, Node) and value.value is None):
-                    out.documents.append(value)
-                    out.lines.append(doc_line)
-                return
-            container = top.container
-            if isinstance(container, list):
-                container.append(value)
-            elif top.key is None:
-                key = value.value if with_lines else value
-                if key is _MERGE:
-                    top.key = (_MERGE,)
-                else:
-                    if isinstance(key, (dict, list)):
-                        raise InputError(self.source, "a mapping key must be a scalar", line)
-                    top.key = (key,)
-                top.key_line = line
-            else:
-                key = top.key[0]
-                top.key = None
-                if key is _MERGE:
-                    top.merges = (top.merges or []) + [value]
-                    return
-                if key in container:
-                    out.duplicates.append(DuplicateKey(self.source, top.key_line, str(key), document))
-                if with_lines:
-                    value.key_line = top.key_line
-                container[key] = value
+        scalar_event = ev.ScalarEvent
+        mapping_start = ev.MappingStartEvent
+        sequence_start = ev.SequenceStartEvent
+        mapping_end = ev.MappingEndEvent
+        sequence_end = ev.SequenceEndEvent
 
         for event in yaml.parse(text, Loader=yaml.CSafeLoader):
             cls = event.__class__
-            if cls is ev.ScalarEvent:
+            if cls is scalar_event:
                 nodes += 1
-                value = self._scalar(event)
-                line = event.start_mark.line + 1
-                if with_lines:
-                    value = Node(line, value)
-                if event.anchor is not None:
-                    anchors[event.anchor] = (value, 1)
-                place(value, line)
-            elif cls is ev.MappingStartEvent or cls is ev.SequenceStartEvent:
+                if event.tag is None and event.anchor is None:
+                    if event.implicit[0]:
+                        raw = event.value
+                        value = plain_cache[raw] if raw in plain_cache else scalar(event)
+                    else:
+                        value = event.value
+                else:
+                    value = scalar(event)
+                    if event.anchor is not None:
+                        anchors[event.anchor] = (Node(event.start_mark.line + 1, value) if with_lines
+                                                 else value, 1)
+                if top is None:
+                    if value is not None:
+                        documents.append(Node(event.start_mark.line + 1, value) if with_lines else value)
+                        out.lines.append(doc_line)
+                    continue
+                if top.is_list:
+                    top.container.append(Node(event.start_mark.line + 1, value) if with_lines else value)
+                elif top.key is _NO_KEY:
+                    top.key = value
+                    top.key_line = event.start_mark.line + 1
+                else:
+                    self._set(top, Node(event.start_mark.line + 1, value) if with_lines else value,
+                              duplicates, document)
+            elif cls is mapping_start or cls is sequence_start:
                 nodes += 1
-                if len(stack) >= limits.max_depth:
-                    raise InputError(
-                        self.source,
-                        f"nested more than {limits.max_depth} levels deep",
-                        event.start_mark.line + 1,
-                    )
-                if event.tag not in (None, "!", "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"):
-                    raise InputError(self.source, f"unsupported tag {event.tag}", event.start_mark.line + 1)
-                container: Any = {} if cls is ev.MappingStartEvent else []
                 line = event.start_mark.line + 1
+                if len(stack) + (top is not None) >= max_depth:
+                    raise InputError(source, f"nested more than {max_depth} levels deep", line)
+                if event.tag is not None and event.tag not in _CONTAINER_TAGS:
+                    raise InputError(source, f"unsupported tag {event.tag}", line)
+                is_list = cls is sequence_start
+                container: Any = [] if is_list else {}
                 value = Node(line, container) if with_lines else container
-                place(value, line)
+                if top is None:
+                    documents.append(value)
+                    out.lines.append(doc_line)
+                elif top.is_list:
+                    top.container.append(value)
+                elif top.key is _NO_KEY:
+                    raise InputError(source, "a mapping key must be a scalar", line)
+                else:
+                    self._set(top, value, duplicates, document)
                 if top is not None:
                     stack.append(top)
-                top = _Frame(container, line, event.anchor, nodes)
+                top = _Frame(container, is_list, line, event.anchor, nodes)
                 if event.anchor is not None:
                     # the size is known at the container's end; until then an alias to it is recursive
                     anchors[event.anchor] = (value, -1)
-            elif cls is ev.MappingEndEvent or cls is ev.SequenceEndEvent:
+            elif cls is mapping_end or cls is sequence_end:
                 assert top is not None
                 finished = top
                 if finished.merges:
@@ -306,25 +329,48 @@ class _Builder:
             elif cls is ev.AliasEvent:
                 line = event.start_mark.line + 1
                 if event.anchor not in anchors:
-                    raise InputError(self.source, f"unknown alias *{event.anchor}", line)
+                    raise InputError(source, f"unknown alias *{event.anchor}", line)
                 value, size = anchors[event.anchor]
                 if size < 0:
-                    raise InputError(self.source, f"recursive alias *{event.anchor}", line)
+                    raise InputError(source, f"recursive alias *{event.anchor}", line)
                 nodes += size
-                if nodes > limits.max_nodes:
-                    raise InputError(
-                        self.source,
-                        f"aliases expand to more than {limits.max_nodes} nodes (alias bomb?)",
-                        line,
-                    )
-                place(value, line)
+                alias_nodes += size
+                if alias_nodes > limits.max_alias_nodes:
+                    problem = f"aliases expand to more than {limits.max_alias_nodes} nodes (alias bomb?)"
+                    raise InputError(source, problem, line)
+                if top is None:
+                    documents.append(value)
+                    out.lines.append(doc_line)
+                elif top.is_list:
+                    top.container.append(value)
+                elif top.key is _NO_KEY:
+                    plain = value.value if with_lines else value
+                    if isinstance(plain, (dict, list)):
+                        raise InputError(source, "a mapping key must be a scalar", line)
+                    top.key = plain
+                    top.key_line = line
+                else:
+                    self._set(top, value, duplicates, document)
             elif cls is ev.DocumentStartEvent:
                 document += 1
                 doc_line = event.start_mark.line + 1
                 anchors.clear()
-            if nodes > limits.max_nodes:
-                raise InputError(self.source, f"more than {limits.max_nodes} YAML nodes", None)
+            if nodes > max_nodes:
+                raise InputError(source, f"more than {max_nodes} YAML nodes", None)
         return out
+
+    def _set(self, frame: _Frame, value: Any, duplicates: list[DuplicateKey], document: int) -> None:
+        key = frame.key
+        frame.key = _NO_KEY
+        if key is _MERGE:
+            frame.merges = [*(frame.merges or []), value]
+            return
+        container = frame.container
+        if key in container:
+            duplicates.append(DuplicateKey(self.source, frame.key_line, str(key), document))
+        if self.with_lines:
+            value.key_line = frame.key_line
+        container[key] = value
 
     def _merge(self, frame: _Frame, line: int) -> None:
         container = frame.container
@@ -349,3 +395,4 @@ class _MergeMarker:
 
 
 _MERGE = _MergeMarker()
+_NO_KEY = object()  # a mapping frame waiting for its next key

@@ -22,9 +22,11 @@ wrapper's directory, or `configuredIn:`/`configuredBy:` for generated resources)
 `alpha.config.kubernetes.io/transformations` (a list of `configuredIn:` kustomization files whose
 transformers ran over the resource; the list names every patch transformer of a kustomization for
 every resource below it, matched or not). The gate strips both annotations from the rendered
-documents, resolves the origin to a repository-relative path, and works out which patches of the
-kustomizations named in `transformations` target the resource (patch target selectors, or the kind
-and name of a strategic-merge patch document), in the order kustomize applies them.
+documents, resolves the origin to a repository-relative path, and works out which patches and
+replacements of the kustomizations named in `transformations` target the resource (patch target
+selectors, the kind and name of a strategic-merge patch document, replacement `select`/`reject`),
+in the order kustomize applies them. A replacement's source field is looked up in the YAML files the
+build reads (the ones `preflight` checked).
 """
 
 from __future__ import annotations
@@ -81,12 +83,15 @@ class PatchSource:
 
     `kind` is `strategic-merge` or `json6902`; `file` is repository-relative (for an inline patch, the
     kustomization holding it, with `text` the patch and `line` the line its text starts on).
+    `kind` `replacement` is a kustomize replacement that wrote `field_paths` (kustomize's field path
+    syntax) of the resource from a field of another file: `file` and `line` are that source field.
     """
 
     file: str
     kind: str
     text: str | None = None
     line: int = 1
+    field_paths: tuple[str, ...] = ()
 
 
 @dataclass
@@ -127,6 +132,7 @@ def render(directory: Path, repo_root: Path, options: RenderOptions = RenderOpti
     overlay = repo_relative(directory, repo_root)
     if not directory.is_dir() or not is_kustomization_dir(directory):
         raise RenderError(overlay, "no kustomization.yaml in this directory")
+    input_files = preflight(directory, repo_root, options.limits)
     command = options.command or kustomize_command()
     with tempfile.TemporaryDirectory(prefix="gate-render-") as wrapper:
         wrapper_dir = Path(wrapper).resolve()
@@ -161,7 +167,7 @@ def render(directory: Path, repo_root: Path, options: RenderOptions = RenderOpti
             raise RenderError(overlay, f"rendered output is not acceptable YAML: {exc.message}") from None
         resources: list[Resource] = []
         patch_sources: dict[int, tuple[PatchSource, ...]] = {}
-        kustomizations = _KustomizationCache(repo_root, options.limits)
+        kustomizations = _KustomizationCache(repo_root, options.limits, input_files)
         for index, doc in enumerate(loaded.documents):
             if not isinstance(doc, dict):
                 raise RenderError(overlay, f"rendered document {index + 1} is not a mapping")
@@ -169,10 +175,83 @@ def render(directory: Path, repo_root: Path, options: RenderOptions = RenderOpti
             origin = _resolve_origin(origin_text, wrapper_dir, repo_root)
             resource = Resource(doc=doc, overlay=overlay, origin=origin, index=index)
             applied = _applied_patches(resource, transformations, wrapper_dir, kustomizations)
-            resource.patches = tuple(dict.fromkeys(p.file for p in applied))
+            resource.patches = tuple(dict.fromkeys(p.file for p in applied if p.kind != "replacement"))
             patch_sources[index] = tuple(applied)
             resources.append(resource)
     return Rendered(overlay, resources, loaded.duplicates, patch_sources)
+
+
+def preflight(directory: Path, repo_root: Path, limits: Limits) -> list[Path]:
+    """Refuse input kustomize would choke on before running it.
+
+    kustomize expands YAML aliases fully: a few hundred bytes of nested aliases make it allocate
+    gigabytes until the machine runs out of memory (and a Go binary cannot be capped with RLIMIT_AS).
+    So every YAML file in the directories the kustomization reaches (its resources, components and
+    bases, recursively, and the files its patches name) is checked for size, and the few that use both
+    anchors and aliases are parsed with the bounded loader first.
+    """
+    overlay = repo_relative(directory, repo_root)
+    seen: set[Path] = set()
+    checked: list[Path] = []
+    pending = [directory.resolve()]
+    while pending:
+        current = pending.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        files = sorted(p for p in current.iterdir() if p.is_file() and _is_yaml_name(p.name))
+        for file in files:
+            _check_file(file, overlay, repo_root, limits)
+        checked.extend(files)
+        spec = _kustomization_spec(current, overlay, repo_root, limits)
+        for entry in _references(spec):
+            target = (current / entry).resolve()
+            if target.is_dir():
+                pending.append(target)
+            elif target.is_file() and target.parent not in seen:
+                _check_file(target, overlay, repo_root, limits)
+                checked.append(target)
+    return checked
+
+
+def _is_yaml_name(name: str) -> bool:
+    return name.endswith((".yaml", ".yml")) or name in KUSTOMIZATION_FILES
+
+
+def _check_file(file: Path, overlay: str, repo_root: Path, limits: Limits) -> None:
+    source = repo_relative(file, repo_root)
+    try:
+        data = read_text(file, source, limits)
+        if "&" in data and "*" in data:
+            load_text(data, source, limits)
+    except InputError as exc:
+        raise RenderError(overlay, str(exc)) from None
+
+
+def _kustomization_spec(directory: Path, overlay: str, repo_root: Path, limits: Limits) -> dict[str, Any]:
+    for name in KUSTOMIZATION_FILES:
+        path = directory / name
+        if path.is_file():
+            try:
+                documents = load_file(path, repo_relative(path, repo_root), limits).documents
+            except InputError as exc:
+                raise RenderError(overlay, str(exc)) from None
+            return documents[0] if documents and isinstance(documents[0], dict) else {}
+    return {}
+
+
+def _references(spec: dict[str, Any]) -> list[str]:
+    """Local paths a kustomization names: resources, components, bases and patch files."""
+    entries: list[Any] = []
+    for field_name in ("resources", "components", "bases", "patchesStrategicMerge"):
+        value = spec.get(field_name)
+        if isinstance(value, list):
+            entries.extend(value)
+    for field_name in ("patches", "patchesJson6902"):
+        value = spec.get(field_name)
+        if isinstance(value, list):
+            entries.extend(item.get("path") for item in value if isinstance(item, dict))
+    return [e for e in entries if isinstance(e, str) and "\n" not in e and "://" not in e]
 
 
 def _quote(path: str) -> str:
@@ -233,18 +312,35 @@ class _PatchEntry:
     documents: tuple[Any, ...]
 
 
+@dataclass(frozen=True)
+class _ReplacementTarget:
+    select: dict[str, Any]
+    reject: tuple[dict[str, Any], ...]
+    field_paths: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Replacement:
+    source: dict[str, Any]  # kind, name, namespace, group, version, fieldPath
+    targets: tuple[_ReplacementTarget, ...]
+
+
 @dataclass
 class _Kustomization:
     path: str  # repository-relative file
     prefixes: tuple[str, str]
     patches: list[_PatchEntry]
+    replacements: list[_Replacement] = field(default_factory=list)
 
 
 class _KustomizationCache:
-    def __init__(self, repo_root: Path, limits: Limits) -> None:
+    def __init__(self, repo_root: Path, limits: Limits, input_files: Sequence[Path] = ()) -> None:
         self.repo_root = repo_root
         self.limits = limits
+        self.input_files = input_files
         self._cache: dict[Path, _Kustomization | None] = {}
+        self._documents: dict[tuple[Any, Any], list[tuple[str, Node]]] | None = None
+        self._sources: dict[tuple[Any, ...], tuple[str, int] | None] = {}
 
     def get(self, path: Path) -> _Kustomization | None:
         path = path.resolve()
@@ -277,7 +373,76 @@ class _KustomizationCache:
                     patches.append(self._entry(path, rel, entry.get("path"), entry.get("patch"),
                                                _plain(entry.get("target")), lines))
         prefixes = (str(_plain(spec.get("namePrefix")) or ""), str(_plain(spec.get("nameSuffix")) or ""))
-        return _Kustomization(rel, prefixes, [p for p in patches if p is not None])
+        replacements = self._replacements(path, _plain(spec.get("replacements")))
+        return _Kustomization(rel, prefixes, [p for p in patches if p is not None], replacements)
+
+    def _replacements(self, kustomization: Path, entries: Any) -> list[_Replacement]:
+        found: list[_Replacement] = []
+        for entry in entries if isinstance(entries, list) else []:
+            if not isinstance(entry, dict):
+                continue
+            if isinstance(entry.get("path"), str):
+                file = kustomization.parent / entry["path"]
+                try:
+                    documents = load_file(file, repo_relative(file, self.repo_root), self.limits).documents
+                except InputError:
+                    continue
+                listed = documents[0] if documents and isinstance(documents[0], list) else documents
+                found.extend(self._replacements(kustomization, listed))
+                continue
+            source = entry.get("source")
+            if not isinstance(source, dict) or not isinstance(entry.get("targets"), list):
+                continue
+            targets = tuple(
+                _ReplacementTarget(
+                    select=target["select"],
+                    reject=tuple(r for r in target.get("reject") or [] if isinstance(r, dict)),
+                    field_paths=tuple(str(p) for p in target.get("fieldPaths") or []),
+                )
+                for target in entry["targets"]
+                if isinstance(target, dict) and isinstance(target.get("select"), dict)
+            )
+            found.append(_Replacement(source, targets))
+        return found
+
+    def source_line(self, source: dict[str, Any]) -> tuple[str, int] | None:
+        """The file and line of a replacement's source field, among the files the build reads."""
+        key = (source.get("kind"), source.get("name"), source.get("fieldPath"))
+        if key not in self._sources:
+            self._sources[key] = self._find_source(source)
+        return self._sources[key]
+
+    def _find_source(self, source: dict[str, Any]) -> tuple[str, int] | None:
+        if self._documents is None:
+            self._documents = {}
+            for file in self.input_files:
+                if file.name in KUSTOMIZATION_FILES:
+                    continue
+                rel = repo_relative(file, self.repo_root)
+                try:
+                    nodes = compose_with_lines(read_text(file, rel, self.limits), rel, self.limits)
+                except InputError:
+                    continue
+                for node in nodes:
+                    if isinstance(node.value, dict):
+                        kind = _plain(node.value.get("kind"))
+                        metadata = _plain(node.value.get("metadata"))
+                        name = metadata.get("name") if isinstance(metadata, dict) else None
+                        if isinstance(kind, str) and isinstance(name, str):
+                            self._documents.setdefault((kind, name), []).append((rel, node))
+        candidates = self._documents.get((source.get("kind"), source.get("name")), [])
+        if not candidates:
+            return None
+        file, document = candidates[0]
+        node: Node | None = document
+        for token in split_field_path(str(source.get("fieldPath") or "metadata.name")):
+            if node is None or not isinstance(node.value, dict) or token not in node.value:
+                node = None
+                break
+            node = node.value[token]
+        if node is None:
+            return file, document.line
+        return file, node.key_line or node.line
 
     def _entry(self, kustomization: Path, rel: str, file: Node | None, inline: Node | None,
                target: Any, lines: list[str]) -> _PatchEntry | None:
@@ -346,7 +511,35 @@ def _applied_patches(resource: Resource, transformations: str | None, wrapper_di
         for patch in kustomization.patches:
             if _targets(patch, resource, names):
                 applied.append(PatchSource(patch.file, patch.kind, patch.text, patch.line))
+        for replacement in kustomization.replacements:
+            for target in replacement.targets:
+                if not _selector_matches(target.select, resource, names) or any(
+                    _selector_matches(reject, resource, names) for reject in target.reject
+                ):
+                    continue
+                found = kustomizations.source_line(replacement.source)
+                if found is not None:
+                    applied.append(PatchSource(found[0], "replacement", None, found[1], target.field_paths))
     return applied
+
+
+def split_field_path(path: str) -> list[str]:
+    """kustomize's field path syntax: dots between fields, `[...]` kept whole (`[name=vllm]`, `[a.b/c]`)."""
+    tokens: list[str] = []
+    current = ""
+    depth = 0
+    for char in path:
+        if char == "[":
+            depth += 1
+        elif char == "]":
+            depth -= 1
+        if char == "." and depth == 0:
+            tokens.append(current)
+            current = ""
+        else:
+            current += char
+    tokens.append(current)
+    return [t[1:-1] if t.startswith("[") and t.endswith("]") and "=" not in t else t for t in tokens if t]
 
 
 def _candidate_names(name: str, prefixes_outermost_first: Iterable[tuple[str, str]]) -> set[str]:

@@ -17,7 +17,9 @@ several hundred times faster than the pure-Python jsonschema (see bench/schema_v
 
 from __future__ import annotations
 
+import base64
 import copy
+import datetime as dt
 import difflib
 import json
 import re
@@ -30,8 +32,8 @@ from typing import Any
 from urllib.parse import urljoin
 
 import jsonschema_rs
-import yaml
 
+from tools.validate.loader import InputError, load_file, load_text
 from tools.validate.model import Resource
 from tools.validate.rules.base import Violation
 
@@ -61,7 +63,7 @@ PROJECT_KINDS: Mapping[tuple[str, str], tuple[str, str]] = {
 }
 
 
-class SchemaError(Exception):
+class SchemaError(ValueError):
     """The schemas could not be loaded (unknown Kubernetes version, unreadable or invalid CRD file)."""
 
 
@@ -111,6 +113,24 @@ def _core_definitions(version: str) -> dict[str, Any]:
     # Published as oneOf(string|null, integer|null), which rejects null although both allow it.
     defs["io.k8s.apimachinery.pkg.util.intstr.IntOrString"] = {"type": ["string", "integer", "null"]}
     return definitions
+
+
+def as_json_value(value: Any) -> Any:
+    """`value` with what JSON cannot carry converted as kubectl converts YAML to JSON."""
+    if isinstance(value, Mapping):
+        return {str(k).lower() if isinstance(k, bool) else str(k): as_json_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [as_json_value(v) for v in value]
+    if isinstance(value, dt.datetime):
+        moment = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+        return moment.isoformat().replace("+00:00", "Z")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64:
+        return float(value)
+    return value
 
 
 def format_path(parts: Iterable[str | int]) -> str:
@@ -245,6 +265,7 @@ class CrdKind:
     source: str
     schema: dict[str, Any]
     openapi: Mapping[str, Any]  # as the CRD declares it: its CEL rules are compiled on first use
+    where: str = ""  # file and document
 
 
 class CelSupport:
@@ -356,9 +377,11 @@ class CelSupport:
     def _run(self, rule: CelRule, activation: dict[str, Any]) -> bool | None:
         try:
             result = rule.program.evaluate(activation)
-        except self.celpy.CELEvalError as error:
+        except (self.celpy.CELEvalError, TypeError, ValueError, KeyError, IndexError, re.error) as error:
+            # cel-python reports most failures as CELEvalError, a few surface as Python errors;
+            # either way the rule could not be evaluated, which the notes say.
             result = error
-        if isinstance(result, self.celpy.CELEvalError):
+        if isinstance(result, Exception):
             missing = re.search(r"undeclared reference to '([^']+)'", str(result))
             reason = f"function {missing[1]}() not available in cel-python" if missing else "evaluation error"
             self.skipped[f"{reason}: {rule.rule}"] += 1
@@ -373,17 +396,14 @@ def _cel_path(path: str, field_path: str) -> str:
     return path
 
 
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-def _iter_documents(path: Path) -> Iterator[tuple[int, Any]]:
+def _iter_documents(path: Path) -> Iterator[tuple[str, Any]]:
+    """(`file:line`, document) for every document of a YAML or JSON file, with the gate's safe loader."""
     try:
-        text = path.read_text(encoding="utf-8")
-        yield from enumerate(yaml.load_all(text, Loader=_YAML_LOADER), start=1)
-    except (OSError, UnicodeDecodeError) as error:
-        raise SchemaError(f"{path}: cannot read: {error}") from None
-    except yaml.YAMLError as error:
-        raise SchemaError(f"{path}: not valid YAML: {error}") from None
+        loaded = load_file(path)
+    except InputError as error:
+        raise SchemaError(str(error)) from None
+    for line, document in zip(loaded.lines, loaded.documents, strict=True):
+        yield f"{path}:{line}", document
 
 
 def _crd_files(location: Path) -> list[Path]:
@@ -402,9 +422,9 @@ def load_crds(locations: Sequence[Path]) -> dict[tuple[str, str], CrdKind]:
     kinds: dict[tuple[str, str], CrdKind] = {}
     for location in locations:
         for path in _crd_files(Path(location)):
-            for number, document in _iter_documents(path):
-                for crd in _crds_in(document, f"{path} (document {number})"):
-                    for kind in _crd_kinds(crd, f"{path} (document {number})"):
+            for where, document in _iter_documents(path):
+                for crd in _crds_in(document, where):
+                    for kind in _crd_kinds(crd, where):
                         kinds[(kind.api_version, kind.kind)] = kind
     return kinds
 
@@ -414,14 +434,13 @@ def _crds_in(document: Any, where: str) -> list[Mapping[str, Any]]:
         return []
     if not isinstance(document, Mapping):
         raise SchemaError(f"{where}: expected a CustomResourceDefinition or a List of them")
-    if document.get("kind") == "List" or (
-        document.get("kind", "").endswith("List") and isinstance(document.get("items"), list)
-    ):
+    kind = str(document.get("kind") or "")
+    if kind.endswith("List") and isinstance(document.get("items"), list):
         found: list[Mapping[str, Any]] = []
         for index, item in enumerate(document.get("items") or []):
             found.extend(_crds_in(item, f"{where} items[{index}]"))
         return found
-    if document.get("kind") != "CustomResourceDefinition":
+    if kind != "CustomResourceDefinition":
         raise SchemaError(f"{where}: kind {document.get('kind')!r} is not a CustomResourceDefinition")
     if document.get("apiVersion") != "apiextensions.k8s.io/v1":
         raise SchemaError(
@@ -441,21 +460,25 @@ def _crd_kinds(crd: Mapping[str, Any], where: str) -> Iterator[CrdKind]:
         raise SchemaError(f"{where}: CRD {name} has no spec.versions")
     group, kind = spec["group"], spec["names"]["kind"]
     for version in versions:
+        if not isinstance(version, Mapping) or not version.get("name"):
+            raise SchemaError(f"{where}: CRD {name} has a version without a name")
         if not version.get("served", True):
             continue
-        openapi = ((version.get("schema") or {}).get("openAPIV3Schema")) or spec.get("validation", {}).get(
-            "openAPIV3Schema"
-        )
+        openapi = (version.get("schema") or {}).get("openAPIV3Schema")
         if not isinstance(openapi, Mapping):
-            raise SchemaError(f"{where}: CRD {name} version {version.get('name')} has no openAPIV3Schema")
+            raise SchemaError(f"{where}: CRD {name} version {version['name']} has no openAPIV3Schema")
         api_version = f"{group}/{version['name']}"
-        schema = structural_to_json_schema(openapi)
+        try:
+            schema = structural_to_json_schema(openapi)
+        except (AttributeError, TypeError) as error:  # a node that is not a schema object
+            where_version = f"{where}: CRD {name} version {version['name']}"
+            raise SchemaError(f"{where_version}: invalid schema ({error})") from None
         properties = schema.setdefault("properties", {})
         properties["apiVersion"] = {"const": api_version}
         properties["kind"] = {"const": kind}
         properties["metadata"] = {"$ref": OBJECT_META_REF}
         schema["$id"] = f"{CRD_SCHEMA_BASE}{group}/{version['name']}/{kind}.json"
-        yield CrdKind(api_version, kind, f"CRD {name} from {where}", schema, openapi)
+        yield CrdKind(api_version, kind, f"CRD {name} from {where}", schema, openapi, where)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -488,7 +511,7 @@ class SchemaValidator:
         self._documents: dict[str, Any] = {CORE_DEFINITIONS_URI: definitions}
         for filename in PROJECT_SCHEMA_FILES:
             text = resources.files("tools.validate.schemas").joinpath(filename).read_text(encoding="utf-8")
-            document = yaml.load(text, Loader=_YAML_LOADER)
+            document = load_text(text, f"tools/validate/schemas/{filename}").documents[0]
             document["$id"] = PROJECT_SCHEMA_BASE + filename
             self._documents[document["$id"]] = document
         self.cel = CelSupport()
@@ -497,6 +520,16 @@ class SchemaValidator:
             self._documents[crd.schema["$id"]] = crd.schema
         self._registry = jsonschema_rs.Registry(list(self._documents.items()))
         self._compiled: dict[tuple[str, str], _Compiled | None] = {}
+        # Compiled now, so that a CRD whose schema does not compile is an error before any resource.
+        self._crd_validators: dict[tuple[str, str], Any] = {}
+        for key, crd in self._crds.items():
+            try:
+                self._crd_validators[key] = self._validator(crd.schema["$id"])
+            except ValueError as error:
+                reason = str(error).splitlines()[0]
+                message = f"the schema of {key[1]} {key[0]} is invalid: {reason}"
+                raise SchemaError(f"{crd.where}: {message}") from None
+        self._unknown_field_messages: dict[tuple[str, str], str] = {}
 
     # -- what is known -------------------------------------------------------------------------
 
@@ -520,6 +553,9 @@ class SchemaValidator:
     # -- validation ----------------------------------------------------------------------------
 
     def validate(self, resource: Resource) -> list[SchemaViolation]:
+        if not isinstance(resource.doc, Mapping):
+            message = f"a resource must be an object (got {_describe(resource.doc)})"
+            return [SchemaViolation(resource, "", message, UNKNOWN_KIND)]
         api_version, kind = resource.api_version, resource.kind
         if not api_version or not kind:
             return [SchemaViolation(resource, "", "resource has no apiVersion or kind", UNKNOWN_KIND)]
@@ -528,11 +564,19 @@ class SchemaValidator:
             message = self._unknown_kind_message(api_version, kind)
             return [SchemaViolation(resource, "", message, UNKNOWN_KIND)]
         violations: list[SchemaViolation] = []
-        if not compiled.validator.is_valid(resource.doc):
-            for error in compiled.validator.iter_errors(resource.doc):
+        document: Any = resource.doc
+        try:
+            valid = compiled.validator.is_valid(document)
+        except ValueError:
+            # Values JSON cannot carry (YAML timestamps, binary, non-string keys, huge integers):
+            # validate what the API server would receive after kubectl's YAML-to-JSON conversion.
+            document = as_json_value(document)
+            valid = compiled.validator.is_valid(document)
+        if not valid:
+            for error in compiled.validator.iter_errors(document):
                 violations.extend(self._explain(resource, error))
         if compiled.cel is not None:
-            for path, message in self.cel.evaluate(compiled.cel, resource.doc, ""):
+            for path, message in self.cel.evaluate(compiled.cel, as_json_value(document), ""):
                 violations.append(SchemaViolation(resource, path, message, CEL_RULE))
         return violations
 
@@ -547,7 +591,7 @@ class SchemaValidator:
         if key in self._crds:
             crd = self._crds[key]
             cel = self.cel.build(crd.openapi) if self.cel.available else None
-            return _Compiled(self._validator(crd.schema["$id"]), crd.source, cel)
+            return _Compiled(self._crd_validators[key], crd.source, cel)
         if key in PROJECT_KINDS:
             filename, name = PROJECT_KINDS[key]
             return _Compiled(
@@ -589,6 +633,21 @@ class SchemaValidator:
                 return None
         return node
 
+    def _unknown_field_message(self, unexpected: str, location: str | None, owner: Any) -> str:
+        # Cached: the same misspelling repeats across the resources of a run, difflib is not cheap.
+        key = (unexpected, location or "")
+        if key not in self._unknown_field_messages:
+            base = location.split("#", 1)[0] if location else ""
+            known = sorted(self._known_properties(owner, base))
+            message = f"unknown field `{unexpected}`"
+            close = difflib.get_close_matches(unexpected, known, n=1, cutoff=0.6)
+            if close:
+                message += f" (did you mean `{close[0]}`?)"
+            elif known and len(known) <= 12:
+                message += f" (allowed: {', '.join(known)})"
+            self._unknown_field_messages[key] = message
+        return self._unknown_field_messages[key]
+
     def _known_properties(self, schema: Any, base: str, depth: int = 0) -> set[str]:
         """Property names a schema declares, through $ref and allOf (for `did you mean`)."""
         if not isinstance(schema, Mapping) or depth > 8:
@@ -607,28 +666,32 @@ class SchemaValidator:
         name = type(kind).__name__
         location = error.absolute_keyword_location
         keyword_owner = self._schema_at(location.rsplit("/", 1)[0]) if location else None
-        custom = keyword_owner.get("x-message") if isinstance(keyword_owner, Mapping) else None
         if name in ("AdditionalProperties", "UnevaluatedProperties"):
-            base = location.split("#", 1)[0] if location else ""
-            known = sorted(self._known_properties(keyword_owner, base))
             for unexpected in kind.unexpected:
-                message = f"unknown field `{unexpected}`"
-                close = difflib.get_close_matches(unexpected, known, n=1, cutoff=0.6)
-                if close:
-                    message += f" (did you mean `{close[0]}`?)"
-                elif known and len(known) <= 12:
-                    message += f" (allowed: {', '.join(sorted(known))})"
+                message = self._unknown_field_message(unexpected, location, keyword_owner)
                 yield SchemaViolation(resource, _join(path, unexpected), message, UNKNOWN_FIELD)
             return
-        if name == "Required":
-            missing = f"missing required field `{kind.property}`"
-            message = f"{missing}: {custom}" if custom else missing
+        if name == "PropertyNames":
+            # A key of a map that is not allowed: say which key, in the words of the key's schema.
+            inner = kind.error
+            message = f"key `{inner.instance}`: {self._message(inner)}"
             yield SchemaViolation(resource, path, message, INVALID_VALUE)
             return
-        message = custom or self._value_message(kind, name, error, keyword_owner)
-        if custom and name in ("Enum", "Pattern", "Type", "Constant"):
-            message = f"{custom} (got {_describe(error.instance)})"
-        yield SchemaViolation(resource, path, message, INVALID_VALUE)
+        yield SchemaViolation(resource, path, self._message(error), INVALID_VALUE)
+
+    def _message(self, error: Any) -> str:
+        kind = error.kind
+        name = type(kind).__name__
+        location = error.absolute_keyword_location
+        keyword_owner = self._schema_at(location.rsplit("/", 1)[0]) if location else None
+        custom = keyword_owner.get("x-message") if isinstance(keyword_owner, Mapping) else None
+        if name == "Required":
+            missing = f"missing required field `{kind.property}`"
+            return f"{missing}: {custom}" if custom else missing
+        scalar = not isinstance(error.instance, dict | list)
+        if custom and scalar and name in ("Enum", "Pattern", "Type", "Constant", "Not"):
+            return f"{custom} (got {_describe(error.instance)})"
+        return custom or self._value_message(kind, name, error, keyword_owner)
 
     def _value_message(self, kind: Any, name: str, error: Any, owner: Any) -> str:
         got = _describe(error.instance)
@@ -641,6 +704,10 @@ class SchemaValidator:
             hint = None
             if isinstance(hints, Mapping) and isinstance(error.instance, str):
                 hint = hints.get(error.instance)
+            if hint is None and isinstance(error.instance, str):
+                strings = [o for o in kind.options if isinstance(o, str)]
+                close = difflib.get_close_matches(error.instance, strings, n=1, cutoff=0.6)
+                hint = f"did you mean {close[0]}?" if close else None
             shown = error.instance if isinstance(error.instance, str) else got
             return f"must be one of {options} (got {shown}{f' — {hint}' if hint else ''})"
         if name == "Constant":
@@ -655,6 +722,8 @@ class SchemaValidator:
             first = [str(e.message) for group in getattr(kind, "context", []) for e in group][:3]
             detail = f": {'; '.join(first)}" if first else ""
             return f"matches none of the allowed shapes{detail}"
+        if name == "Not":
+            return f"{got} is not allowed here"
         if name == "OneOfMultipleValid":
             return "matches more than one of the mutually exclusive shapes"
         # Bounds and the rest: jsonschema-rs' own wording, without echoing large values.

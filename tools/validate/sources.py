@@ -1,11 +1,12 @@
 """From a finding's path in a rendered resource to the line of the repository file that set it.
 
 Order of lookup (`SourceMapper.locate`):
-1. the patches kustomize applied to the resource, last first (the last patch that sets the path
-   wins): strategic-merge patches are walked like the resource, matching list items by their merge
-   key (`name`, `containerPort`, `mountPath`) or, for lists of scalars, by value; JSON6902 patches
-   match an operation whose `path` is the finding's path or one of its parents (then the rest of
-   the path is walked inside the operation's `value`);
+1. the patches and replacements kustomize applied to the resource, last first (the last one that
+   sets the path wins): strategic-merge patches are walked like the resource, matching list items by
+   their merge key (`name`, `containerPort`, `mountPath`) or, for lists of scalars, by value; JSON6902
+   patches match an operation whose `path` is the finding's path or one of its parents (then the
+   rest of the path is walked inside the operation's `value`); a replacement whose target field
+   paths cover the path gives the line of its source field (e.g. the environment's ConfigMap value);
 2. the origin file (the document of that kind and name in a multi-document file), walked the same
    way;
 3. when the field is set nowhere (it is absent, or a default), the first line of the resource's
@@ -25,7 +26,7 @@ from typing import Any
 
 from tools.validate.loader import InputError, Limits, Node, compose_with_lines, read_text
 from tools.validate.model import Resource, SourceLocation
-from tools.validate.render import PatchSource
+from tools.validate.render import PatchSource, split_field_path
 
 Segment = str | int
 
@@ -87,6 +88,7 @@ class SourceMapper:
         self.limits = limits or Limits()
         self._files: dict[str, list[Node]] = {}
         self._texts: dict[tuple[str, int, str], list[Node]] = {}
+        self._indexes: dict[int, _DocumentIndex] = {}
 
     def locate(self, resource: Resource, path: str,
                patches: Sequence[PatchSource] = ()) -> SourceLocation | None:
@@ -97,8 +99,7 @@ class SourceMapper:
                 return SourceLocation(patch.file, line)
         if resource.origin is None:
             return None
-        documents = self._nodes(resource.origin)
-        document = _find_document(documents, resource)
+        document = self._find_document(self._nodes(resource.origin), resource)
         if document is None:
             return SourceLocation(resource.origin, 1)
         found = _walk(document, segments, resource.doc) if segments else None
@@ -130,17 +131,28 @@ class SourceMapper:
         return self._texts[key]
 
     def _in_patch(self, resource: Resource, segments: list[Segment], patch: PatchSource) -> int | None:
+        if patch.kind == "replacement":
+            doc = resource.doc
+            wrote = any(_field_path_covers(split_field_path(p), segments, doc) for p in patch.field_paths)
+            return patch.line if wrote else None
         documents = self._patch_nodes(patch)
         if patch.kind == "json6902":
             operations = documents[0].value if documents and isinstance(documents[0].value, list) else []
             return _in_json6902(operations, segments, resource.doc)
         if segments in _IDENTIFYING:
             return None  # in a strategic-merge patch these say which resource to patch, they set nothing
-        document = _find_document(documents, resource)
+        document = self._find_document(documents, resource)
         if document is None:
             return None
         found = _walk(document, segments, resource.doc)
         return _line_of(found) if found is not None else None
+
+    def _find_document(self, documents: list[Node], resource: Resource) -> Node | None:
+        key = id(documents)
+        index = self._indexes.get(key)
+        if index is None:
+            index = self._indexes[key] = _DocumentIndex(documents)
+        return index.find(resource)
 
 
 def _shift_lines(nodes: list[Node], offset: int) -> None:
@@ -164,23 +176,39 @@ def _scalar(node: Node | None) -> Any:
     return node.value if node is not None and not isinstance(node.value, (dict, list)) else None
 
 
-def _find_document(documents: list[Node], resource: Resource) -> Node | None:
-    """The document for `resource`: same kind, and the longest name contained in the rendered name."""
-    candidates = [d for d in documents if isinstance(d.value, dict)]
-    same_kind = [d for d in candidates if _scalar(d.value.get("kind")) == resource.kind]
-    best: Node | None = None
-    best_length = -1
-    for document in same_kind:
-        metadata = document.value.get("metadata")
-        name = _scalar(metadata.value.get("name")) if metadata is not None and isinstance(
-            metadata.value, dict) else None
-        if isinstance(name, str) and name in resource.name and len(name) > best_length:
-            best, best_length = document, len(name)
-    if best is not None:
-        return best
-    if same_kind:
-        return same_kind[0]
-    return candidates[0] if len(candidates) == 1 else None
+class _DocumentIndex:
+    """The documents of one file by kind and name."""
+
+    def __init__(self, documents: list[Node]) -> None:
+        self.mappings = [d for d in documents if isinstance(d.value, dict)]
+        self.by_kind: dict[Any, list[tuple[str | None, Node]]] = {}
+        self.exact: dict[tuple[Any, str], Node] = {}
+        for document in self.mappings:
+            kind = _scalar(document.value.get("kind"))
+            metadata = document.value.get("metadata")
+            name = _scalar(metadata.value.get("name")) if metadata is not None and isinstance(
+                metadata.value, dict) else None
+            name = name if isinstance(name, str) else None
+            self.by_kind.setdefault(kind, []).append((name, document))
+            if name is not None:
+                self.exact.setdefault((kind, name), document)
+
+    def find(self, resource: Resource) -> Node | None:
+        """Same kind and name; else the longest name contained in the rendered one (prefixes, suffixes)."""
+        exact = self.exact.get((resource.kind, resource.name))
+        if exact is not None:
+            return exact
+        same_kind = self.by_kind.get(resource.kind, [])
+        best: Node | None = None
+        best_length = -1
+        for name, document in same_kind:
+            if name is not None and name in resource.name and len(name) > best_length:
+                best, best_length = document, len(name)
+        if best is not None:
+            return best
+        if same_kind:
+            return same_kind[0][1]
+        return self.mappings[0] if len(self.mappings) == 1 else None
 
 
 def _walk(node: Node, segments: Sequence[Segment], rendered: Any) -> Node | None:
@@ -217,6 +245,33 @@ def _match_item(items: list[Node], rendered_item: Any, index: int) -> int | None
                 return i
         return None
     return index if 0 <= index < len(items) else None
+
+
+def _field_path_covers(tokens: list[str], segments: Sequence[Segment], rendered: Any) -> bool:
+    """Whether a kustomize field path (tokens of `split_field_path`) names `segments` or a parent of it.
+
+    `[key=value]` selects the list items with that field; `*` any item or key; a number an index.
+    """
+    if not tokens:
+        return True
+    if not segments:
+        return False
+    token, segment = tokens[0], segments[0]
+    if isinstance(segment, int):
+        if not isinstance(rendered, list) or not 0 <= segment < len(rendered):
+            return False
+        item = rendered[segment]
+        if token.startswith("[") and token.endswith("]") and "=" in token:
+            key, _, value = token[1:-1].partition("=")
+            matched = isinstance(item, dict) and str(item.get(key)) == value
+        else:
+            matched = token in ("*", "-") or token == str(segment)
+    else:
+        if not isinstance(rendered, dict):
+            return False
+        item = rendered.get(segment)
+        matched = token in ("*", segment)
+    return matched and _field_path_covers(tokens[1:], segments[1:], item)
 
 
 def _pointer(path: str) -> list[str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from schema_helpers import edited, example, found, renamed, resource
 
@@ -11,11 +13,6 @@ from tools.validate.schema import (
     SchemaValidator,
     available_kubernetes_versions,
 )
-
-
-@pytest.fixture(scope="module")
-def validator() -> SchemaValidator:
-    return SchemaValidator()
 
 
 def test_valid_deployment_passes(validator: SchemaValidator) -> None:
@@ -123,3 +120,28 @@ def test_quantity_syntax_is_checked(validator: SchemaValidator) -> None:
         ("schema/invalid-value", "spec.template.spec.containers[0].resources.requests.memory")
     ]
     assert violations[0].message == 'must be a resource quantity such as 500m, 16Gi or 4 (got string "16GB")'
+
+
+def test_values_json_cannot_carry_are_validated_as_kubectl_sends_them(validator: SchemaValidator) -> None:
+    # YAML timestamps and binary reach the API server as strings; a number stays a number.
+    doc = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "dates", "annotations": {"since": dt.date(2026, 11, 28)}},
+        "data": {"at": dt.datetime(2026, 11, 28, 9, 30), "replicas": 3},
+        "binaryData": {"blob": b"\x00\x01"},
+    }
+
+    violations = validator.validate(resource(doc))
+
+    assert [(v.rule_id, v.path, v.message) for v in violations] == [
+        ("schema/invalid-value", "data.replicas", "must be a string (got number 3)")
+    ]
+
+
+def test_a_document_that_is_not_an_object_is_reported(validator: SchemaValidator) -> None:
+    violations = validator.validate(resource(["not", "a", "resource"]))  # type: ignore[arg-type]
+
+    assert [(v.rule_id, v.path, v.message) for v in violations] == [
+        ("schema/unknown-kind", "", "a resource must be an object (got a list)")
+    ]

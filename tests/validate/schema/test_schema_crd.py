@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import shutil
+import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 from schema_helpers import edited, example, found, renamed, resource, upstream_crds
 
+from tools.validate.rules import default_registry
+from tools.validate.rules.base import Context
 from tools.validate.schema import SchemaError, SchemaValidator
 
 EXAMPLE_NAMES = [
@@ -21,15 +24,6 @@ EXAMPLE_NAMES = [
     "opentelemetrycollector",
 ]
 
-
-@pytest.fixture(scope="module")
-def project() -> SchemaValidator:
-    return SchemaValidator()
-
-
-@pytest.fixture(scope="module")
-def upstream() -> SchemaValidator:
-    return SchemaValidator(crd_dirs=[upstream_crds()])
 
 
 @pytest.mark.parametrize("name", EXAMPLE_NAMES)
@@ -47,11 +41,11 @@ def test_valid_example_passes_the_upstream_crd(upstream: SchemaValidator, name: 
     ],
 )
 def test_nodepool_mistake_fails_both_schemas(
-    project: SchemaValidator, upstream: SchemaValidator, path: str, value: str
+    validator: SchemaValidator, upstream: SchemaValidator, path: str, value: str
 ) -> None:
     doc = edited(example("nodepool"), path, value)
 
-    assert found(project.validate(resource(doc))) == [("schema/invalid-value", path)]
+    assert found(validator.validate(resource(doc))) == [("schema/invalid-value", path)]
     assert found(upstream.validate(resource(doc))) == [("schema/invalid-value", path)]
 
 
@@ -107,10 +101,10 @@ def test_later_directory_replaces_earlier_one(tmp_path: Path) -> None:
     validator = SchemaValidator(crd_dirs=[first, second])
 
     assert validator.source_of("karpenter.sh/v1", "NodePool").endswith(
-        f"from {second / release.name} (document 1)"
+        f"from {second / release.name}:1"
     )
     assert validator.source_of("keda.sh/v1alpha1", "TriggerAuthentication").endswith(
-        f"from {first / 'keda.sh_triggerauthentications.yaml'} (document 1)"
+        f"from {first / 'keda.sh_triggerauthentications.yaml'}:1"
     )
 
 
@@ -242,7 +236,7 @@ def test_cel_rule_sees_defaults_and_unknown_functions_are_skipped(widgets: Schem
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ("kind: [unclosed", "not valid YAML"),
+        ("kind: [unclosed", ":2: invalid YAML: "),
         (
             "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n",
             "kind 'ConfigMap' is not a CustomResourceDefinition",
@@ -263,6 +257,17 @@ def test_cel_rule_sees_defaults_and_unknown_functions_are_skipped(widgets: Schem
             "CRD a.b version v1 has no openAPIV3Schema",
         ),
         ("- just\n- a list\n", "expected a CustomResourceDefinition or a List of them"),
+        (
+            "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: a.b}\n"
+            "spec: {group: b, names: {kind: A}, versions: [v1]}\n",
+            "CRD a.b has a version without a name",
+        ),
+        (
+            "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: a.b}\n"
+            "spec: {group: b, names: {kind: A}, versions: [{name: v1, served: true, schema: {openAPIV3Schema:"
+            " {type: object, properties: {code: {type: string, pattern: '(['}}}}}]}\n",
+            "the schema of A b/v1 is invalid: ",
+        ),
     ],
 )
 def test_invalid_crd_file_is_a_clear_error(tmp_path: Path, content: str, message: str) -> None:
@@ -290,3 +295,27 @@ def test_a_single_crd_file_may_be_given(tmp_path: Path) -> None:
     validator = SchemaValidator(crd_dirs=[path])
 
     assert validator.validate(resource(widget(size=1))) == []
+
+
+def test_without_cel_python_rules_are_not_evaluated_and_the_notes_say_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "celpy", None)  # makes `import celpy` fail
+    (tmp_path / "crds.yaml").write_text(WIDGET_CRDS, encoding="utf-8")
+
+    validator = SchemaValidator(crd_dirs=[tmp_path])
+
+    assert validator.validate(resource(widget(size=1, min=20))) == []
+    assert validator.notes() == [
+        "CEL rules (x-kubernetes-validations) not evaluated: cel-python is not installed"
+    ]
+
+
+def test_schema_rules_put_the_validator_notes_in_the_context(widgets: SchemaValidator) -> None:
+    ctx = Context(overlay="prod", env="prod", resources=[resource(widget(size=1))], schemas=widgets)
+    rule = default_registry().get("schema/cel-rule")
+
+    assert list(rule.check(ctx, rule.options)) == []
+    assert ctx.extras["notes"] == [
+        "CEL rule skipped (1x): function isURL() not available in cel-python: self.endpoint.isURL()"
+    ]

@@ -23,10 +23,6 @@ EXAMPLES = {
 HPA_BEHAVIOR = "spec.advanced.horizontalPodAutoscalerConfig.behavior"
 
 
-@pytest.fixture(scope="module")
-def validator() -> SchemaValidator:
-    return SchemaValidator()
-
 
 def test_every_kept_schema_has_a_valid_example() -> None:
     assert set(PROJECT_KINDS) - {("keda.sh/v1alpha1", "ClusterTriggerAuthentication")} == set(EXAMPLES)
@@ -107,7 +103,8 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], dict[str, Any]], list[tuple[st
         "nodepool",
         lambda d: edited(d, "spec.template.spec.requirements[0].key", "kubernetes.io/hostname"),
         [("schema/invalid-value", "spec.template.spec.requirements[0].key")],
-        None,
+        "kubernetes.io/hostname and karpenter.sh/nodepool are set by Karpenter, not requirement keys "
+        '(got string "kubernetes.io/hostname")',
     ),
     (
         "nodepool",
@@ -125,7 +122,7 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], dict[str, Any]], list[tuple[st
         "nodepool",
         lambda d: edited(d, "spec.template.spec.taints[0].effect", "NoScheduel"),
         [("schema/invalid-value", "spec.template.spec.taints[0].effect")],
-        "must be one of NoSchedule, PreferNoSchedule, NoExecute (got NoScheduel)",
+        "must be one of NoSchedule, PreferNoSchedule, NoExecute (got NoScheduel — did you mean NoSchedule?)",
     ),
     (
         "nodepool",
@@ -191,9 +188,15 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], dict[str, Any]], list[tuple[st
     ),
     (
         "ec2nodeclass",
+        lambda d: edited(d, "spec.securityGroupSelectorTerms", [{"id": "sg-0123", "name": "nodes"}]),
+        [("schema/invalid-value", "spec.securityGroupSelectorTerms[0]")],
+        "a security group term with an `id` cannot also set `name` or `tags`",
+    ),
+    (
+        "ec2nodeclass",
         lambda d: edited(d, "spec.metadataOptions.httpTokens", "requried"),
         [("schema/invalid-value", "spec.metadataOptions.httpTokens")],
-        "must be one of required, optional (got requried)",
+        "must be one of required, optional (got requried — did you mean required?)",
     ),
     (
         "ec2nodeclass",
@@ -211,7 +214,9 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], dict[str, Any]], list[tuple[st
         "ec2nodeclass",
         lambda d: edited(d, "spec.kubelet.evictionHard", {"memory.availible": "5%"}),
         [("schema/invalid-value", "spec.kubelet.evictionHard")],
-        None,
+        "key `memory.availible`: must be one of memory.available, nodefs.available, nodefs.inodesFree, "
+        "imagefs.available, imagefs.inodesFree, pid.available "
+        "(got memory.availible — did you mean memory.available?)",
     ),
     # ScaledObject
     (
@@ -230,7 +235,7 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], dict[str, Any]], list[tuple[st
         "scaledobject",
         lambda d: edited(d, "spec.triggers[1].metricType", "Average"),
         [("schema/invalid-value", "spec.triggers[1].metricType")],
-        "must be one of AverageValue, Value, Utilization (got Average)",
+        "must be one of AverageValue, Value, Utilization (got Average — did you mean AverageValue?)",
     ),
     (
         "scaledobject",
@@ -285,6 +290,12 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], dict[str, Any]], list[tuple[st
     ),
     (
         "application",
+        _without("spec.destination", "server"),
+        [("schema/invalid-value", "spec.destination")],
+        "set the destination cluster, by `server` URL or by `name`",
+    ),
+    (
+        "application",
         _without("spec", "project"),
         [("schema/invalid-value", "spec")],
         "missing required field `project`",
@@ -307,7 +318,8 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], dict[str, Any]], list[tuple[st
         "opentelemetrycollector",
         lambda d: edited(d, "spec.mode", "Deployment"),
         [("schema/invalid-value", "spec.mode")],
-        "must be one of daemonset, deployment, sidecar, statefulset (got Deployment)",
+        "must be one of daemonset, deployment, sidecar, statefulset "
+        "(got Deployment — did you mean deployment?)",
     ),
     (
         "opentelemetrycollector",
@@ -356,6 +368,12 @@ def test_unknown_field_in_otel_port_suggests_the_service_port_field(validator: S
     doc = renamed(example("opentelemetrycollector"), "spec.ports[0].port", "prot")
     unknown = [v for v in validator.validate(resource(doc)) if v.rule_id == "schema/unknown-field"]
     assert [v.message for v in unknown] == ["unknown field `prot` (did you mean `port`?)"]
+
+
+def test_security_group_term_may_combine_name_and_tags(validator: SchemaValidator) -> None:
+    terms = [{"name": "nodes", "tags": {"karpenter.sh/discovery": "llm"}}, {"id": "sg-0123"}]
+    doc = edited(example("ec2nodeclass"), "spec.securityGroupSelectorTerms", terms)
+    assert validator.validate(resource(doc)) == []
 
 
 def test_collector_component_settings_are_free_form(validator: SchemaValidator) -> None:

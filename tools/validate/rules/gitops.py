@@ -1,5 +1,281 @@
-"""gitops rules."""
+"""gitops rules: Argo CD Applications and AppProjects that deploy the overlays.
 
-from tools.validate.rules.base import Rule
+The Applications live in apps/ and clusters/, rendered apart from the overlays. Rules that relate an
+overlay to the Application deploying it read them from `ctx.extras["applications"]` (a list of
+Application Resources, when the engine provides it) as well as from the overlay itself; without any
+Application in sight they report nothing.
+"""
 
-RULES: list[Rule] = []
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from pathlib import PurePosixPath
+from typing import Any
+
+from tools.validate.model import Resource, Severity
+from tools.validate.rules.base import Context, Rule, Violation
+from tools.validate.rules.helpers import app_sources, applications, sync_options, sync_wave, target_of
+
+SYNC_WAVE = "argocd.argoproj.io/sync-wave"
+SYNC_OPTIONS_ANNOTATION = "argocd.argoproj.io/sync-options"
+UNPINNED_REVISIONS = ("", "head", "main", "master", "trunk", "develop", "latest", "stable")
+RANGE_MARKS = ("*", "^", "~", ">", "<", "=", "||", " - ", ".x")
+# The chart that installs each CRD kind (its CRDs and controller).
+CRD_PROVIDERS: Mapping[str, str] = {
+    "NodePool": "karpenter",
+    "EC2NodeClass": "karpenter",
+    "NodeClaim": "karpenter",
+    "ScaledObject": "keda",
+    "ScaledJob": "keda",
+    "TriggerAuthentication": "keda",
+    "ClusterTriggerAuthentication": "keda",
+    "OpenTelemetryCollector": "opentelemetry-operator",
+    "Instrumentation": "opentelemetry-operator",
+}
+
+
+def _unpinned(revision: Any) -> bool:
+    text = str(revision if revision is not None else "").strip()
+    return text.lower() in UNPINNED_REVISIONS or any(mark in text for mark in RANGE_MARKS)
+
+
+def check_revision_pinned(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
+    allowed = {str(r) for r in options["allowed_revisions"]}
+    for app in ctx.of_kind("Application"):
+        for path, source in app_sources(app):
+            revision = source.get("targetRevision")
+            if _unpinned(revision) and str(revision) not in allowed:
+                what = f"chart {source.get('chart')} version" if source.get("chart") else "targetRevision"
+                yield Violation(
+                    app,
+                    f"{path}.targetRevision" if "targetRevision" in source else path,
+                    f"{what} {revision!r} is not pinned: a push upstream changes the cluster without a "
+                    "commit here",
+                )
+
+
+def check_appproject_restricted(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
+    for project in ctx.of_kind("AppProject"):
+        repos = project.get("spec", "sourceRepos")
+        if not repos:
+            yield Violation(project, "spec", "AppProject lists no sourceRepos")
+        for i, repo in enumerate(repos or []):
+            if str(repo).strip() == "*":
+                yield Violation(
+                    project, f"spec.sourceRepos[{i}]", "sourceRepos '*' lets any repository deploy"
+                )
+        destinations = project.get("spec", "destinations")
+        if not destinations:
+            yield Violation(project, "spec", "AppProject lists no destinations")
+        for i, dest in enumerate(destinations or []):
+            for key in ("namespace", "server", "name"):
+                if str(dest.get(key, "")).strip() == "*":
+                    yield Violation(
+                        project,
+                        f"spec.destinations[{i}].{key}",
+                        f"destination {key} '*' lets Applications deploy anywhere",
+                    )
+
+
+def _deploys_overlay(app: Resource, overlay: str) -> bool:
+    wanted = PurePosixPath(overlay).name
+    for _, source in app_sources(app):
+        path = PurePosixPath(str(source.get("path") or "").strip("/"))
+        if str(path) and (
+            str(path) == overlay.strip("/") or (path.name == wanted and path.parent.name == "overlays")
+        ):
+            return True
+    return False
+
+
+def overlay_applications(ctx: Context) -> list[Resource]:
+    return [app for app in applications(ctx) if _deploys_overlay(app, ctx.overlay)]
+
+
+def _providers(ctx: Context) -> dict[str, list[Resource]]:
+    out: dict[str, list[Resource]] = {}
+    for app in applications(ctx):
+        for _, source in app_sources(app):
+            chart = str(source.get("chart") or "").rsplit("/", 1)[-1]
+            if chart in set(CRD_PROVIDERS.values()):
+                out.setdefault(chart, []).append(app)
+    return out
+
+
+def _wave_path(app: Resource) -> str:
+    if SYNC_WAVE in app.annotations:
+        return f"metadata.annotations.{SYNC_WAVE}"
+    return "metadata.annotations" if app.get("metadata", "annotations") is not None else "metadata"
+
+
+def check_sync_wave_order(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
+    providers = _providers(ctx)
+    charts_used = sorted({CRD_PROVIDERS[r.kind] for r in ctx.resources if r.kind in CRD_PROVIDERS})
+    for app in overlay_applications(ctx):
+        for chart in charts_used:
+            for provider in providers.get(chart, []):
+                if provider is app or sync_wave(provider) < sync_wave(app):
+                    continue
+                yield Violation(
+                    app,
+                    _wave_path(app),
+                    f"sync wave {sync_wave(app)} deploys resources whose CRDs Application/{provider.name} "
+                    f"({chart}) installs in wave {sync_wave(provider)}: providers must sync in an earlier "
+                    "wave",
+                )
+
+
+def _ignores_replicas(app: Resource, deployment: Resource) -> bool:
+    if "RespectIgnoreDifferences=true" not in sync_options(app):
+        return False
+    for entry in app.get("spec", "ignoreDifferences") or []:
+        if entry.get("kind") != deployment.kind or entry.get("group", "apps") not in ("apps", ""):
+            continue
+        if entry.get("name") not in (None, deployment.name):
+            continue
+        if entry.get("namespace") not in (None, deployment.namespace):
+            continue
+        pointers = [str(p).rstrip("/") for p in entry.get("jsonPointers") or []]
+        jq = [str(p).strip() for p in entry.get("jqPathExpressions") or []]
+        if "/spec/replicas" in pointers or ".spec.replicas" in jq:
+            return True
+    return False
+
+
+def check_scaled_replicas_ignored(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
+    apps = overlay_applications(ctx)
+    if not apps:
+        return  # the deploying Application is not in sight: nothing to compare with
+    for so in ctx.of_kind("ScaledObject"):
+        target = target_of(ctx, so)
+        if target is None or target.get("spec", "replicas") is None:
+            continue
+        if any(_ignores_replicas(app, target) for app in apps):
+            continue
+        yield Violation(
+            target,
+            "spec.replicas",
+            f"replicas is set on a workload ScaledObject/{so.name} scales, and Application/{apps[0].name} "
+            "does "
+            "not ignore /spec/replicas with RespectIgnoreDifferences=true: every sync resets the HPA's count",
+        )
+
+
+def check_skip_dry_run(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
+    providers = _providers(ctx)
+    kinds = sorted(
+        {
+            r.kind
+            for r in ctx.resources
+            if r.kind in CRD_PROVIDERS
+            and CRD_PROVIDERS[r.kind] in providers
+            and "SkipDryRunOnMissingResource=true" not in str(r.annotations.get(SYNC_OPTIONS_ANNOTATION, ""))
+        }
+    )
+    if not kinds:
+        return
+    for app in overlay_applications(ctx):
+        if "SkipDryRunOnMissingResource=true" in sync_options(app):
+            continue
+        path = next(
+            (
+                p
+                for p, parts in (
+                    ("spec.syncPolicy.syncOptions", ("spec", "syncPolicy", "syncOptions")),
+                    ("spec.syncPolicy", ("spec", "syncPolicy")),
+                )
+                if app.get(*parts) is not None
+            ),
+            "spec",
+        )
+        yield Violation(
+            app,
+            path,
+            f"deploys {', '.join(kinds)} whose CRDs arrive in the same sync, without "
+            "SkipDryRunOnMissingResource=true: the first sync fails its dry run",
+        )
+
+
+RULES: list[Rule] = [
+    Rule(
+        id="gitops/revision-pinned",
+        family="gitops",
+        title="Applications pin targetRevision and chart versions",
+        severity=Severity.ERROR,
+        why=(
+            "HEAD, a branch, `*`, `latest` or a version range make the cluster follow whatever upstream "
+            "publishes next, without a reviewed commit in this repository."
+        ),
+        remediation="Pin a tag or commit SHA for Git sources and an exact version for Helm charts.",
+        scope=("Application",),
+        check=check_revision_pinned,
+        # An environment that deliberately tracks a branch (dev following `main`) lists it here.
+        options={"allowed_revisions": []},
+        example="source:\n  chart: keda\n  targetRevision: 2.*",
+        use_instead="source:\n  chart: keda\n  targetRevision: 2.17.2",
+    ),
+    Rule(
+        id="gitops/appproject-restricted",
+        family="gitops",
+        title="AppProjects restrict source repositories and destinations",
+        severity=Severity.ERROR,
+        why="A project with sourceRepos or destinations '*' lets any Application deploy anything anywhere.",
+        remediation="List the repositories and the (server, namespace) destinations the project may use.",
+        scope=("AppProject",),
+        check=check_appproject_restricted,
+        example="spec:\n  sourceRepos: ['*']\n  destinations: [{server: '*', namespace: '*'}]",
+        use_instead=(
+            "spec:\n  sourceRepos: [https://github.com/example/eks-llm-inference.git]\n  destinations: "
+            "[{server: https://kubernetes.default.svc, namespace: inference}]"
+        ),
+    ),
+    Rule(
+        id="gitops/sync-wave-order",
+        family="gitops",
+        title="CRD providers sync in an earlier wave than the Applications using their kinds",
+        severity=Severity.ERROR,
+        why=(
+            "Argo CD syncs lower waves first. An Application deploying NodePools, ScaledObjects or "
+            "OpenTelemetryCollectors in the same or an earlier wave than the karpenter, keda or "
+            "opentelemetry-operator chart fails on a fresh cluster: the CRDs do not exist yet."
+        ),
+        remediation="Give the provider Applications a lower argocd.argoproj.io/sync-wave than their users.",
+        scope=("Application", *CRD_PROVIDERS),
+        check=check_sync_wave_order,
+        example="# karpenter: sync-wave '0'\n# inference (NodePools): sync-wave '0'",
+        use_instead="# karpenter: sync-wave '-2'\n# inference: sync-wave '1'",
+    ),
+    Rule(
+        id="gitops/scaled-replicas-ignored",
+        family="gitops",
+        title="A KEDA-scaled workload sets no replicas, or Argo CD ignores them",
+        severity=Severity.ERROR,
+        why=(
+            "With replicas in Git, every Argo CD sync (and self-heal) resets the count the HPA chose "
+            "(argo-cd #5105): scaling flaps. Leave replicas out, or ignore /spec/replicas with "
+            "RespectIgnoreDifferences=true."
+        ),
+        remediation=(
+            "Remove spec.replicas, or add ignoreDifferences /spec/replicas and RespectIgnoreDifferences=true."
+        ),
+        scope=("Deployment", "ScaledObject", "Application"),
+        check=check_scaled_replicas_ignored,
+        example="kind: Deployment\nspec:\n  replicas: 2  # scaled by KEDA",
+        use_instead="kind: Deployment\nspec:\n  # no replicas: the HPA owns them",
+    ),
+    Rule(
+        id="gitops/skip-dry-run-for-crd-users",
+        family="gitops",
+        title="Applications deploying CRD kinds installed in the same sync skip the dry run for them",
+        severity=Severity.WARNING,
+        why=(
+            "Argo CD dry-runs every resource before syncing; on a fresh cluster a NodePool or ScaledObject "
+            "fails it while its CRD is still being installed by another Application of the same sync."
+        ),
+        remediation="Add SkipDryRunOnMissingResource=true to the Application's syncOptions (or resources).",
+        scope=("Application", *CRD_PROVIDERS),
+        check=check_skip_dry_run,
+        example="syncPolicy:\n  syncOptions: [CreateNamespace=true]",
+        use_instead="syncPolicy:\n  syncOptions: [CreateNamespace=true, SkipDryRunOnMissingResource=true]",
+    ),
+]

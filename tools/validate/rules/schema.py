@@ -31,6 +31,9 @@ def _all_violations(ctx: Context) -> dict[int, list[SchemaViolation]]:
         validator = ctx.schemas if ctx.schemas is not None else SchemaValidator()
         cached = {id(resource): validator.validate(resource) for resource in ctx.resources}
         ctx.extras[_CACHE_KEY] = cached
+        # What could not be checked (CEL rules skipped and why), where the run's notes are kept.
+        notes: list[str] = ctx.extras.setdefault("notes", [])
+        notes.extend(note for note in validator.notes() if note not in notes)
     return cached
 
 
@@ -39,7 +42,7 @@ def _of_rule(rule_id: str) -> Any:
         ignored = set(options.get("ignore_kinds") or ())
         violations = _all_violations(ctx)
         for resource in ctx.resources:
-            if resource.kind in ignored or f"{resource.api_version}/{resource.kind}" in ignored:
+            if ignored and (resource.kind in ignored or f"{resource.api_version}/{resource.kind}" in ignored):
                 continue
             for violation in violations.get(id(resource), ()):
                 if violation.rule_id == rule_id:
@@ -61,7 +64,7 @@ RULES: list[Rule] = [
             "reviewed never takes effect."
         ),
         remediation="Fix the spelling or move the field to where the schema expects it (see the suggestion).",
-        scope=("*",),
+        scope=(),  # every kind
         check=_of_rule(UNKNOWN_FIELD),
         options={"ignore_kinds": []},
         example="spec.template.spec.containers[0].imagePullPolcy: Always",
@@ -78,7 +81,7 @@ RULES: list[Rule] = [
             "reports a sync failure long after the pull request was merged."
         ),
         remediation="Use a value of the documented type and form (the message names it).",
-        scope=("*",),
+        scope=(),  # every kind
         check=_of_rule(INVALID_VALUE),
         options={"ignore_kinds": []},
         example="spec:\n  disruption:\n    consolidationPolicy: WhenUnderutilized   # the v1beta1 name",
@@ -98,7 +101,7 @@ RULES: list[Rule] = [
             "Use the current apiVersion (the message lists the ones the gate knows), or pass the "
             "CRD exported from the cluster with --crd DIR."
         ),
-        scope=("*",),
+        scope=(),  # every kind
         check=_of_rule(UNKNOWN_KIND),
         options={"ignore_kinds": []},
         example="apiVersion: karpenter.sh/v1beta1\nkind: NodePool",
@@ -116,7 +119,7 @@ RULES: list[Rule] = [
             "with --crd and cel-python installed; rules it cannot evaluate are counted in the notes."
         ),
         remediation="Change the resource so the rule holds; the message is the CRD's own.",
-        scope=("*",),
+        scope=(),  # every kind
         check=_of_rule(CEL_RULE),
         options={"ignore_kinds": []},
         example="amiSelectorTerms:\n  - alias: bottlerocket@latest\n  - id: ami-0123456789abcdef0",

@@ -1,0 +1,33 @@
+"""The repository's own overlays, rendered as Argo CD renders them, pass every rule under gate.yaml's
+options, with the Applications of apps/<env> in sight of the cross-resource gitops rules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from rules_fixtures import policy_rules, run_rule
+
+from tools.validate.catalogue import load_catalogue
+from tools.validate.config import load_config
+from tools.validate.render import render
+from tools.validate.rules import default_registry
+from tools.validate.rules.base import Context
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_repository_overlays_pass_every_rule(env: str) -> None:
+    registry = default_registry()
+    config = load_config(REPO / "gate.yaml", registry)
+    catalogue = load_catalogue()
+    apps = render(REPO / "apps" / env, REPO).resources
+    found = set()
+    for target in (f"overlays/{env}", f"apps/{env}", f"clusters/{env}"):
+        rendered = render(REPO / target, REPO)
+        ctx = Context(rendered.overlay, env, rendered.resources, catalogue, extras={"applications": apps})
+        for rule in policy_rules():
+            options = {k: v for k, v in config.options_for(rule, env).items() if k in rule.options}
+            found |= {(rule.id, target, *hit) for hit in run_rule(rule, ctx, options)}
+    assert found == set()

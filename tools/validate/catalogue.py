@@ -1,0 +1,200 @@
+"""Facts about GPUs, instance types, vLLM quantization methods, models and metrics, read from data/*.yaml.
+
+Nothing is loaded at import time: the engine calls `load_catalogue()` once per run and hands the result
+to every rule through `Context.catalogue`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DATA_DIR = Path(__file__).parent / "data"
+KIB = 1024
+GIB = 1024**3
+
+
+@dataclass(frozen=True)
+class Gpu:
+    name: str
+    compute_capability: int  # major*10 + minor
+    vram_mib: int
+
+
+@dataclass(frozen=True)
+class InstanceFamily:
+    name: str
+    category: str
+    gpu: str
+
+
+@dataclass(frozen=True)
+class InstanceType:
+    name: str
+    family: str
+    size: str
+    vcpu: int
+    memory_mib: int
+    gpus: int
+
+
+@dataclass(frozen=True)
+class Quantization:
+    name: str
+    min_capability: int
+    source: str
+
+
+@dataclass(frozen=True)
+class ModelProfile:
+    name: str
+    match: tuple[str, ...]
+    quantization: str
+    weights_gib: float
+    layers: int
+    kv_heads: int
+    head_dim: int
+    kv_cache_dtype_bytes: int
+    max_context_tokens: int
+
+    @property
+    def kv_cache_bytes_per_token(self) -> int:
+        return 2 * self.layers * self.kv_heads * self.head_dim * self.kv_cache_dtype_bytes
+
+    def required_bytes(self, max_model_len: int, max_num_seqs: int) -> float:
+        """Weights plus a KV cache holding `max_num_seqs` sequences of `max_model_len` tokens."""
+        return self.weights_gib * GIB + self.kv_cache_bytes_per_token * max_model_len * max_num_seqs
+
+
+@dataclass(frozen=True)
+class MetricStatus:
+    name: str
+    state: str  # "current" | "deprecated" | "removed" | "unknown"
+    since: str | None = None
+    replacement: str | None = None
+
+
+# Suffixes Prometheus adds to histogram and summary series; a query may name any of them.
+SERIES_SUFFIXES = ("_total", "_bucket", "_sum", "_count", "_created")
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    gpus: Mapping[str, Gpu]
+    families: Mapping[str, InstanceFamily]
+    instance_types: Mapping[str, InstanceType]
+    quantizations: Mapping[str, Quantization]
+    models: Mapping[str, ModelProfile]
+    metrics_current: frozenset[str]
+    metrics_deprecated: Mapping[str, tuple[str, str | None]]
+    metrics_removed: Mapping[str, tuple[str, str | None]]
+
+    def gpus_of_categories(self, categories: Iterable[str]) -> set[str]:
+        wanted = set(categories)
+        return {f.gpu for f in self.families.values() if f.category in wanted}
+
+    def gpu_of_family(self, family: str) -> str | None:
+        entry = self.families.get(family)
+        return entry.gpu if entry else None
+
+    def model_for(self, *names: str) -> ModelProfile | None:
+        """The profile whose every match pattern occurs in one of `names` (case-insensitive)."""
+        for model in self.models.values():
+            for name in names:
+                lowered = name.lower()
+                if lowered and all(p in lowered for p in model.match):
+                    return model
+        return None
+
+    def metric_status(self, name: str) -> MetricStatus:
+        """Whether `name` (`vllm:...`, any histogram/counter series suffix) is exported by vLLM today."""
+        for candidate in _candidates(name):
+            if candidate in self.metrics_current:
+                return MetricStatus(candidate, "current")
+            if candidate in self.metrics_deprecated:
+                since, repl = self.metrics_deprecated[candidate]
+                return MetricStatus(candidate, "deprecated", since, repl)
+            if candidate in self.metrics_removed:
+                since, repl = self.metrics_removed[candidate]
+                return MetricStatus(candidate, "removed", since, repl)
+        return MetricStatus(name, "unknown")
+
+
+def _candidates(name: str) -> list[str]:
+    out = [name]
+    for suffix in SERIES_SUFFIXES:
+        if name.endswith(suffix):
+            out.append(name[: -len(suffix)])
+    return out
+
+
+def _read(path: Path) -> dict[str, Any]:
+    with path.open(encoding="utf-8") as fh:
+        data = yaml.safe_load(fh)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def load_catalogue(path: str | Path | None = None) -> Catalogue:
+    """Read the catalogue from `path` (a directory holding the data/*.yaml files; default: the package's)."""
+    root = Path(path) if path is not None else DATA_DIR
+    gpus_doc = _read(root / "gpus.yaml")
+    types_doc = _read(root / "instance_types.yaml")
+    quant_doc = _read(root / "quantization.yaml")
+    models_doc = _read(root / "models.yaml")
+    metrics_doc = _read(root / "vllm_metrics.yaml")
+
+    gpus = {
+        name: Gpu(name, int(v["compute_capability"]), int(v["vram_mib"]))
+        for name, v in gpus_doc["gpus"].items()
+    }
+    families = {
+        name: InstanceFamily(name, str(v["category"]), str(v["gpu"]))
+        for name, v in gpus_doc["families"].items()
+    }
+    for family in families.values():
+        if family.gpu not in gpus:
+            raise ValueError(f"{root / 'gpus.yaml'}: family {family.name} names unknown GPU {family.gpu!r}")
+    instance_types = {}
+    for name, v in types_doc["instance_types"].items():
+        family, _, size = name.partition(".")
+        instance_types[name] = InstanceType(
+            name, family, size, int(v["vcpu"]), int(v["memory_mib"]), int(v["gpus"])
+        )
+    quantizations = {
+        name: Quantization(name, int(v["min_capability"]), str(v.get("source", "")))
+        for name, v in quant_doc["methods"].items()
+    }
+    models = {
+        name: ModelProfile(
+            name=name,
+            match=tuple(str(p).lower() for p in v["match"]),
+            quantization=str(v["quantization"]),
+            weights_gib=float(v["weights_gib"]),
+            layers=int(v["layers"]),
+            kv_heads=int(v["kv_heads"]),
+            head_dim=int(v["head_dim"]),
+            kv_cache_dtype_bytes=int(v["kv_cache_dtype_bytes"]),
+            max_context_tokens=int(v["max_context_tokens"]),
+        )
+        for name, v in models_doc["models"].items()
+    }
+    return Catalogue(
+        gpus=gpus,
+        families=families,
+        instance_types=instance_types,
+        quantizations=quantizations,
+        models=models,
+        metrics_current=frozenset(metrics_doc["current"]),
+        metrics_deprecated={
+            k: (str(v["since"]), v.get("replacement")) for k, v in metrics_doc["deprecated"].items()
+        },
+        metrics_removed={
+            k: (str(v["since"]), v.get("replacement")) for k, v in metrics_doc["removed"].items()
+        },
+    )

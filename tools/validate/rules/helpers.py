@@ -1,0 +1,724 @@
+"""What several rule families need to read from rendered resources: pod templates, label selection,
+KEDA ScaledObjects and their queries, Karpenter NodePool requirements, taints and limits.
+
+Quantities are parsed with `kubernetes.utils.parse_quantity`; PromQL with `promql_parser`; the KEDA
+otel add-on's `metricQuery` (`op(metric{l=v,...})`) with a small `lark` grammar; OTTL rename statements
+and KEDA formulas with Python's `ast` (both are call/expression syntax Python's parser accepts).
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import promql_parser
+import yaml
+from kubernetes.utils import parse_quantity
+from lark import Lark, LarkError, Token
+
+from tools.validate.catalogue import Catalogue
+from tools.validate.model import Resource
+from tools.validate.rules.base import Context
+from tools.validate.vllm_args import VllmCommand, dotted, pod_spec_path, vllm_commands
+
+GPU_RESOURCE = "nvidia.com/gpu"
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod")
+
+
+def as_int(value: Any, default: int | None = None) -> int | None:
+    """An integer field of a rendered resource (int or numeric string); `default` when absent or not a
+    number (the schema stage reports the wrong type)."""
+    if value is None or isinstance(value, bool):
+        return default
+    try:
+        return int(float(str(value).strip()))
+    except ValueError:
+        return default
+
+
+def quantity(value: Any) -> Decimal | None:
+    """A Kubernetes quantity as a Decimal, or None when absent or malformed."""
+    if value is None:
+        return None
+    try:
+        return parse_quantity(value)
+    except ValueError:
+        return None
+
+
+# --------------------------------------------------------------------------------------- workloads
+
+
+@dataclass(frozen=True)
+class PodTemplate:
+    resource: Resource
+    spec: Mapping[str, Any]
+    path: tuple[str, ...]  # path of the pod spec in the resource
+
+    def at(self, *parts: str | int) -> str:
+        return dotted([*self.path, *parts])
+
+    @property
+    def metadata_path(self) -> tuple[str, ...]:
+        return (*self.path[:-1], "metadata")
+
+    @property
+    def labels(self) -> Mapping[str, str]:
+        return self.resource.get(*self.metadata_path, "labels") or {}
+
+    @property
+    def annotations(self) -> Mapping[str, str]:
+        return self.resource.get(*self.metadata_path, "annotations") or {}
+
+    def containers(self) -> list[tuple[int, Mapping[str, Any]]]:
+        return [(i, c) for i, c in enumerate(self.spec.get("containers") or []) if isinstance(c, dict)]
+
+    def gpus_per_pod(self) -> int:
+        total = 0
+        for _, container in self.containers():
+            limit = quantity(((container.get("resources") or {}).get("limits") or {}).get(GPU_RESOURCE))
+            total += int(limit) if limit is not None else 0
+        return total
+
+    def requests(self, resource_name: str) -> Decimal:
+        total = Decimal(0)
+        for _, container in self.containers():
+            resources = container.get("resources") or {}
+            value = quantity((resources.get("requests") or {}).get(resource_name))
+            if value is None:
+                value = quantity((resources.get("limits") or {}).get(resource_name))
+            total += value or 0
+        return total
+
+
+def pod_template(resource: Resource) -> PodTemplate | None:
+    path = pod_spec_path(resource)
+    if path is None:
+        return None
+    spec = resource.get(*path)
+    return PodTemplate(resource, spec, path) if isinstance(spec, dict) else None
+
+
+def pod_templates(ctx: Context) -> Iterator[PodTemplate]:
+    for resource in ctx.of_kind(*WORKLOAD_KINDS):
+        template = pod_template(resource)
+        if template is not None:
+            yield template
+
+
+def gpu_pod_templates(ctx: Context) -> Iterator[PodTemplate]:
+    return (t for t in pod_templates(ctx) if t.gpus_per_pod() > 0)
+
+
+def vllm_workloads(ctx: Context) -> Iterator[tuple[PodTemplate, VllmCommand]]:
+    for template in pod_templates(ctx):
+        for command in vllm_commands(template.resource):
+            yield template, command
+
+
+def selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:
+    """A LabelSelector (matchLabels + matchExpressions) against labels; an empty selector matches all."""
+    if not selector:
+        return True
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr.get("key"), expr.get("operator"), set(expr.get("values") or [])
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and key in labels and labels[key] in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+def selecting(ctx: Context, kind: str, template: PodTemplate) -> list[Resource]:
+    """Resources of `kind` (PodDisruptionBudget, NetworkPolicy, ...) in the template's namespace whose
+    selector matches its pod labels."""
+    out = []
+    for resource in ctx.of_kind(kind):
+        if resource.namespace != template.resource.namespace:
+            continue
+        selector = (
+            resource.get("spec", "podSelector")
+            if kind == "NetworkPolicy"
+            else resource.get("spec", "selector")
+        )
+        if selector is None and kind != "NetworkPolicy":
+            continue
+        if selector_matches(selector, template.labels):
+            out.append(resource)
+    return out
+
+
+# --------------------------------------------------------------------------------------------- KEDA
+
+
+def scale_target(scaled_object: Resource) -> tuple[str, str]:
+    ref = scaled_object.get("spec", "scaleTargetRef") or {}
+    return str(ref.get("kind") or "Deployment"), str(ref.get("name") or "")
+
+
+def scaled_objects_of(ctx: Context, workload: Resource) -> list[Resource]:
+    return [
+        so
+        for so in ctx.of_kind("ScaledObject")
+        if so.namespace == workload.namespace and scale_target(so) == (workload.kind, workload.name)
+    ]
+
+
+def target_of(ctx: Context, scaled_object: Resource) -> Resource | None:
+    kind, name = scale_target(scaled_object)
+    return next(
+        (r for r in ctx.of_kind(kind) if r.name == name and r.namespace == scaled_object.namespace),
+        None,
+    )
+
+
+def triggers(scaled_object: Resource) -> list[tuple[int, Mapping[str, Any]]]:
+    return [(i, t) for i, t in enumerate(scaled_object.get("spec", "triggers") or []) if isinstance(t, dict)]
+
+
+class QueryError(ValueError):
+    pass
+
+
+# The KEDA otel add-on / kedify-otel `metricQuery`: op(metric{label=value,...}); only `=` matching.
+_OTEL_QUERY_GRAMMAR = r"""
+    start: OP "(" METRIC labels? ")"
+    labels: "{" [label ("," label)*] "}"
+    label: NAME "=" VALUE
+    OP: "sum" | "min" | "max" | "avg" | "count"
+    METRIC: /[a-zA-Z_:][a-zA-Z0-9_:.]*/
+    NAME: /[a-zA-Z_][a-zA-Z0-9_.]*/
+    VALUE: /[^,}\s]+/
+    %ignore /\s+/
+"""
+
+
+@functools.cache
+def _otel_query_parser() -> Lark:
+    # Built on first use, not at import: most runs parse no otel query at all.
+    return Lark(_OTEL_QUERY_GRAMMAR, parser="lalr")
+
+
+def otel_query_metric(query: str) -> str:
+    try:
+        tree = _otel_query_parser().parse(query)
+    except LarkError as exc:
+        raise QueryError(f"metricQuery {query!r} is not op(metric{{label=value,...}}): {exc}") from None
+    metric = next(t for t in tree.children if isinstance(t, Token) and t.type == "METRIC")
+    return str(metric)
+
+
+def promql_metrics(query: str) -> list[str]:
+    try:
+        expr = promql_parser.parse(query)
+    except ValueError as exc:
+        raise QueryError(f"query {query!r} is not valid PromQL: {exc}") from None
+    names: list[str] = []
+
+    def visit(node: Any) -> None:
+        if isinstance(node, promql_parser.VectorSelector) and node.name:
+            names.append(str(node.name))
+
+    promql_parser.walk(expr, visit)
+    return names
+
+
+@dataclass(frozen=True)
+class TriggerQuery:
+    field: str  # "query" | "metricQuery"
+    metrics: tuple[str, ...]
+
+
+def trigger_query(trigger: Mapping[str, Any]) -> TriggerQuery | None:
+    """The metric names a trigger's query reads; None for triggers without a metrics query."""
+    metadata = trigger.get("metadata") or {}
+    kind = trigger.get("type")
+    if kind == "prometheus" and "query" in metadata:
+        return TriggerQuery("query", tuple(promql_metrics(str(metadata["query"]))))
+    if kind in ("kedify-otel", "external") and "metricQuery" in metadata:
+        return TriggerQuery("metricQuery", (otel_query_metric(str(metadata["metricQuery"])),))
+    return None
+
+
+def trigger_target(trigger: Mapping[str, Any]) -> tuple[str, float] | None:
+    """(metadata field, value) of the trigger's per-replica target."""
+    metadata = trigger.get("metadata") or {}
+    for key in ("threshold", "targetValue", "value"):
+        if key in metadata:
+            try:
+                return key, float(metadata[key])
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
+def measures(trigger: Mapping[str, Any], metric_suffix: str) -> bool:
+    """Whether the trigger's query reads the vLLM metric `metric_suffix` (either naming form)."""
+    try:
+        query = trigger_query(trigger)
+    except QueryError:
+        return False
+    return query is not None and any(
+        m.split(":")[-1].removeprefix("vllm_") == metric_suffix for m in query.metrics
+    )
+
+
+# Which Python AST nodes a KEDA formula may use: expr-lang's arithmetic and comparisons on trigger names
+# and numbers, parenthesised. Ternaries, calls and attribute access are outside the subset.
+_FORMULA_NODES = (
+    ast.Expression,
+    ast.BinOp,
+    ast.UnaryOp,
+    ast.Compare,
+    ast.Name,
+    ast.Load,
+    ast.Constant,
+    ast.Add,
+    ast.Sub,
+    ast.Mult,
+    ast.Div,
+    ast.Mod,
+    ast.Pow,
+    ast.USub,
+    ast.UAdd,
+    ast.Lt,
+    ast.LtE,
+    ast.Gt,
+    ast.GtE,
+    ast.Eq,
+    ast.NotEq,
+)
+
+
+def formula_names(formula: str) -> list[str]:
+    """Trigger names used by a scalingModifiers formula; raises QueryError outside the subset."""
+    try:
+        tree = ast.parse(formula.strip(), mode="eval")
+    except SyntaxError as exc:
+        raise QueryError(f"formula {formula!r} does not parse: {exc.msg}") from None
+    names: list[str] = []
+    for node in ast.walk(tree):
+        if not isinstance(node, _FORMULA_NODES):
+            raise QueryError(
+                f"formula {formula!r} uses {type(node).__name__}, outside the supported subset (trigger "
+                "names, numbers, + - * / % **, comparisons, parentheses)"
+            )
+        if isinstance(node, ast.Constant) and not isinstance(node.value, int | float):
+            raise QueryError(f"formula {formula!r} has a non-numeric literal {node.value!r}")
+        if isinstance(node, ast.Name) and node.id not in names:
+            names.append(node.id)
+    return names
+
+
+# ---------------------------------------------------------------------------------------- Karpenter
+
+WELL_KNOWN_PREFIXES = (
+    "karpenter.k8s.aws/",
+    "karpenter.sh/",
+    "node.kubernetes.io/",
+    "topology.kubernetes.io/",
+)
+WELL_KNOWN_KEYS = ("kubernetes.io/arch", "kubernetes.io/os", "kubernetes.io/hostname")
+GPU_NAME = "karpenter.k8s.aws/instance-gpu-name"
+FAMILY = "karpenter.k8s.aws/instance-family"
+CATEGORY = "karpenter.k8s.aws/instance-category"
+INSTANCE_TYPE = "node.kubernetes.io/instance-type"
+SIZE = "karpenter.k8s.aws/instance-size"
+CAPACITY_TYPE = "karpenter.sh/capacity-type"
+
+
+@dataclass
+class KeyConstraint:
+    """What values one label key may take: the intersection of requirements on it."""
+
+    allowed: set[str] | None = None  # None: any value
+    excluded: set[str] = field(default_factory=set)
+    must_exist: bool = False
+    must_not_exist: bool = False
+    gt: float | None = None
+    lt: float | None = None
+
+    def add(self, operator: str, values: Sequence[Any]) -> None:
+        strings = {str(v) for v in values}
+        if operator == "In":
+            self.allowed = strings if self.allowed is None else self.allowed & strings
+            self.must_exist = True
+        elif operator == "NotIn":
+            self.excluded |= strings
+        elif operator == "Exists":
+            self.must_exist = True
+        elif operator == "DoesNotExist":
+            self.must_not_exist = True
+        elif operator in ("Gt", "Lt") and strings:
+            bound = float(next(iter(strings)))
+            self.must_exist = True
+            if operator == "Gt":
+                self.gt = bound if self.gt is None else max(self.gt, bound)
+            else:
+                self.lt = bound if self.lt is None else min(self.lt, bound)
+
+    def merged(self, other: KeyConstraint) -> KeyConstraint:
+        out = KeyConstraint(
+            allowed=self.allowed,
+            excluded=set(self.excluded),
+            must_exist=self.must_exist,
+            must_not_exist=self.must_not_exist,
+            gt=self.gt,
+            lt=self.lt,
+        )
+        if other.allowed is not None:
+            out.allowed = other.allowed if out.allowed is None else out.allowed & other.allowed
+        out.excluded |= other.excluded
+        out.must_exist |= other.must_exist
+        out.must_not_exist |= other.must_not_exist
+        for bound in (other.gt,):
+            if bound is not None:
+                out.gt = bound if out.gt is None else max(out.gt, bound)
+        for bound in (other.lt,):
+            if bound is not None:
+                out.lt = bound if out.lt is None else min(out.lt, bound)
+        return out
+
+    def _in_bounds(self, value: str) -> bool:
+        if self.gt is None and self.lt is None:
+            return True
+        try:
+            number = float(value)
+        except ValueError:
+            return False
+        return (self.gt is None or number > self.gt) and (self.lt is None or number < self.lt)
+
+    def satisfiable(self) -> bool:
+        if self.must_not_exist:
+            return not self.must_exist
+        if self.allowed is not None:
+            return any(v not in self.excluded and self._in_bounds(v) for v in self.allowed)
+        if self.gt is not None and self.lt is not None:
+            return self.lt - self.gt > 1
+        return True
+
+    def admits(self, value: str) -> bool:
+        if self.must_not_exist:
+            return False
+        if self.allowed is not None and value not in self.allowed:
+            return False
+        return value not in self.excluded and self._in_bounds(value)
+
+
+Requirements = dict[str, KeyConstraint]
+
+
+def requirements_from(items: Iterable[Mapping[str, Any]]) -> Requirements:
+    out: Requirements = {}
+    for item in items:
+        key = str(item.get("key", ""))
+        out.setdefault(key, KeyConstraint()).add(str(item.get("operator", "")), item.get("values") or [])
+    return out
+
+
+def is_well_known(key: str) -> bool:
+    return key in WELL_KNOWN_KEYS or key.startswith(WELL_KNOWN_PREFIXES)
+
+
+def nodepool_requirements(nodepool: Resource) -> Requirements:
+    """The NodePool's requirements plus its template labels (a label is `In [value]`) and its name."""
+    reqs = requirements_from(nodepool.get("spec", "template", "spec", "requirements") or [])
+    for key, value in (nodepool.get("spec", "template", "metadata", "labels") or {}).items():
+        reqs.setdefault(str(key), KeyConstraint()).add("In", [value])
+    reqs.setdefault("karpenter.sh/nodepool", KeyConstraint()).add("In", [nodepool.name])
+    return reqs
+
+
+def compatible(pod_reqs: Requirements, pool_reqs: Requirements) -> str | None:
+    """None when a node of the pool can carry the pod's required labels, else the first conflicting key."""
+    for key, constraint in pod_reqs.items():
+        pool = pool_reqs.get(key)
+        if pool is None:
+            if is_well_known(key):
+                continue  # the pool does not constrain it: any value is possible
+            pool = KeyConstraint(must_not_exist=True)  # the node will not carry the label
+        if not constraint.merged(pool).satisfiable():
+            return key
+    return None
+
+
+@dataclass(frozen=True)
+class PodRequirementTerm:
+    requirements: Requirements
+    paths: Mapping[str, str]  # key -> path of the field that set it
+
+
+def pod_requirement_terms(template: PodTemplate) -> list[PodRequirementTerm]:
+    """nodeSelector AND each required node-affinity term (the terms are ORed)."""
+    base_items = [
+        {"key": k, "operator": "In", "values": [v]}
+        for k, v in (template.spec.get("nodeSelector") or {}).items()
+    ]
+    base_paths = {k: template.at("nodeSelector", k) for k in (template.spec.get("nodeSelector") or {})}
+    terms_path = (
+        "affinity",
+        "nodeAffinity",
+        "requiredDuringSchedulingIgnoredDuringExecution",
+        "nodeSelectorTerms",
+    )
+    node = template.spec
+    for part in terms_path:
+        node = node.get(part) if isinstance(node, dict) else None
+    terms = node if isinstance(node, list) and node else None
+    if terms is None:
+        return [PodRequirementTerm(requirements_from(base_items), base_paths)]
+    out = []
+    for t, term in enumerate(terms):
+        exprs = (term or {}).get("matchExpressions") or []
+        paths = dict(base_paths)
+        for e, expr in enumerate(exprs):
+            paths.setdefault(str(expr.get("key", "")), template.at(*terms_path, t, "matchExpressions", e))
+        out.append(PodRequirementTerm(requirements_from([*base_items, *exprs]), paths))
+    return out
+
+
+def nodepools(ctx: Context) -> list[Resource]:
+    return list(ctx.of_kind("NodePool"))
+
+
+def is_gpu_nodepool(nodepool: Resource, catalogue: Catalogue | None) -> bool:
+    reqs = nodepool_requirements(nodepool)
+    if (nodepool.get("spec", "limits") or {}).get(GPU_RESOURCE) is not None:
+        return True
+    if any(k.startswith("karpenter.k8s.aws/instance-gpu-") for k in reqs):
+        return True
+    category = reqs.get(CATEGORY)
+    if category is not None and category.allowed is not None and category.allowed & {"g", "p"}:
+        return True
+    family = reqs.get(FAMILY)
+    return bool(
+        catalogue is not None
+        and family is not None
+        and family.allowed
+        and family.allowed & set(catalogue.families)
+    )
+
+
+def nodepools_for(ctx: Context, template: PodTemplate) -> list[Resource]:
+    """GPU NodePools whose requirements a node for this pod can satisfy (taints not considered)."""
+    terms = pod_requirement_terms(template)
+    out = []
+    for pool in nodepools(ctx):
+        if not is_gpu_nodepool(pool, ctx.catalogue):
+            continue
+        pool_reqs = nodepool_requirements(pool)
+        if any(compatible(term.requirements, pool_reqs) is None for term in terms):
+            out.append(pool)
+    return out
+
+
+def requirement_index(nodepool: Resource, key: str) -> int | None:
+    for i, item in enumerate(nodepool.get("spec", "template", "spec", "requirements") or []):
+        if item.get("key") == key:
+            return i
+    return None
+
+
+def _gpus_admitted(reqs: Requirements, catalogue: Catalogue) -> tuple[set[str], str | None]:
+    """GPUs whose labels (gpu-name, its family, its category) the requirements admit, and the most
+    specific of those keys present."""
+    candidates = set(catalogue.gpus)
+    deciding = None
+    for key in (CATEGORY, FAMILY, GPU_NAME):
+        constraint = reqs.get(key)
+        if constraint is None:
+            continue
+        if key == GPU_NAME:
+            candidates = {g for g in candidates if constraint.admits(g)}
+        elif key == FAMILY:
+            candidates &= {f.gpu for f in catalogue.families.values() if constraint.admits(f.name)}
+        else:
+            candidates &= {f.gpu for f in catalogue.families.values() if constraint.admits(f.category)}
+        deciding = key
+    return candidates, deciding
+
+
+def gpus_nodepool_may_launch(
+    nodepool: Resource, catalogue: Catalogue, template: PodTemplate | None = None
+) -> tuple[set[str], str]:
+    """GPU names the pool may launch (for the pod, when given: its required node labels narrow the
+    choice), and the path of the NodePool requirement that admits them."""
+    candidates, deciding = _gpus_admitted(nodepool_requirements(nodepool), catalogue)
+    if template is not None:
+        for_pod: set[str] = set()
+        for term in pod_requirement_terms(template):
+            for_pod |= _gpus_admitted(term.requirements, catalogue)[0]
+        candidates &= for_pod
+    if deciding is None:
+        return candidates, "spec.template.spec.requirements"
+    index = requirement_index(nodepool, deciding)
+    path = (
+        f"spec.template.spec.requirements[{index}]" if index is not None else "spec.template.metadata.labels"
+    )
+    return candidates, path
+
+
+def gpu_admission_path(nodepool: Resource, gpu: str, catalogue: Catalogue) -> str | None:
+    """Path of the requirement value that lets the pool launch `gpu` (`requirements[i].values[j]`): its
+    name in instance-gpu-name, else its family in instance-family, else its category."""
+    families = [f for f in catalogue.families.values() if f.gpu == gpu]
+    wanted = {
+        GPU_NAME: {gpu},
+        FAMILY: {f.name for f in families},
+        CATEGORY: {f.category for f in families},
+    }
+    items = nodepool.get("spec", "template", "spec", "requirements") or []
+    for key in (GPU_NAME, FAMILY, CATEGORY):
+        for i, item in enumerate(items):
+            if item.get("key") != key or item.get("operator") != "In":
+                continue
+            for j, value in enumerate(item.get("values") or []):
+                if str(value) in wanted[key]:
+                    return f"spec.template.spec.requirements[{i}].values[{j}]"
+    return None
+
+
+def admitted_instance_types(nodepool: Resource, catalogue: Catalogue) -> list[str]:
+    """Instance types of the catalogue the NodePool's requirements admit."""
+    reqs = nodepool_requirements(nodepool)
+    out = []
+    for name, itype in catalogue.instance_types.items():
+        family = catalogue.families.get(itype.family)
+        labels = {
+            INSTANCE_TYPE: name,
+            FAMILY: itype.family,
+            SIZE: itype.size,
+            CATEGORY: family.category if family else itype.family[0],
+            GPU_NAME: family.gpu if family else "",
+            "karpenter.k8s.aws/instance-gpu-count": str(itype.gpus),
+            "karpenter.k8s.aws/instance-cpu": str(itype.vcpu),
+            "karpenter.k8s.aws/instance-memory": str(itype.memory_mib),
+        }
+        if all(reqs[k].admits(v) for k, v in labels.items() if k in reqs):
+            out.append(name)
+    return out
+
+
+def tolerates(tolerations: Iterable[Mapping[str, Any]], taint: Mapping[str, Any]) -> bool:
+    for tol in tolerations:
+        effect = tol.get("effect")
+        if effect and effect != taint.get("effect"):
+            continue
+        key = tol.get("key")
+        operator = tol.get("operator") or "Equal"
+        if not key:
+            if operator == "Exists":
+                return True
+            continue
+        if key != taint.get("key"):
+            continue
+        if operator == "Exists" or str(tol.get("value") or "") == str(taint.get("value") or ""):
+            return True
+    return False
+
+
+# ---------------------------------------------------------------------------------------- Argo CD
+
+
+def applications(ctx: Context) -> list[Resource]:
+    """Argo CD Applications of the overlay plus those rendered from apps/ (`ctx.extras["applications"]`)."""
+    seen: dict[tuple[str, str], Resource] = {}
+    for app in [*ctx.of_kind("Application"), *(ctx.extras.get("applications") or [])]:
+        if isinstance(app, Resource) and app.kind == "Application":
+            seen.setdefault((app.namespace, app.name), app)
+    return list(seen.values())
+
+
+def app_sources(app: Resource) -> list[tuple[str, Mapping[str, Any]]]:
+    """(path, source) for `spec.source` and each `spec.sources[i]`."""
+    out = []
+    if isinstance(app.get("spec", "source"), dict):
+        out.append(("spec.source", app.get("spec", "source")))
+    for i, source in enumerate(app.get("spec", "sources") or []):
+        if isinstance(source, dict):
+            out.append((f"spec.sources[{i}]", source))
+    return out
+
+
+def sync_wave(resource: Resource) -> int:
+    try:
+        return int(str(resource.annotations.get("argocd.argoproj.io/sync-wave", "0")).strip())
+    except ValueError:
+        return 0
+
+
+def sync_options(app: Resource) -> set[str]:
+    return {str(o) for o in app.get("spec", "syncPolicy", "syncOptions") or []}
+
+
+def otel_renames(ctx: Context) -> list[tuple[re.Pattern[str], str]]:
+    """Metric renames the OpenTelemetryCollectors' transform processors apply, as (regex, replacement)."""
+    out: list[tuple[re.Pattern[str], str]] = []
+    for collector in ctx.of_kind("OpenTelemetryCollector"):
+        config = collector.get("spec", "config")
+        if isinstance(config, str):  # v1alpha1 keeps the collector config as a YAML string
+            config = yaml.safe_load(config)
+        processors = (config or {}).get("processors") or {}
+        for name, processor in processors.items():
+            if not str(name).startswith("transform") or not isinstance(processor, dict):
+                continue
+            for group in processor.get("metric_statements") or []:
+                statements = group.get("statements") if isinstance(group, dict) else [group]
+                for statement in statements or []:
+                    rename = _ottl_rename(str(statement))
+                    if rename is not None:
+                        out.append(rename)
+    return out
+
+
+def _ottl_rename(statement: str) -> tuple[re.Pattern[str], str] | None:
+    """`replace_pattern(name, "re", "repl")` or `set(name, "new") where name == "old"` (OTTL) as a regex "
+    "rename."""
+    call_text, _, condition = statement.partition(" where ")
+    try:
+        call = ast.parse(call_text.strip(), mode="eval").body
+    except SyntaxError:
+        return None
+    if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Name) or not call.args:
+        return None
+    target = ast.unparse(call.args[0])
+    if target not in ("name", "metric.name"):
+        return None
+    literals = [a.value for a in call.args[1:] if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+    if call.func.id == "replace_pattern" and len(literals) == 2:
+        # The collector config escapes `$` as `$$`; OTTL's `$1`/`${1}` become Python's `\g<1>`.
+        replacement = literals[1].replace("$$", "$")
+        replacement = re.sub(r"\$\{?(\d+)\}?", r"\\g<\1>", replacement)
+        return re.compile(literals[0]), replacement
+    if call.func.id == "set" and len(literals) == 1 and condition:
+        try:
+            cond = ast.parse(condition.strip(), mode="eval").body
+        except SyntaxError:
+            return None
+        if (
+            isinstance(cond, ast.Compare)
+            and isinstance(cond.ops[0], ast.Eq)
+            and isinstance(cond.comparators[0], ast.Constant)
+        ):
+            return re.compile("^" + re.escape(str(cond.comparators[0].value)) + "$"), literals[0].replace(
+                "\\", "\\\\"
+            )
+    return None
+
+
+def exported_name(name: str, renames: Sequence[tuple[re.Pattern[str], str]]) -> str:
+    for pattern, replacement in renames:
+        name = pattern.sub(replacement, name)
+    return name

@@ -1,0 +1,185 @@
+"""`gate simulate [OVERLAY] --profile NAME|FILE`: the scaling simulation of one rendered overlay."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from tools.validate.simulate.engine import SimOptions, SimResult, simulate
+from tools.validate.simulate.hardware import (
+    DEFAULT_HARDWARE,
+    HardwareProfile,
+    load_hardware_profile,
+)
+from tools.validate.simulate.load import (
+    BUILTIN_LOADS,
+    DEFAULT_LOAD,
+    LoadProfile,
+    load_profile,
+)
+from tools.validate.simulate.manifests import Cluster, admitted_instances, pools_for, read_cluster
+from tools.validate.simulate.policies import DEFAULT_CPU_TARGET, cpu_policy, queue_policy, running_policy
+from tools.validate.simulate.render import RenderError, render_overlay
+from tools.validate.simulate.summary import summarize, table
+
+DEFAULT_OVERLAY = "overlays/prod"
+EXIT_OK, EXIT_USAGE = 0, 2
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "overlay", nargs="?", default=DEFAULT_OVERLAY, help=f"overlay directory (default {DEFAULT_OVERLAY})"
+    )
+    parser.add_argument(
+        "--profile",
+        default=DEFAULT_LOAD,
+        help=f"load: a built-in ({', '.join(BUILTIN_LOADS)}), a CSV 't_seconds,requests_per_second' "
+        "or a k6 .js script",
+    )
+    parser.add_argument(
+        "--hardware", default=DEFAULT_HARDWARE, help="hardware profile: a built-in name or a YAML file"
+    )
+    parser.add_argument(
+        "--compare", action="store_true", help="also run a CPU-utilisation HPA and running-only triggers"
+    )
+    parser.add_argument("--plot", type=Path, help="write a PNG of arrivals, queue, replicas and GPU nodes")
+    parser.add_argument("--step", type=float, default=1.0, help="simulation step in seconds (default 1)")
+    parser.add_argument("--seed", type=int, default=1, help="seed for Spot interruptions (default 1)")
+    parser.add_argument("--no-spot-interruptions", action="store_true", help="never interrupt Spot nodes")
+    parser.add_argument("--slo-wait", type=float, default=5.0, help="queue-wait SLO in seconds (default 5)")
+    parser.add_argument(
+        "--cpu-target", type=float, default=DEFAULT_CPU_TARGET, help="CPU HPA target %% in --compare"
+    )
+    parser.add_argument(
+        "--interrupt-at",
+        type=float,
+        action="append",
+        default=[],
+        metavar="SECONDS",
+        help="give the oldest Spot node its 2-minute notice at this time (repeatable)",
+    )
+    parser.add_argument(
+        "--metrics-outage", metavar="START-END", help="the scaler's metric source fails between these seconds"
+    )
+
+
+def _outage(text: str | None) -> tuple[float, float] | None:
+    if text is None:
+        return None
+    start, sep, end = text.partition("-")
+    try:
+        window = (float(start), float(end))
+    except ValueError:
+        window = None
+    if not sep or window is None or window[0] >= window[1]:
+        raise ValueError(f"--metrics-outage {text!r}: expected START-END in seconds, START < END")
+    return window
+
+
+def full_batch_seconds(cluster: Cluster, hardware: HardwareProfile) -> float:
+    """A replica's per-request time at --max-num-seqs: the response time a k6 VU sees when busy."""
+    from tools.validate.simulate.engine import ServiceModel
+
+    pools = pools_for(cluster.deployment, cluster.node_pools)
+    instances = [i for p in pools for i in admitted_instances(p, cluster.deployment, hardware)]
+    gpu = (instances or list(hardware.instance_types))[0].gpu.name
+    return float(ServiceModel(hardware, gpu).service_seconds(float(cluster.deployment.max_num_seqs)))
+
+
+def options_from(args: argparse.Namespace) -> SimOptions:
+    return SimOptions(
+        step_seconds=args.step,
+        seed=args.seed,
+        spot_interruptions=not args.no_spot_interruptions,
+        metrics_outage=_outage(args.metrics_outage),
+        slo_wait_seconds=args.slo_wait,
+        interrupt_at=tuple(args.interrupt_at),
+    )
+
+
+def run_policies(
+    cluster: Cluster,
+    hardware: HardwareProfile,
+    load: LoadProfile,
+    options: SimOptions,
+    compare: bool,
+    cpu_target: float,
+) -> list[SimResult]:
+    scaling = cluster.scaling
+    if scaling is None or not compare:
+        return [simulate(cluster, hardware, load, options, name="queue" if scaling else "fixed")]
+    return [
+        simulate(cluster, hardware, load, options, queue_policy(scaling), "queue (repository)"),
+        simulate(cluster, hardware, load, options, cpu_policy(scaling, cpu_target), f"CPU {cpu_target:g} %"),
+        simulate(
+            cluster,
+            hardware,
+            load,
+            options,
+            running_policy(scaling, cluster.deployment.max_num_seqs),
+            "running only",
+        ),
+    ]
+
+
+def describe(cluster: Cluster) -> list[str]:
+    dep = cluster.deployment
+    lines = [
+        f"vLLM {dep.name}: --max-num-seqs {dep.max_num_seqs}, --max-model-len {dep.max_model_len}, "
+        f"{dep.gpus_per_pod} GPU/pod"
+    ]
+    s = cluster.scaling
+    if s is not None:
+        trig = ", ".join(f"{t.name} ({t.signal}) target {t.target:g}" for t in s.triggers)
+        lines.append(
+            f"KEDA {s.name}: replicas {s.min_replicas}-{s.max_replicas}, polling {s.polling_interval:g} s, "
+            f"cooldown {s.cooldown_period:g} s; {trig}"
+        )
+        if s.modifiers:
+            lines.append(
+                f"  formula {s.modifiers.formula!r} target {s.modifiers.target:g} ({s.modifiers.metric_type})"
+            )
+    for pool in cluster.node_pools:
+        limits = ", ".join(
+            f"{k} {v / 2**30:g}Gi" if k == "memory" else f"{k} {v:g}" for k, v in pool.limits.items()
+        )
+        lines.append(
+            f"NodePool {pool.name}: {'/'.join(pool.capacity_types)}, limits {limits or 'none'}, "
+            f"image pull {pool.image_pull}"
+        )
+    return lines
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        options = options_from(args)
+        hardware = load_hardware_profile(args.hardware)
+        overlay_dir = Path(args.overlay)
+        cluster = read_cluster(overlay_dir.name, render_overlay(overlay_dir))
+        load = load_profile(args.profile, full_batch_seconds(cluster, hardware), hardware.k6_think_seconds)
+        results = run_policies(cluster, hardware, load, options, args.compare, args.cpu_target)
+    except (ValueError, RenderError) as exc:  # the profile, manifest and option errors all derive from these
+        print(f"gate simulate: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    summaries = [summarize(r, hardware.timing("node_minimum_billed_seconds")) for r in results]
+    print(f"overlay {args.overlay} · load {load.name} ({load.description}) · hardware {hardware.name}")
+    print("\n".join(describe(cluster)))
+    print()
+    print(table(summaries, options.slo_wait_seconds))
+    notes = sorted({n for s in summaries for n in s.notes})
+    for note in notes:
+        print(f"note: {note}")
+    if args.plot:
+        from tools.validate.simulate.plot import plot
+
+        plot(results, args.plot, f"{args.overlay} · {load.name}")
+        print(f"plot written to {args.plot}")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="gate simulate", description=__doc__)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))

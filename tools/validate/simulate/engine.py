@@ -1,0 +1,668 @@
+"""The discrete-time simulation: arrivals, vLLM replicas, KEDA and the HPA, Karpenter nodes.
+
+Requests are a fluid: each step moves fractional counts between per-replica queues, never request
+objects, so a simulated day at one-second steps costs a few float operations per replica per step
+(plain Python floats: for the tens of replicas a Deployment has, that beats numpy's per-call overhead).
+Lifecycle events (pods, nodes) are handled only at the times they are due.
+
+Model, in the order of one step:
+1. Lifecycle: Spot interruption notices (the node's pods are deleted and drain, replacements are
+   created at once), nodes leaving, nodes becoming Ready, pods becoming Ready (container start after
+   the image pull, then weight streaming and engine start, seen at the next startup-probe tick), empty
+   nodes consolidated after `consolidateAfter`, Karpenter launching nodes for pods that stayed
+   unschedulable for its batch window, within the NodePool limits.
+2. Control: the metrics collector scrapes vLLM's gauges every scrape interval (visible after the export
+   delay); KEDA polls every pollingInterval (activation 0<->1, fallback failure counting); the HPA syncs
+   every 15 s; the ReplicaSet creates or deletes pods to match (unscheduled, then unready, then the
+   most recently ready pods go first).
+3. Service: the step's arrivals are split evenly over the ready replicas (a Service spreads
+   connections; a waiting request stays on the replica that took it); each replica admits up to
+   --max-num-seqs and completes running requests at `running / service_time(running)` per second,
+   where the service time comes from the GPU's throughput by batch size. Deleted replicas stop
+   receiving and drain until their grace period ends.
+Queue waits are exact for the fluid: each replica's cumulative arrivals are tracked against its
+cumulative admissions, so the arrival time of the requests admitted in a step is known.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tools.validate.simulate.hardware import HardwareProfile, InstanceType
+from tools.validate.simulate.keda import KedaController, KedaScaling, Observation
+from tools.validate.simulate.load import LoadProfile
+from tools.validate.simulate.manifests import Cluster, NodePool, admitted_instances, pools_for
+
+HPA_SYNC_SECONDS = 15.0
+RETRY_SECONDS = 10.0  # Karpenter retries pods it could not launch capacity for
+SECONDS_PER_MONTH = 30 * 86400.0
+EPS = 1e-9
+TABLE_RESOLUTION = 20  # service-time table points per unit of batch
+
+
+@dataclass(frozen=True)
+class SimOptions:
+    step_seconds: float = 1.0
+    # The HPA's phase relative to the load is unknown; half a sync period is its mean.
+    hpa_sync_offset: float = 7.0
+    seed: int = 1
+    spot_interruptions: bool = True
+    metrics_outage: tuple[float, float] | None = None
+    slo_wait_seconds: float = 5.0
+    initial_replicas: int | None = None
+    # What-if: at each of these times the oldest Spot node serving a replica gets its 2-minute notice.
+    interrupt_at: tuple[float, ...] = ()
+
+
+@dataclass
+class Node:
+    id: int
+    instance: InstanceType
+    capacity_type: str
+    pool: NodePool
+    launched: float
+    ready_at: float
+    interrupt_at: float
+    slots: int
+    gone_at: float = math.inf
+    image_ready_at: float | None = None
+    pods: list[Pod] = field(default_factory=list)
+    empty_since: float | None = None
+    cordoned: bool = False
+    removed: bool = False
+
+
+@dataclass
+class Pod:
+    id: int
+    created: float
+    unschedulable_at: float
+    node: Node | None = None
+    phase: str = "pending"  # pending | starting | ready | terminating | crashloop
+    ready_at: float = math.inf
+    slot: int = -1
+    deadline: float = math.inf
+
+
+@dataclass
+class Series:
+    time: np.ndarray
+    arrivals: np.ndarray  # requests/s
+    waiting: np.ndarray
+    running: np.ndarray
+    ready_replicas: np.ndarray
+    desired_replicas: np.ndarray
+    ready_gpu_nodes: np.ndarray
+    max_wait: np.ndarray  # longest wait among requests admitted in the step, s
+    rejected: np.ndarray  # requests that found no ready replica (the gateway answers 503)
+
+
+@dataclass
+class SimResult:
+    name: str
+    series: Series
+    wait_histogram: np.ndarray  # requests by whole seconds waited
+    nodes: list[Node]
+    end_time: float
+    step_seconds: float
+    served: float
+    rejected: float
+    aborted: float
+    still_queued: float
+    notes: list[str]
+    slo_wait_seconds: float
+
+
+class ServiceModel:
+    """Per-request service time by running batch on a GPU: prefill + tokens / per-request rate."""
+
+    def __init__(self, hardware: HardwareProfile, reference_gpu: str) -> None:
+        table = hardware.gpus[reference_gpu].tokens_per_second_by_batch
+        self.batches = np.array(sorted(table), float)
+        self.tokens_per_second = np.array([table[int(b)] for b in self.batches], float)
+        self.tokens = hardware.output_tokens_per_request
+        self.prefill = hardware.prefill_seconds
+        self.reference = reference_gpu
+        self.hardware = hardware
+
+    def speed(self, gpu: str) -> float:
+        """A GPU's throughput relative to the reference, at the reference's largest measured batch."""
+        table = self.hardware.gpus[gpu].tokens_per_second_by_batch
+        top = self.batches[-1]
+        return float(np.interp(top, sorted(table), [table[b] for b in sorted(table)])) / float(
+            self.tokens_per_second[-1]
+        )
+
+    def service_seconds(self, batch: np.ndarray | float, speed: np.ndarray | float = 1.0) -> np.ndarray:
+        b = np.maximum(batch, 1.0)
+        return self.prefill + self.tokens * b / (np.interp(b, self.batches, self.tokens_per_second) * speed)
+
+    def table(self, gpu: str, max_batch: float) -> list[float]:
+        """Service seconds at batch 1, 1+1/TABLE_RESOLUTION, ... up to max_batch + 1 (for the step loop)."""
+        grid = 1.0 + np.arange(int((max_batch + 1) * TABLE_RESOLUTION) + 2) / TABLE_RESOLUTION
+        return [float(v) for v in self.service_seconds(grid, self.speed(gpu))]
+
+
+class Simulation:
+    def __init__(
+        self,
+        cluster: Cluster,
+        hardware: HardwareProfile,
+        load: LoadProfile,
+        scaling: KedaScaling | None,
+        options: SimOptions,
+        name: str = "",
+    ) -> None:
+        self.cluster, self.hw, self.load, self.scaling, self.opt = cluster, hardware, load, scaling, options
+        self.name = name or cluster.overlay
+        self.dep = cluster.deployment
+        self.rng = np.random.default_rng(options.seed)
+        self.notes: list[str] = list(cluster.notes)
+        self.pools = pools_for(self.dep, cluster.node_pools)
+        self.choices: list[tuple[NodePool, InstanceType]] = []
+        for pool in self.pools:
+            instances = admitted_instances(pool, self.dep, hardware)
+            if instances:
+                self.choices.append((pool, instances[0]))
+        if not cluster.node_pools:
+            self.notes.append("no NodePool rendered: nodes launch from the profile's first instance type")
+            unbounded = NodePool("(none)", 0, (), ("on-demand",), {}, (), "WhenEmpty", None, "", "default")
+            self.choices.append((unbounded, hardware.instance_types[0]))
+        elif not self.choices:
+            self.notes.append(
+                "no NodePool admits an instance type of the profile that fits the pod: pods stay Pending"
+            )
+        gpu = self.choices[0][1].gpu.name if self.choices else hardware.instance_types[0].gpu.name
+        self.service = ServiceModel(hardware, gpu)
+        self.max_seqs = float(self.dep.max_num_seqs)
+        t = hardware.timings
+        self.scrape_interval = cluster.scrape_interval or t["metrics_scrape_interval_seconds"]
+        self.export_delay = (
+            cluster.export_delay if cluster.export_delay is not None else t["metrics_export_delay_seconds"]
+        )
+        self.pods: list[Pod] = []
+        self.nodes: list[Node] = []
+        self.spec_replicas = 0
+        self.keda = KedaController(scaling) if scaling else None
+        self._ids = 0
+        self.crashloop_noted = False
+        self.forced = sorted(options.interrupt_at)
+
+    # --- slots: one per replica process that serves (ready or draining) ---------------------------
+
+    def _new_slot(self) -> int:
+        for store in (self.running, self.gauge, self.waiting, self.offset, self.final_arrivals):
+            store.append(0.0)
+        self.receiving.append(False)
+        self.tables.append([])
+        return len(self.running) - 1
+
+    # --- lifecycle --------------------------------------------------------------------------------
+
+    def _new_id(self) -> int:
+        self._ids += 1
+        return self._ids
+
+    def _launch(self, now: float, pool: NodePool, instance: InstanceType, warm: bool = False) -> Node:
+        t = self.hw.timings
+        capacity = "spot" if "spot" in pool.capacity_types else "on-demand"
+        launched = now if warm else now + t["launch_api_seconds"]
+        ready = now if warm else launched + t["node_boot_to_ready_seconds"]
+        interrupt = math.inf
+        if capacity == "spot" and self.opt.spot_interruptions and instance.spot_interruptions_per_month > 0:
+            hazard = -math.log(1.0 - min(instance.spot_interruptions_per_month, 0.99)) / SECONDS_PER_MONTH
+            interrupt = launched + float(self.rng.exponential(1.0 / hazard))
+        slots = max(1, instance.gpus // max(self.dep.gpus_per_pod, 1))
+        node = Node(self._new_id(), instance, capacity, pool, launched, ready, interrupt, slots)
+        if warm:
+            node.image_ready_at = now
+        self.nodes.append(node)
+        return node
+
+    def _within_limits(self, pool: NodePool, instance: InstanceType) -> bool:
+        used = {"nvidia.com/gpu": 0.0, "cpu": 0.0, "memory": 0.0}
+        for n in self.nodes:
+            if n.pool is pool and not n.removed:
+                used["nvidia.com/gpu"] += n.instance.gpus
+                used["cpu"] += n.instance.vcpu
+                used["memory"] += n.instance.memory_gib * 2**30
+        extra = {"nvidia.com/gpu": instance.gpus, "cpu": instance.vcpu, "memory": instance.memory_gib * 2**30}
+        return all(used.get(k, 0.0) + extra.get(k, 0.0) <= v for k, v in pool.limits.items() if k in extra)
+
+    def _bind(self, pod: Pod, node: Node, now: float) -> None:
+        t = self.hw.timings
+        pod.node = node
+        node.pods.append(pod)
+        node.empty_since = None
+        pod.phase = "starting"
+        if node.instance.gpu.compute_capability < self.hw.min_compute_capability:
+            pod.phase = "crashloop"
+            if not self.crashloop_noted:
+                self.notes.append(
+                    f"{node.instance.name} ({node.instance.gpu.name}, compute capability "
+                    f"{node.instance.gpu.compute_capability}) cannot run the model: its pods crash-loop"
+                )
+                self.crashloop_noted = True
+            return
+        if node.image_ready_at is None:
+            node.image_ready_at = node.ready_at + t[f"image_pull_seconds_{node.pool.image_pull}"]
+        container_start = max(node.image_ready_at, now)
+        weights = self.hw.weights_gigabytes * 8.0 / node.instance.network_gbps
+        up = container_start + weights + t["engine_init_seconds"]
+        probe = self.dep.startup_probe or self.dep.readiness_probe
+        if probe is None:
+            pod.ready_at = up
+            return
+        first = container_start + probe.initial_delay
+        ticks = max(0, math.ceil((up - first) / probe.period - EPS))
+        if self.dep.startup_probe is not None and ticks >= probe.failure_threshold:
+            pod.phase = "crashloop"
+            self.notes.append(
+                f"startup probe allows {probe.initial_delay + probe.period * probe.failure_threshold:g} s, "
+                f"the server needs {up - container_start:.0f} s: the kubelet restarts it forever"
+            )
+            return
+        pod.ready_at = first + ticks * probe.period
+
+    def _schedule(self, pod: Pod, now: float) -> None:
+        for node in self.nodes:
+            if not node.cordoned and not node.removed and len(node.pods) < node.slots:
+                self._bind(pod, node, now)
+                return
+
+    def _provision(self, now: float) -> None:
+        """Karpenter: one batch for every pod that has been unschedulable for the batch window."""
+        due = [p for p in self.pods if p.phase == "pending" and p.node is None and p.unschedulable_at <= now]
+        while due:
+            for pod in list(due):
+                self._schedule(pod, now)
+            due = [p for p in due if p.node is None]
+            if not due:
+                return
+            for pool, instance in self.choices:
+                if self._within_limits(pool, instance):
+                    node = self._launch(now, pool, instance)
+                    for pod in due[: node.slots]:
+                        self._bind(pod, node, now)
+                    due = due[node.slots :]
+                    break
+            else:
+                for pod in due:
+                    pod.unschedulable_at = now + RETRY_SECONDS
+                if self.choices and "limits" not in " ".join(self.notes):
+                    self.notes.append(
+                        f"NodePool limits reached at t={now:.0f} s: pods stay Pending until a node goes away"
+                    )
+                return
+
+    def _make_ready(self, pod: Pod) -> None:
+        slot = self.free_slots.pop() if self.free_slots else self._new_slot()
+        pod.slot, pod.phase = slot, "ready"
+        self.running[slot] = self.gauge[slot] = self.waiting[slot] = 0.0
+        self.receiving[slot] = True
+        self.offset[slot] = self.cum_share[-1]
+        gpu = pod.node.instance.gpu.name if pod.node else self.service.reference
+        if gpu not in self.gpu_tables:
+            self.gpu_tables[gpu] = self.service.table(gpu, self.max_seqs)
+        self.tables[slot] = self.gpu_tables[gpu]
+        self.active.append(slot)
+        self.n_receiving += 1
+
+    def _stop_receiving(self, slot: int) -> None:
+        if self.receiving[slot]:
+            self.receiving[slot] = False
+            self.final_arrivals[slot] = self.cum_share[-1] - self.offset[slot]
+            self.n_receiving -= 1
+
+    def _release(self, pod: Pod) -> None:
+        if pod.slot >= 0:
+            slot = pod.slot
+            self._stop_receiving(slot)
+            self.aborted += self.running[slot] + self.waiting[slot]
+            self.running[slot] = self.gauge[slot] = self.waiting[slot] = 0.0
+            self.active.remove(slot)
+            self.free_slots.append(slot)
+            pod.slot = -1
+        if pod in self.draining:
+            self.draining.remove(pod)
+        if pod.node is not None:
+            pod.node.pods.remove(pod)
+            if not pod.node.pods:
+                pod.node.empty_since = self.now
+        pod.phase = "gone"
+        self.pods.remove(pod)
+
+    def _terminate(self, pod: Pod, now: float, grace: float) -> None:
+        if pod.phase == "ready":
+            pod.phase = "terminating"
+            pod.deadline = now + grace
+            self._stop_receiving(pod.slot)
+            self.draining.append(pod)
+        else:
+            self._release(pod)
+
+    def _reconcile(self, now: float) -> None:
+        active = [p for p in self.pods if p.phase != "terminating"]
+        if len(active) < self.spec_replicas:
+            unsched = (
+                self.hw.timings["scheduler_unschedulable_seconds"]
+                + self.hw.timings["karpenter_batch_idle_seconds"]
+            )
+            for _ in range(self.spec_replicas - len(active)):
+                pod = Pod(self._new_id(), now, now + unsched)
+                self.pods.append(pod)
+                self._schedule(pod, now)
+        elif len(active) > self.spec_replicas:
+            rank = {"pending": 0, "crashloop": 1, "starting": 1, "ready": 2}
+            victims = sorted(
+                active, key=lambda p: (rank[p.phase], -p.ready_at if p.phase == "ready" else -p.created)
+            )
+            for pod in victims[: len(active) - self.spec_replicas]:
+                self._terminate(pod, now, self.dep.termination_grace_seconds)
+
+    def _advance(self, now: float) -> None:
+        notice = self.hw.timings["spot_interruption_notice_seconds"]
+        while self.forced and self.forced[0] <= now:
+            self.forced.pop(0)
+            spot = [
+                n
+                for n in self.nodes
+                if n.capacity_type == "spot" and not n.cordoned and not n.removed and n.pods
+            ]
+            if spot:
+                spot[0].interrupt_at = now
+        for node in list(self.nodes):
+            if node.removed:
+                continue
+            if not node.cordoned and now >= node.interrupt_at:
+                node.cordoned = True
+                node.gone_at = now + notice
+                self.interruptions += 1
+                for pod in list(node.pods):
+                    self._terminate(pod, now, min(self.dep.termination_grace_seconds, notice))
+            if now >= node.gone_at:
+                for pod in list(node.pods):
+                    self._release(pod)
+                node.removed = True
+                node.gone_at = min(node.gone_at, now)
+            elif (
+                not node.pods
+                and node.empty_since is not None
+                and node.pool.consolidate_after is not None
+                and now >= node.empty_since + node.pool.consolidate_after
+            ):
+                node.removed = True
+                node.gone_at = now
+        for pod in list(self.pods):
+            if pod.phase == "starting" and now >= pod.ready_at:
+                self._make_ready(pod)
+            elif pod.phase == "terminating" and now >= pod.deadline:
+                self._release(pod)
+        self._reconcile(now)
+        self._provision(now)
+        self.ready_nodes = sum(1 for n in self.nodes if not n.removed and n.ready_at <= now)
+
+    def _next_event(self) -> float:
+        times = [math.inf, *self.forced[:1]]
+        for node in self.nodes:
+            if node.removed:
+                continue
+            times.append(node.gone_at)
+            if node.ready_at > self.now:
+                times.append(node.ready_at)
+            if not node.cordoned:
+                times.append(node.interrupt_at)
+            if not node.pods and node.empty_since is not None and node.pool.consolidate_after is not None:
+                times.append(node.empty_since + node.pool.consolidate_after)
+        for pod in self.pods:
+            if pod.phase == "starting":
+                times.append(pod.ready_at)
+            elif pod.phase == "terminating":
+                times.append(pod.deadline)
+            elif pod.phase == "pending" and pod.node is None:
+                times.append(pod.unschedulable_at)
+        return min(times)
+
+    # --- observation --------------------------------------------------------------------------------
+
+    def _observe(self, with_cpu: bool = False) -> Observation:
+        running = sum(self.gauge[i] for i in self.active)
+        waiting = sum(self.waiting[i] for i in self.active)
+        arrivals = self.rates[self.t - 1] if self.t > 0 else 0.0
+        if not with_cpu:
+            return Observation(running, waiting, arrivals=arrivals)
+        busy, idle, request = self.hw.cpu_busy_cores, self.hw.cpu_idle_cores, max(self.dep.cpu_request, 1e-3)
+        cpu = tuple(
+            100.0 * (idle + (busy - idle) * min(1.0, self.gauge[p.slot])) / request
+            for p in self.pods
+            if p.phase == "ready"
+        )
+        unready = sum(1 for p in self.pods if p.phase in ("pending", "starting", "crashloop"))
+        return Observation(running, waiting, cpu, unready, arrivals)
+
+    def _outage(self, now: float) -> bool:
+        window = self.opt.metrics_outage
+        return window is not None and window[0] <= now < window[1]
+
+    # --- main loop ------------------------------------------------------------------------------------
+
+    def run(self) -> SimResult:
+        dt = self.opt.step_seconds
+        rates = self.load.sample(dt)
+        steps = len(rates)
+        self.running: list[float] = []
+        # vLLM's num_requests_running as a scrape sees it: after admission, before the step's completions
+        # (by Little's law that is the continuous-time mean; the value after completions is low by λ·dt).
+        self.gauge: list[float] = []
+        self.waiting: list[float] = []
+        self.offset: list[float] = []
+        self.final_arrivals: list[float] = []
+        self.receiving: list[bool] = []
+        self.tables: list[list[float]] = []
+        self.gpu_tables: dict[str, list[float]] = {}
+        self.free_slots: list[int] = []
+        self.active: list[int] = []
+        self.draining: list[Pod] = []
+        self.n_receiving = 0
+        self.ready_nodes = 0
+        # cum_share[k]: requests each receiving replica got in steps 0..k-1 (they all get the same share)
+        self.cum_share: list[float] = [0.0]
+        hist = [0.0] * (int(self.load.duration / dt) + 2)
+        s_wait, s_run, s_ready, s_desired, s_nodes, s_max, s_rejected = ([0.0] * steps for _ in range(7))
+        self.served = self.rejected = self.aborted = 0.0
+        self.interruptions = 0
+        self.t, self.now = 0, 0.0
+
+        initial = self.opt.initial_replicas
+        if initial is None:
+            initial = self.scaling.min_replicas if self.scaling else (self.dep.replicas or 1)
+        self.spec_replicas = initial
+        for _ in range(initial):
+            pod = Pod(self._new_id(), 0.0, 0.0)
+            self.pods.append(pod)
+            self._schedule(pod, 0.0)
+            if pod.node is None and self.choices:
+                pool, instance = self.choices[0]
+                self._bind(pod, self._launch(0.0, pool, instance, warm=True), 0.0)
+            if pod.phase == "starting":
+                self._make_ready(pod)
+        self.ready_nodes = sum(1 for n in self.nodes if n.ready_at <= 0.0)
+        if self.keda is not None:
+            self.keda.last_active = 0.0
+        if (
+            self.scaling
+            and self.scaling.min_replicas == 0
+            and all(t.signal in ("running", "waiting", "in_flight") for t in self.scaling.triggers)
+        ):
+            self.notes.append(
+                "minReplicaCount 0 with triggers on the queue only (vLLM gauges, gateway in-flight): with no "
+                "pod there is no queue to measure, "
+                "so KEDA cannot activate from zero on load alone"
+            )
+
+        next_event = self._next_event()
+        next_scrape, next_poll = 0.0, 0.0
+        next_sync = self.opt.hpa_sync_offset
+        pending_obs: list[tuple[float, Observation]] = []
+        visible: Observation | None = None
+        poll = self.scaling.polling_interval if self.scaling else math.inf
+        keda = self.keda
+        cpu_scaled = bool(self.scaling) and any(tr.signal == "cpu" for tr in self.scaling.triggers)
+        running, gauge, waiting, receiving, offset, final = (
+            self.running,
+            self.gauge,
+            self.waiting,
+            self.receiving,
+            self.offset,
+            self.final_arrivals,
+        )
+        tables, active, cum = self.tables, self.active, self.cum_share
+        max_seqs = self.max_seqs
+        res = float(TABLE_RESOLUTION)
+        rate_list = [float(r) for r in rates]
+        self.rates = rate_list
+        served = 0.0
+        last_bin = len(hist) - 1
+        for t in range(steps):
+            now = t * dt
+            if now >= next_event:
+                self.t, self.now = t, now
+                self._advance(now)
+                next_event = self._next_event()
+            if keda is not None:
+                if now >= next_scrape:
+                    self.t = t
+                    pending_obs.append((now + self.export_delay, self._observe()))
+                    next_scrape += self.scrape_interval
+                while pending_obs and pending_obs[0][0] <= now:
+                    visible = pending_obs.pop(0)[1]
+                if now >= next_poll or now >= next_sync:
+                    self.t, self.now = t, now
+                    before = self.spec_replicas
+                    obs = None if self._outage(now) else visible
+                    if now >= next_poll:
+                        self.spec_replicas = keda.poll(now, self.spec_replicas, obs)
+                        next_poll += poll
+                    if now >= next_sync:
+                        status = sum(1 for p in self.pods if p.phase != "terminating")
+                        if cpu_scaled and obs is not None:
+                            obs = self._observe(with_cpu=True)  # metrics-server resolution ~ the sync period
+                        self.spec_replicas = keda.sync_hpa(now, self.spec_replicas, status, obs)
+                        next_sync += HPA_SYNC_SECONDS
+                    if self.spec_replicas != before:
+                        self._reconcile(now)
+                        self._provision(now)
+                        next_event = min(next_event, self._next_event())
+
+            # Service: arrivals, admission up to --max-num-seqs, completions.
+            arrivals = rate_list[t] * dt
+            share = 0.0
+            if self.n_receiving:
+                share = arrivals / self.n_receiving
+            else:
+                self.rejected += arrivals
+                s_rejected[t] = arrivals
+            cum_now = cum[-1] + share
+            cum.append(cum_now)
+            total_wait = total_run = longest = 0.0
+            for i in active:
+                r = running[i]
+                w = waiting[i]
+                if receiving[i]:
+                    w += share
+                    arrived = cum_now - offset[i]
+                else:
+                    arrived = final[i]
+                if w > EPS:
+                    room = max_seqs - r
+                    x = w if w < room else room
+                    if x > EPS:
+                        if receiving[i] and w <= share + EPS:
+                            hist[0] += x  # everything admitted arrived in this very step
+                        else:
+                            middle = arrived - w + 0.5 * x + offset[i]
+                            waited = t + 1 - bisect_left(cum, middle)
+                            if waited < 0:
+                                waited = 0
+                            hist[waited if waited < last_bin else last_bin] += x
+                            if waited > longest:
+                                longest = waited
+                        w -= x
+                        r += x
+                gauge[i] = r
+                total_run += r
+                if r > EPS:
+                    b = (r if r > 1.0 else 1.0) - 1.0
+                    j = b * res
+                    k = int(j)
+                    table = tables[i]
+                    seconds = table[k] + (j - k) * (table[k + 1] - table[k])
+                    done = r * dt / seconds
+                    if done > r:
+                        done = r
+                    r -= done
+                    served += done
+                running[i] = r
+                waiting[i] = w
+                total_wait += w
+            if self.draining:
+                self.t, self.now = t, now
+                for pod in [p for p in self.draining if running[p.slot] + waiting[p.slot] < 1e-6]:
+                    self._release(pod)
+                next_event = min(next_event, self._next_event())
+            s_wait[t] = total_wait
+            s_run[t] = total_run
+            s_ready[t] = self.n_receiving
+            s_desired[t] = self.spec_replicas
+            s_nodes[t] = self.ready_nodes
+            s_max[t] = longest * dt
+        self.served = served
+
+        end = steps * dt
+        if self.interruptions:
+            self.notes.append(f"{self.interruptions} Spot interruption(s)")
+        series = Series(
+            time=np.arange(steps) * dt,
+            arrivals=rates,
+            waiting=np.array(s_wait),
+            running=np.array(s_run),
+            ready_replicas=np.array(s_ready),
+            desired_replicas=np.array(s_desired),
+            ready_gpu_nodes=np.array(s_nodes),
+            max_wait=np.array(s_max),
+            rejected=np.array(s_rejected),
+        )
+        # The histogram is by steps waited; report it by whole seconds.
+        by_second = np.zeros(int(self.load.duration) + 2)
+        np.add.at(by_second, np.minimum((np.arange(len(hist)) * dt).astype(int), len(by_second) - 1), hist)
+        return SimResult(
+            name=self.name,
+            series=series,
+            wait_histogram=by_second,
+            nodes=self.nodes,
+            end_time=end,
+            step_seconds=dt,
+            served=self.served,
+            rejected=self.rejected,
+            aborted=self.aborted,
+            still_queued=sum(self.waiting) + sum(self.running),
+            notes=self.notes,
+            slo_wait_seconds=self.opt.slo_wait_seconds,
+        )
+
+
+def simulate(
+    cluster: Cluster,
+    hardware: HardwareProfile,
+    load: LoadProfile,
+    options: SimOptions,
+    scaling: KedaScaling | None = None,
+    name: str = "",
+) -> SimResult:
+    return Simulation(
+        cluster, hardware, load, scaling if scaling is not None else cluster.scaling, options, name
+    ).run()

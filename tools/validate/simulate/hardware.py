@@ -1,0 +1,192 @@
+"""The hardware profile: figures the manifests cannot state (timings, GPU throughput, Spot, prices).
+
+A profile is a YAML file; built-in ones live in `profiles/` beside this module and are named by their
+file stem (`aws-g5-mistral7b-awq`). Every figure is `{value, type, source}` so that each number the
+simulator prints can be traced to where it was published.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PROFILES_DIR = Path(__file__).parent / "profiles"
+DEFAULT_HARDWARE = "aws-g5-mistral7b-awq"
+# Listed explicitly (no globbing): adding a profile means adding its name here.
+BUILTIN_HARDWARE = (DEFAULT_HARDWARE,)
+FIGURE_TYPES = ("DOC", "VENDOR", "BLOG", "ISSUE", "DERIVED", "ASSUMPTION")
+
+TIMING_KEYS = (
+    "metrics_scrape_interval_seconds",
+    "metrics_export_delay_seconds",
+    "scheduler_unschedulable_seconds",
+    "karpenter_batch_idle_seconds",
+    "launch_api_seconds",
+    "node_boot_to_ready_seconds",
+    "image_pull_seconds_soci_bottlerocket",
+    "image_pull_seconds_soci_al2023",
+    "image_pull_seconds_default",
+    "engine_init_seconds",
+    "spot_interruption_notice_seconds",
+    "node_minimum_billed_seconds",
+    "metrics_server_resolution_seconds",
+)
+
+
+class HardwareProfileError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Gpu:
+    name: str
+    compute_capability: float
+    tokens_per_second_by_batch: Mapping[int, float]
+
+
+@dataclass(frozen=True)
+class InstanceType:
+    name: str
+    gpu: Gpu
+    gpus: int
+    vcpu: float
+    memory_gib: float
+    network_gbps: float
+    on_demand_per_hour: float
+    spot_per_hour: float
+    spot_interruptions_per_month: float
+    labels: Mapping[str, str]
+
+    def price(self, capacity_type: str) -> float:
+        return self.spot_per_hour if capacity_type == "spot" else self.on_demand_per_hour
+
+
+@dataclass(frozen=True)
+class HardwareProfile:
+    name: str
+    timings: Mapping[str, float]
+    weights_gigabytes: float
+    min_compute_capability: float
+    cpu_busy_cores: float
+    cpu_idle_cores: float
+    output_tokens_per_request: float
+    prefill_seconds: float
+    k6_think_seconds: float
+    gpus: Mapping[str, Gpu]
+    instance_types: tuple[InstanceType, ...]
+    sources: Mapping[str, str]
+
+    def timing(self, key: str) -> float:
+        return self.timings[key]
+
+
+def _figure(section: Mapping[str, Any], key: str, where: str, sources: dict[str, str]) -> Any:
+    entry = section.get(key)
+    if not isinstance(entry, Mapping) or "value" not in entry:
+        raise HardwareProfileError(f"{where}.{key}: missing (expected a mapping with value, type, source)")
+    if not str(entry.get("source") or "").strip():
+        raise HardwareProfileError(f"{where}.{key}: every figure needs a source")
+    if entry.get("type") not in FIGURE_TYPES:
+        raise HardwareProfileError(f"{where}.{key}: type must be one of {', '.join(FIGURE_TYPES)}")
+    sources[f"{where}.{key}"] = f"{entry['type']}: {entry['source']}"
+    return entry["value"]
+
+
+def _section(doc: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = doc.get(key)
+    if not isinstance(value, Mapping):
+        raise HardwareProfileError(f"{key}: missing section")
+    return value
+
+
+def parse_hardware_profile(doc: Any, origin: str) -> HardwareProfile:
+    if not isinstance(doc, Mapping):
+        raise HardwareProfileError(f"{origin}: expected a mapping at the top level")
+    try:
+        sources: dict[str, str] = {}
+        timings_doc = _section(doc, "timings")
+        timings = {k: float(_figure(timings_doc, k, "timings", sources)) for k in TIMING_KEYS}
+        model = _section(doc, "model")
+        cpu = _section(doc, "vllm_cpu")
+        workload = _section(doc, "workload")
+        gpus: dict[str, Gpu] = {}
+        for name, gpu_doc in _section(doc, "gpus").items():
+            table = _figure(gpu_doc, "tokens_per_second_by_batch", f"gpus.{name}", sources)
+            if not isinstance(table, Mapping) or not table:
+                raise HardwareProfileError(
+                    f"gpus.{name}.tokens_per_second_by_batch: expected {{batch: tok/s}}"
+                )
+            gpus[str(name)] = Gpu(
+                name=str(name),
+                compute_capability=float(gpu_doc["compute_capability"]),
+                tokens_per_second_by_batch={int(b): float(v) for b, v in sorted(table.items())},
+            )
+        instances = []
+        for entry in doc.get("instance_types") or ():
+            name = entry.get("name", "?")
+            if not str(entry.get("source") or "").strip():
+                raise HardwareProfileError(f"instance_types.{name}: needs a source")
+            if entry.get("gpu") not in gpus:
+                raise HardwareProfileError(
+                    f"instance_types.{name}: gpu {entry.get('gpu')!r} is not under gpus:"
+                )
+            sources[f"instance_types.{name}"] = str(entry["source"])
+            instances.append(
+                InstanceType(
+                    name=str(name),
+                    gpu=gpus[entry["gpu"]],
+                    gpus=int(entry["gpus"]),
+                    vcpu=float(entry["vcpu"]),
+                    memory_gib=float(entry["memory_gib"]),
+                    network_gbps=float(entry["network_gbps"]),
+                    on_demand_per_hour=float(entry["on_demand_per_hour"]),
+                    spot_per_hour=float(entry["spot_per_hour"]),
+                    spot_interruptions_per_month=float(entry["spot_interruptions_per_month"]),
+                    labels={str(k): str(v) for k, v in (entry.get("labels") or {}).items()}
+                    | {"node.kubernetes.io/instance-type": str(name)},
+                )
+            )
+        if not instances:
+            raise HardwareProfileError("instance_types: at least one instance type is needed")
+        return HardwareProfile(
+            name=str(doc.get("name") or origin),
+            timings=timings,
+            weights_gigabytes=float(_figure(model, "weights_gigabytes", "model", sources)),
+            min_compute_capability=float(_figure(model, "min_compute_capability", "model", sources)),
+            cpu_busy_cores=float(_figure(cpu, "busy_cores", "vllm_cpu", sources)),
+            cpu_idle_cores=float(_figure(cpu, "idle_cores", "vllm_cpu", sources)),
+            output_tokens_per_request=float(
+                _figure(workload, "output_tokens_per_request", "workload", sources)
+            ),
+            prefill_seconds=float(_figure(workload, "prefill_seconds", "workload", sources)),
+            k6_think_seconds=float(_figure(workload, "k6_think_seconds", "workload", sources)),
+            gpus=gpus,
+            instance_types=tuple(instances),
+            sources=sources,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, HardwareProfileError):
+            raise HardwareProfileError(f"{origin}: {exc}") from None
+        raise HardwareProfileError(f"{origin}: malformed profile ({exc!r})") from None
+
+
+def load_hardware_profile(name_or_path: str) -> HardwareProfile:
+    path = Path(name_or_path)
+    if not path.suffix:
+        if name_or_path not in BUILTIN_HARDWARE:
+            known = ", ".join(BUILTIN_HARDWARE)
+            raise HardwareProfileError(f"unknown hardware profile {name_or_path!r} (built-in: {known})")
+        path = PROFILES_DIR / f"{name_or_path}.yaml"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise HardwareProfileError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise HardwareProfileError(f"{path}: not valid YAML ({exc})") from None
+    return parse_hardware_profile(doc, str(path))
