@@ -13,6 +13,7 @@ import httpx
 import psutil
 import pytest
 
+from tools.stack import cli
 from tools.stack.cli import EXIT_BAD_STATE, EXIT_FAILED, EXIT_OK, main
 from tools.stack.env import REPO_ROOT
 from tools.stack.processes import (
@@ -213,3 +214,19 @@ def test_module_entry_point_prints_usage_errors_without_traceback() -> None:
     assert result.returncode == 2
     assert "invalid choice: 'sideways'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_overlay_flag_without_a_mapping_is_refused_before_anything_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    overlay = ["--served-model-name", "m", "--speculative-config", "{}"]
+    monkeypatch.setattr(cli, "dev_overlay_args", lambda _root: (overlay, "a test overlay"))
+    s3_port = free_port()
+
+    reuse = ["--vllm-url", "http://127.0.0.1:9"]
+    code = main(["--state-dir", str(tmp_path), "up", *reuse, "--s3-port", str(s3_port)])
+
+    assert code == EXIT_BAD_STATE
+    assert "--speculative-config has no local mapping" in capsys.readouterr().err
+    assert port_is_free(s3_port)
+    assert not (tmp_path / "state.json").exists()

@@ -154,6 +154,7 @@ def command_up(options: argparse.Namespace, state_path: Path) -> int:
     s3_port = resolve_port(options.s3_port, "S3")
     prometheus_port = resolve_port(options.prometheus_port, "Prometheus")
     overlay_args, overlay_source = dev_overlay_args(REPO_ROOT)
+    local_serving_args(overlay_args, model_dir=Path("tiny-model"), port=0)  # an unmapped flag fails here
 
     state_dir = state_path.parent
     logs = state_dir / "logs"
@@ -247,6 +248,9 @@ def command_up(options: argparse.Namespace, state_path: Path) -> int:
         _rollback(stoppers, state_path)
         print("stack: interrupted; stopped everything that had started", file=sys.stderr)
         return EXIT_FAILED
+    except BaseException:
+        _rollback(stoppers, state_path)  # never leave servers behind, whatever went wrong
+        raise
 
     print(f"stack is up (state file {state_path})")
     _print_services(state)
