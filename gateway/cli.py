@@ -50,6 +50,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         timeout_keep_alive=int(settings.keep_alive_seconds),
         timeout_graceful_shutdown=int(settings.shutdown_timeout),
         lifespan="on",
+        # asyncio, not uvloop: under load uvloop left disconnected clients undetected while their writes
+        # were paused, so their upstream requests ran on (see gateway/README.md).
+        loop="asyncio",
+        http="httptools",
     )
     server = uvicorn.Server(config)
     server.run()

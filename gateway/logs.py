@@ -39,5 +39,7 @@ def configure_logging(level: str) -> None:
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+    # asyncio warns on every write to a socket its client has closed; the relay handles that case.
+    logging.getLogger("asyncio").setLevel(logging.ERROR)
     # The gateway writes its own access line with the request id.
     logging.getLogger("uvicorn.access").disabled = True

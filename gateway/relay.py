@@ -164,8 +164,15 @@ class RelayResponse(Response):
                     await send({"type": "http.response.body", "body": body, "more_body": False})
                     return
                 pending = b""
+                # Moving the deadline reschedules a timer: do it at most every tenth of the idle timeout
+                # (so the idle limit is enforced between 0.9x and 1x), not on every chunk.
+                slack = idle / 10
+                moved_at = -slack
                 async for chunk in response.aiter_raw():
-                    timer.deadline = min(total_deadline, anyio.current_time() + idle)
+                    now = anyio.current_time()
+                    if now - moved_at >= slack:
+                        timer.deadline = min(total_deadline, now + idle)
+                        moved_at = now
                     if not self.started:
                         metrics.time_to_first_token.labels(self.route).observe(time.perf_counter() - arrived)
                         self.started = True

@@ -16,6 +16,8 @@ from gateway.settings import Settings
 log = logging.getLogger("gateway.upstream")
 
 WAITING_METRIC = "vllm:num_requests_waiting"
+# vLLM renders /metrics on its API server's event loop: allow for a busy one.
+METRICS_TIMEOUT = 2.0
 
 
 def build_http_client(settings: Settings) -> httpx.AsyncClient:
@@ -101,7 +103,7 @@ async def poll_queue(client: httpx.AsyncClient, settings: Settings, admission: A
     failures = 0
     while True:
         try:
-            response = await client.get(url, timeout=httpx.Timeout(min(2.0, interval * 2)))
+            response = await client.get(url, timeout=METRICS_TIMEOUT)
             response.raise_for_status()
             admission.upstream_waiting = parse_waiting(response.text)
             metrics.upstream_waiting.set(admission.upstream_waiting)
@@ -111,5 +113,5 @@ async def poll_queue(client: httpx.AsyncClient, settings: Settings, admission: A
             metrics.upstream_waiting.set(-1)
             failures += 1
             if failures == 1:
-                log.warning("upstream metrics poll failed", extra={"error": str(exc), "url": url})
+                log.warning("upstream metrics poll failed", extra={"error": repr(exc), "url": url})
         await anyio.sleep(interval)

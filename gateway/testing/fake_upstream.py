@@ -230,7 +230,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = FakeConfig(model=args.model, tokens=args.tokens, interval=args.interval_ms / 1000,
                         first_token_delay=args.first_token_ms / 1000, max_num_seqs=args.max_num_seqs)
-    uvicorn.run(FakeUpstream(config), host=args.host, port=args.port, log_level="warning", access_log=False)
+    uvicorn.run(FakeUpstream(config), host=args.host, port=args.port, log_level="warning", access_log=False,
+                loop="asyncio", http="httptools")
     return 0
 
 

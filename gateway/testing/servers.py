@@ -37,7 +37,8 @@ def serve_in_thread(app: ASGIApp, *, timeout_graceful_shutdown: int | None = Non
                     start_timeout: float = 20.0) -> Iterator[RunningServer]:
     """Serve ``app`` on 127.0.0.1 from a background thread with its own event loop."""
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", access_log=False,
-                            lifespan="on", timeout_graceful_shutdown=timeout_graceful_shutdown)
+                            lifespan="on", timeout_graceful_shutdown=timeout_graceful_shutdown,
+                            loop="asyncio", http="httptools")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

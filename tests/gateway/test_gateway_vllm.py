@@ -1,0 +1,141 @@
+"""The gateway in front of the real vLLM (CPU build, tiny model) and the S3-compatible server."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from functools import partial
+
+import anyio
+import httpx
+import openai
+import pytest
+
+from gateway.app import create_app
+from gateway.settings import Settings
+from gateway.testing.servers import RunningServer, serve_in_thread
+from tests.gateway.support import metric_value
+
+pytestmark = [pytest.mark.vllm, pytest.mark.s3]
+
+
+@pytest.fixture
+def vllm_gateway(vllm_server, gateway_s3, make_settings) -> Iterator[RunningServer]:
+    settings = make_settings(upstream_url=vllm_server.base_url, model=vllm_server.model,
+                             upstream_metrics_poll_seconds=0.2)
+    with serve_in_thread(create_app(settings)) as server:
+        server.prefix = settings.s3_prefix  # type: ignore[attr-defined]
+        yield server
+
+
+def vllm_metric(vllm_server, name: str) -> float:
+    text = httpx.get(vllm_server.metrics_url, timeout=5).text
+    return metric_value(text, name, {"model_name": vllm_server.model})
+
+
+def max_model_len(vllm_server) -> int:
+    models = httpx.get(f"{vllm_server.base_url}/v1/models", timeout=5).json()["data"]
+    return next(m["max_model_len"] for m in models if m["id"] == vllm_server.model)
+
+
+def test_openai_client_through_the_gateway(vllm_server, vllm_gateway):
+    client = openai.OpenAI(base_url=f"{vllm_gateway.url}/v1", api_key="unused", max_retries=0)
+    messages = [{"role": "user", "content": "Say hello."}]
+    completion = client.chat.completions.create(model=vllm_server.model, messages=messages, max_tokens=8)
+    assert completion.model == vllm_server.model
+    assert 1 <= completion.usage.completion_tokens <= 8
+    stream = client.chat.completions.create(model=vllm_server.model, messages=messages, max_tokens=8,
+                                            stream=True, stream_options={"include_usage": True})
+    chunks = list(stream)
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert chunks[-1].choices == []
+    assert 1 <= chunks[-1].usage.completion_tokens <= 8
+    legacy = client.completions.create(model=vllm_server.model, prompt="Once upon", max_tokens=5)
+    assert 1 <= legacy.usage.completion_tokens <= 5
+    assert [m.id for m in client.models.list()] == [vllm_server.model]
+
+
+def test_vllm_errors_keep_their_status_and_message(vllm_server, make_settings):
+    context = max_model_len(vllm_server)
+    settings = make_settings(upstream_url=vllm_server.base_url, model=vllm_server.model,
+                             max_tokens=10 * context)
+    with serve_in_thread(create_app(settings)) as gateway:
+        response = httpx.post(f"{gateway.url}/v1/completions", timeout=30, json={
+            "model": vllm_server.model, "prompt": "Hi", "max_tokens": context + 10})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert str(context) in error["message"]
+
+
+def test_client_disconnect_stops_the_vllm_request_within_2_seconds(vllm_server, vllm_gateway):
+    budget = max_model_len(vllm_server) - 64
+    generated_before = vllm_metric(vllm_server, "vllm:generation_tokens_total")
+    with httpx.stream("POST", f"{vllm_gateway.url}/v1/completions", timeout=30, json={
+            "model": vllm_server.model, "prompt": "Tell a long story", "max_tokens": budget,
+            "stream": True, "ignore_eos": True}) as response:
+        lines = response.iter_lines()
+        assert next(lines).startswith("data: ")
+        assert vllm_metric(vllm_server, "vllm:num_requests_running") == 1
+    left = time.monotonic()
+    while vllm_metric(vllm_server, "vllm:num_requests_running") != 0:
+        assert time.monotonic() - left < 2.0, "vLLM still running the request 2 s after the client left"
+        time.sleep(0.05)
+    stopped_after = time.monotonic() - left
+    time.sleep(0.5)
+    generated = vllm_metric(vllm_server, "vllm:generation_tokens_total") - generated_before
+    print(f"vLLM stopped {stopped_after:.2f} s after the disconnect, {generated:.0f} of {budget} tokens")
+    assert generated < budget  # aborted, not run to the end
+    metrics = httpx.get(f"{vllm_gateway.url}/metrics").text
+    assert metric_value(metrics, "gateway_in_flight_requests") == 0
+    assert metric_value(metrics, "gateway_client_disconnects_total") == 1
+
+
+def test_sheds_on_the_real_vllm_queue(vllm_server, gateway_s3, make_settings):
+    """max-num-seqs 4: eight long streams leave four waiting; the gateway sheds above 2."""
+    settings: Settings = make_settings(upstream_url=vllm_server.base_url, model=vllm_server.model,
+                                       upstream_metrics_poll_seconds=0.1, shed_queue_waiting=2)
+    budget = max_model_len(vllm_server) - 64
+    body = {"model": vllm_server.model, "prompt": "Count", "max_tokens": budget, "stream": True,
+            "ignore_eos": True}
+    with serve_in_thread(create_app(settings)) as gateway:
+
+        async def run() -> httpx.Response:
+            async with httpx.AsyncClient(base_url=gateway.url, timeout=60) as client, \
+                    anyio.create_task_group() as group:
+                for _ in range(vllm_server.max_num_seqs * 2):
+                    group.start_soon(partial(client.post, "/v1/completions", json=body))
+                with anyio.fail_after(20):
+                    while vllm_metric(vllm_server, "vllm:num_requests_waiting") < 3:
+                        await anyio.sleep(0.1)
+                await anyio.sleep(0.5)  # at least one poll
+                shed = await client.post("/v1/completions",
+                                         json={**body, "stream": False, "max_tokens": 1})
+                group.cancel_scope.cancel()
+            return shed
+
+        shed = anyio.run(run)
+        deadline = time.monotonic() + 10
+        while vllm_metric(vllm_server, "vllm:num_requests_running") + vllm_metric(
+                vllm_server, "vllm:num_requests_waiting") > 0:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    assert shed.status_code == 429
+    assert shed.headers["retry-after"] == "1"
+    assert shed.json()["error"]["code"] == "upstream_queue_full"
+
+
+def test_audience_question_answered_by_vllm_and_stored(vllm_server, vllm_gateway, gateway_s3):
+    response = httpx.post(f"{vllm_gateway.url}/api/questions", timeout=60,
+                          json={"question": "What is vLLM?", "stream": True})
+    assert response.status_code == 200
+    events = [json.loads(e.removeprefix("data: ")) for e in response.text.split("\n\n") if e]
+    done = events[-1]
+    assert done["type"] == "done"
+    assert done["answer"] == "".join(e["text"] for e in events[:-1])
+    key = f"{vllm_gateway.prefix}/sessions/{done['session_id']}/questions/{done['id']}.json"
+    stored = json.loads(gateway_s3.client().get_object(Bucket=gateway_s3.bucket, Key=key)["Body"].read())
+    assert stored["answer"] == done["answer"]
+    ready = httpx.get(f"{vllm_gateway.url}/readyz")
+    assert ready.json() == {"status": "ready", "checks": {"upstream": "ok", "s3": "ok"}}
