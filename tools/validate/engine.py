@@ -119,6 +119,7 @@ def run(targets: Sequence[Path], options: RunOptions) -> Report:
     mapper = SourceMapper(options.repo_root, config.limits)
     findings: list[Finding] = []
     overlays: list[str] = []
+    notes: list[str] = []
     resource_count = 0
     target_envs = [options.env or config.environment_of(repo_relative(t, options.repo_root)) for t in targets]
     context_dirs = _context_entry_points(targets, target_envs, options)
@@ -130,7 +131,7 @@ def run(targets: Sequence[Path], options: RunOptions) -> Report:
         resource_count += len(rendered.resources)
         findings.extend(
             check(rendered, env, options, mapper=mapper, schemas=schemas, catalogue=catalogue, today=today,
-                  applications=apps_by_env.get(env or "", []))
+                  applications=apps_by_env.get(env or "", []), notes=notes)
         )
     return Report(
         findings=findings,
@@ -138,6 +139,7 @@ def run(targets: Sequence[Path], options: RunOptions) -> Report:
         resource_count=resource_count,
         rules=options.registry,
         fail_level=config.fail_level,
+        notes=notes,
     )
 
 
@@ -190,11 +192,13 @@ def render_all(targets: Sequence[Path], repo_root: Path, options: RenderOptions)
 
 def check(rendered: Rendered, env: str | None, options: RunOptions, *, mapper: SourceMapper,
           schemas: Any, catalogue: Any, today: dt.date,
-          applications: Sequence[Resource] = ()) -> list[Finding]:
+          applications: Sequence[Resource] = (), notes: list[str] | None = None) -> list[Finding]:
     """Run every enabled rule whose scope matches on one rendered overlay.
 
     `applications` are the Argo CD Applications of the overlay's environment rendered elsewhere
     (apps/E, clusters/E): the gitops rules relate the overlay to the Application that syncs it.
+    The notes the rules leave in `ctx.extras["notes"]` (what they could not check) are appended to
+    `notes`, each once.
     """
     registry = options.registry
     config = options.config
@@ -221,6 +225,8 @@ def check(rendered: Rendered, env: str | None, options: RunOptions, *, mapper: S
         crash = options.raise_on_crash
         findings.extend(_run_rule(rule, ctx, rule_options, severity, rendered, mapper, crash))
     suppress.apply(findings, registry, today)
+    if notes is not None:
+        notes.extend(note for note in dict.fromkeys(ctx.extras.get("notes") or []) if note not in notes)
     return findings
 
 
