@@ -40,9 +40,10 @@ STRICT_ENV = "GATE_RAISE_ON_RULE_CRASH"  # tests set it so a crashing check fail
 class SchemaValidatorFactory(Protocol):
     """What the engine needs of `tools.validate.schema.SchemaValidator`: built once per run from
     the Kubernetes version and the `--crd` directories; the schema rules use it as `ctx.schemas`.
-    It may raise `tools.validate.loader.InputError`, `OSError` or `ValueError` for bad CRD input."""
+    CRD files are read within `limits` (gate.yaml's `limits`). It may raise
+    `tools.validate.loader.InputError`, `OSError` or `ValueError` for bad CRD input."""
 
-    def __call__(self, kubernetes_version: str | None, crd_dirs: Sequence[Path]) -> Any: ...
+    def __call__(self, kubernetes_version: str | None, crd_dirs: Sequence[Path], limits: Limits) -> Any: ...
 
 
 CatalogueLoader = Callable[[], Any]  # `tools.validate.catalogue.load_catalogue`, called once per run
@@ -286,7 +287,7 @@ def build_schemas(options: RunOptions) -> Any:
     crd_dirs = [*options.crd_dirs, *(options.repo_root / d for d in options.config.crd_dirs)]
     version = options.kubernetes_version or options.config.kubernetes_version
     try:
-        return factory(version, crd_dirs)
+        return factory(version, crd_dirs, limits=options.config.limits)
     except (InputError, OSError, ValueError) as exc:
         raise GateError(f"cannot load schemas: {exc}") from None
 
