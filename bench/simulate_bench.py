@@ -3,7 +3,8 @@
     python bench/simulate_bench.py [OVERLAY]     (default overlays/prod)
 
 Renders the overlay once (not timed), then times the simulation alone, three times, and prints the
-wall and CPU seconds of each run and the best. Target: at most 5 s on one core.
+wall and CPU seconds of each run and the best. Target: at most 5 s on one core. On a shared machine
+the CPU seconds are the figure to compare (the simulation is single-threaded).
 """
 
 from __future__ import annotations
@@ -33,17 +34,17 @@ def main() -> int:
     hardware = load_hardware_profile(DEFAULT_HARDWARE)
     load = LoadProfile("flat-100", np.array([0.0, DAY]), np.array([RATE, RATE]), "100 req/s for 24 h")
     options = SimOptions(step_seconds=1.0, seed=1)
-    best = float("inf")
+    best, best_cpu = float("inf"), float("inf")
     for run in range(1, RUNS + 1):
         wall, cpu = time.perf_counter(), time.process_time()
         result = simulate(cluster, hardware, load, options)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        best = min(best, wall)
+        best, best_cpu = min(best, wall), min(best_cpu, cpu)
         print(
             f"run {run}: {wall:.2f} s wall, {cpu:.2f} s CPU for {len(result.series.time)} steps "
             f"(peak {int(result.series.ready_replicas.max())} replicas, {result.served:.0f} requests served)"
         )
-    print(f"best: {best:.2f} s wall for 24 h at 1 s steps, {RATE:g} req/s ({overlay})")
+    print(f"best: {best:.2f} s wall, {best_cpu:.2f} s CPU for 24 h at 1 s steps, {RATE:g} req/s ({overlay})")
     return 0
 
 

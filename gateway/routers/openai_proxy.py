@@ -7,6 +7,7 @@ path) and forwarded byte for byte unless ``max_tokens`` had to be clamped.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import anyio
@@ -20,6 +21,7 @@ from gateway.relay import RelayResponse, RelayServices, close_quietly, upstream_
 from gateway.settings import Settings
 
 router = APIRouter()
+log = logging.getLogger("gateway.prompts")
 
 TOKEN_FIELDS = ("max_tokens", "max_completion_tokens")
 
@@ -149,6 +151,10 @@ async def _proxy(request: Request, path: str, kind: str) -> Response:
         check_messages(raw_payload, settings)
     else:
         check_prompt(raw_payload, settings)
+    if settings.log_prompts:
+        log.info("prompt", extra={"request_id": request.scope["state"]["request_id"],
+                                  "messages": raw_payload.get("messages"),
+                                  "prompt": raw_payload.get("prompt")})
     if limit_max_tokens(raw_payload, settings):
         body = json.dumps(raw_payload).encode()
     else:

@@ -43,7 +43,9 @@ async function admin(path, options = {}) {
   try {
     return await requestJson(path, { ...options, headers: { ...authorization(), ...(options.headers || {}) } });
   } catch (problem) {
-    if (problem instanceof Problem && problem.status === 401) lock("The token was not accepted. Unlock again.");
+    if (problem instanceof Problem && problem.status === 401) {
+      lock(el.console.hidden ? "That token was not accepted." : "The token is no longer accepted. Unlock again.");
+    }
     throw problem;
   }
 }
@@ -118,7 +120,8 @@ async function refresh() {
     showFigure("fig-running", upstream.reachable ? upstream.running : null);
     showFigure("fig-waiting", upstream.reachable ? `${upstream.waiting} (shed above ${gateway.shed_queue_waiting})` : null);
     showFigure("fig-shed", Object.values(gateway.shed).reduce((sum, count) => sum + count, 0));
-    showFigure("fig-replicas", `gateway ${live.replicas.gateway}, vLLM ${live.replicas.vllm}`);
+    showFigure("fig-replicas-gateway", live.replicas.gateway);
+    showFigure("fig-replicas-vllm", live.replicas.vllm);
     const current = (stats.sessions || []).find((item) => item.session_id === session);
     showFigure("fig-questions", current ? current.questions : 0);
     showFigure("fig-surveys", current ? current.surveys : 0);

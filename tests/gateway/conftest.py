@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -13,12 +14,11 @@ from gateway.settings import Settings
 from tests.gateway.support import (
     ADMIN_TOKEN,
     MODEL,
-    LocalS3,
     Upstream,
     fake_upstream_server,
     gateway_client,
-    local_s3,
 )
+from tools.stack.s3 import S3Server
 
 
 @pytest.fixture
@@ -27,9 +27,11 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture(scope="session")
-def gateway_s3() -> Iterator[LocalS3]:
-    with local_s3() as s3:
-        yield s3
+def gateway_s3(s3_server: S3Server) -> S3Server:
+    """The session S3 server, its credentials exported for the in-process gateways' boto3 clients."""
+    for name, value in s3_server.env().items():
+        os.environ.setdefault(name, value)
+    return s3_server
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +41,7 @@ def fake_upstream() -> Iterator[Upstream]:
 
 
 @pytest.fixture
-def make_settings(gateway_s3: LocalS3, fake_upstream: Upstream) -> Callable[..., Settings]:
+def make_settings(gateway_s3: S3Server, fake_upstream: Upstream) -> Callable[..., Settings]:
     """Settings against the fake upstream and the local S3, each test under its own key prefix."""
     prefix = f"test-{uuid.uuid4().hex[:12]}"
 

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
 import httpx
-from moto.server import ThreadedMotoServer
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.app import create_app
@@ -22,32 +19,6 @@ BUCKET = "eks-llm-inference-responses-000000000000"
 ADMIN_TOKEN = "admin-secret-token"
 MODEL = "fake-model"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-
-
-@dataclass
-class LocalS3:
-    endpoint_url: str
-    bucket: str
-    server: ThreadedMotoServer
-
-    def client(self) -> Any:
-        return boto3.client("s3", endpoint_url=self.endpoint_url, region_name="us-east-1")
-
-
-@contextmanager
-def local_s3() -> Iterator[LocalS3]:
-    """moto's S3 server mode on a loopback port (a real HTTP S3 API, driven through boto3)."""
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    s3 = LocalS3(endpoint_url=f"http://{host}:{port}", bucket=BUCKET, server=server)
-    s3.client().create_bucket(Bucket=BUCKET)
-    try:
-        yield s3
-    finally:
-        server.stop()
 
 
 @dataclass
@@ -86,3 +57,27 @@ def metric_value(text: str, name: str, labels: dict[str, str] | None = None) -> 
             if sample.name == name and all(sample.labels.get(k) == v for k, v in (labels or {}).items()):
                 return sample.value
     raise KeyError(f"{name}{labels or ''} not in metrics")
+
+
+def fake_upstream_process(*args: str) -> Any:
+    """The synthetic upstream in its own process (no GIL shared with the gateway or the test)."""
+    from gateway.testing.servers import serve_process
+
+    return serve_process(["gateway.testing.fake_upstream", "--model", MODEL, *args], health_path="/health")
+
+
+def gateway_process(upstream_url: str, s3: Any, **settings: Any) -> Any:
+    """``python -m gateway serve`` in its own process, configured through GATEWAY_* variables."""
+    from gateway.testing.servers import serve_process
+
+    env = {
+        "GATEWAY_UPSTREAM_URL": upstream_url,
+        "GATEWAY_MODEL": MODEL,
+        "GATEWAY_S3_ENDPOINT_URL": s3.endpoint_url,
+        "GATEWAY_S3_BUCKET": s3.bucket,
+        "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN,
+        "GATEWAY_RATE_LIMIT_PER_SECOND": "0",
+        **s3.env(),
+    }
+    env.update({f"GATEWAY_{name.upper()}": str(value) for name, value in settings.items()})
+    return serve_process(["gateway", "serve", "--host", "127.0.0.1"], health_path="/healthz", env=env)

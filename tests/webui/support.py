@@ -82,11 +82,13 @@ def running_gateway(settings: Settings) -> Iterator[Gateway]:
 
 class ScriptedModel:
     """Stands in for vLLM where a test must choose the answer: streams ``parts`` as chat completion chunks
-    framed as vLLM frames them, then ``[DONE]``; ``/metrics`` shows an idle queue."""
+    framed as vLLM frames them, then (with ``error``) a failure event, then ``[DONE]``; ``/metrics`` shows an
+    idle queue."""
 
-    def __init__(self, parts: Sequence[str], model: str = "scripted-model") -> None:
+    def __init__(self, parts: Sequence[str], model: str = "scripted-model", error: str | None = None) -> None:
         self.parts = list(parts)
         self.model = model
+        self.error = error  # sent as vLLM sends a failure after the 200: a data event with "error"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -110,11 +112,16 @@ class ScriptedModel:
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"text/event-stream; charset=utf-8")]})
         for index, part in enumerate(self.parts):
-            finish = "stop" if index == len(self.parts) - 1 else None
+            finish = "stop" if index == len(self.parts) - 1 and self.error is None else None
             chunk = {"id": "chatcmpl-scripted", "object": "chat.completion.chunk", "created": 0,
                      "model": self.model,
                      "choices": [{"index": 0, "delta": {"content": part}, "finish_reason": finish}]}
             await send({"type": "http.response.body", "body": f"data: {json.dumps(chunk)}\n\n".encode(),
+                        "more_body": True})
+        if self.error is not None:
+            failure = {"error": {"message": self.error, "type": "InternalServerError", "param": None,
+                                 "code": 500}}
+            await send({"type": "http.response.body", "body": f"data: {json.dumps(failure)}\n\n".encode(),
                         "more_body": True})
         await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
 

@@ -125,3 +125,37 @@ def test_spot_interruption_replaces_the_replica(prod, hardware) -> None:
     assert [n.launched for n in replacement] == [1204.0]
     assert ready[1330] == 2
     assert "1 Spot interruption(s)" in result.notes
+
+
+def test_scale_from_zero_on_the_gateway_request_rate(hardware) -> None:
+    from tools.validate.simulate.keda import parse_scaled_object
+
+    dev = read_cluster("dev", render_overlay(FIXTURE / "overlays" / "dev"))
+    rate_trigger = {
+        "type": "prometheus",
+        "name": "requests",
+        "metadata": {
+            "serverAddress": "http://prometheus:9090",
+            "query": "sum(rate(gateway_requests_total[1m]))",
+            "threshold": "8",
+            "activationThreshold": "0.1",
+        },
+    }
+    doc = {
+        "metadata": {"name": "vllm"},
+        "spec": {
+            "minReplicaCount": 0,
+            "maxReplicaCount": 2,
+            "pollingInterval": 5,
+            "triggers": [rate_trigger],
+        },
+    }
+    result = simulate(dev, hardware, spike(), QUIET, parse_scaled_object(doc), "from zero")
+    summary = summarize(result)
+    # The first arrivals (t=0) find no replica. The rate is scraped at 5 s (visible at 6 s), KEDA's poll
+    # at 10 s activates; the pod is Pending, Karpenter launches at 14 s, node Ready 49 s, image pulled
+    # 94 s, weights + engine 127 s, startup-probe tick 129 s. Everything before is answered 503.
+    assert result.series.desired_replicas[9] == 0 and result.series.desired_replicas[10] == 1
+    assert summary.time_to_capacity == 129
+    assert summary.rejected == pytest.approx(0.5 * 60 + 20 * (129 - 61), rel=0.01)
+    assert not any("cannot activate" in note for note in summary.notes)

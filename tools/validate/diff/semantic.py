@@ -182,16 +182,12 @@ def pdb_facts(res: Resource, label: str) -> Facts:
 
 def application_facts(res: Resource, label: str) -> Facts:
     automated = res.get("spec", "syncPolicy", "automated")
-    sync = (
-        "manual"
-        if automated is None
-        else "automated" + "".join(f", {k} {fmt(v)}" for k, v in sorted((automated or {}).items()))
-    )
+    values: dict[str, Any] = {f"{label} sync": "manual" if automated is None else "automated"}
+    for key, value in sorted((automated or {}).items()):
+        values[f"{label} sync {key}"] = value
     source = res.get("spec", "source", default={}) or {}
-    return Facts(
-        {f"{label} sync policy": sync, f"{label} targetRevision": source.get("targetRevision")},
-        ("spec.syncPolicy.automated", "spec.source.targetRevision"),
-    )
+    values[f"{label} targetRevision"] = source.get("targetRevision")
+    return Facts(values, ("spec.syncPolicy.automated", "spec.source.targetRevision"))
 
 
 def _key(res: Resource) -> tuple[str, str, str]:

@@ -98,6 +98,7 @@ class Series:
     desired_replicas: np.ndarray
     ready_gpu_nodes: np.ndarray
     max_wait: np.ndarray  # longest wait among requests admitted in the step, s
+    rejected: np.ndarray  # requests that found no ready replica (the gateway answers 503)
 
 
 @dataclass
@@ -169,6 +170,8 @@ class Simulation:
                 self.choices.append((pool, instances[0]))
         if not cluster.node_pools:
             self.notes.append("no NodePool rendered: nodes launch from the profile's first instance type")
+            unbounded = NodePool("(none)", 0, (), ("on-demand",), {}, (), "WhenEmpty", None, "", "default")
+            self.choices.append((unbounded, hardware.instance_types[0]))
         elif not self.choices:
             self.notes.append(
                 "no NodePool admits an instance type of the profile that fits the pod: pods stay Pending"
@@ -429,8 +432,9 @@ class Simulation:
     def _observe(self, with_cpu: bool = False) -> Observation:
         running = sum(self.gauge[i] for i in self.active)
         waiting = sum(self.waiting[i] for i in self.active)
+        arrivals = self.rates[self.t - 1] if self.t > 0 else 0.0
         if not with_cpu:
-            return Observation(running, waiting)
+            return Observation(running, waiting, arrivals=arrivals)
         busy, idle, request = self.hw.cpu_busy_cores, self.hw.cpu_idle_cores, max(self.dep.cpu_request, 1e-3)
         cpu = tuple(
             100.0 * (idle + (busy - idle) * min(1.0, self.gauge[p.slot])) / request
@@ -438,7 +442,7 @@ class Simulation:
             if p.phase == "ready"
         )
         unready = sum(1 for p in self.pods if p.phase in ("pending", "starting", "crashloop"))
-        return Observation(running, waiting, cpu, unready)
+        return Observation(running, waiting, cpu, unready, arrivals)
 
     def _outage(self, now: float) -> bool:
         window = self.opt.metrics_outage
@@ -468,7 +472,7 @@ class Simulation:
         # cum_share[k]: requests each receiving replica got in steps 0..k-1 (they all get the same share)
         self.cum_share: list[float] = [0.0]
         hist = [0.0] * (int(self.load.duration / dt) + 2)
-        s_wait, s_run, s_ready, s_desired, s_nodes, s_max = ([0.0] * steps for _ in range(6))
+        s_wait, s_run, s_ready, s_desired, s_nodes, s_max, s_rejected = ([0.0] * steps for _ in range(7))
         self.served = self.rejected = self.aborted = 0.0
         self.interruptions = 0
         self.t, self.now = 0, 0.0
@@ -492,10 +496,11 @@ class Simulation:
         if (
             self.scaling
             and self.scaling.min_replicas == 0
-            and all(t.signal in ("running", "waiting") for t in self.scaling.triggers)
+            and all(t.signal in ("running", "waiting", "in_flight") for t in self.scaling.triggers)
         ):
             self.notes.append(
-                "minReplicaCount 0 with triggers on vLLM's own gauges: with no pod there is no metric, "
+                "minReplicaCount 0 with triggers on the queue only (vLLM gauges, gateway in-flight): with no "
+                "pod there is no queue to measure, "
                 "so KEDA cannot activate from zero on load alone"
             )
 
@@ -519,6 +524,7 @@ class Simulation:
         max_seqs = self.max_seqs
         res = float(TABLE_RESOLUTION)
         rate_list = [float(r) for r in rates]
+        self.rates = rate_list
         served = 0.0
         last_bin = len(hist) - 1
         for t in range(steps):
@@ -529,6 +535,7 @@ class Simulation:
                 next_event = self._next_event()
             if keda is not None:
                 if now >= next_scrape:
+                    self.t = t
                     pending_obs.append((now + self.export_delay, self._observe()))
                     next_scrape += self.scrape_interval
                 while pending_obs and pending_obs[0][0] <= now:
@@ -558,6 +565,7 @@ class Simulation:
                 share = arrivals / self.n_receiving
             else:
                 self.rejected += arrivals
+                s_rejected[t] = arrivals
             cum_now = cum[-1] + share
             cum.append(cum_now)
             total_wait = total_run = longest = 0.0
@@ -626,6 +634,7 @@ class Simulation:
             desired_replicas=np.array(s_desired),
             ready_gpu_nodes=np.array(s_nodes),
             max_wait=np.array(s_max),
+            rejected=np.array(s_rejected),
         )
         # The histogram is by steps waited; report it by whole seconds.
         by_second = np.zeros(int(self.load.duration) + 2)

@@ -32,7 +32,9 @@ from tools.validate.simulate.hpa import (
     replicas_for_value,
 )
 
-SIGNALS = ("running", "waiting", "cpu")
+# What a trigger can read in the simulation: vLLM's gauges, the gateway's request rate and in-flight
+# gauge (gateway/metrics.py), or pod CPU.
+SIGNALS = ("running", "waiting", "arrivals", "in_flight", "cpu")
 TARGET_KEYS = ("targetValue", "threshold", "value", "targetQueryValue")
 ACTIVATION_KEYS = ("activationTargetValue", "activationThreshold", "activationValue")
 FORMULA_FUNCTIONS = {"min": min, "max": max, "abs": abs, "float": float, "int": int}
@@ -92,9 +94,14 @@ def signal_of(trigger_type: str, query: str) -> str:
         return "running"
     if "num_requests_waiting" in query:
         return "waiting"
+    if "gateway_in_flight_requests" in query:
+        return "in_flight"
+    if "gateway_requests" in query:
+        return "arrivals"  # a rate() of the gateway's request counter
     raise ScalingConfigError(
         f"trigger of type {trigger_type!r} with query {query!r}: the simulator models vLLM's "
-        "num_requests_running / num_requests_waiting and CPU only"
+        "num_requests_running / num_requests_waiting, the gateway's gateway_requests rate and "
+        "gateway_in_flight_requests, and CPU"
     )
 
 
@@ -219,9 +226,16 @@ class Observation:
     waiting: float
     cpu_utilizations: tuple[float, ...] = ()  # ready pods, % of request
     unready_pods: int = 0
+    arrivals: float = 0.0  # requests/s reaching the gateway
 
     def value(self, signal: str) -> float:
-        return self.running if signal == "running" else self.waiting
+        if signal == "running":
+            return self.running
+        if signal == "waiting":
+            return self.waiting
+        if signal == "in_flight":
+            return self.running + self.waiting
+        return self.arrivals
 
 
 @dataclass

@@ -15,7 +15,7 @@ QUEUED = 0.5  # a queue "exists" once half a request (fluid) waits
 @dataclass(frozen=True)
 class Summary:
     name: str
-    time_to_capacity: float | None  # from the first queue to the next added ready replica, s
+    time_to_capacity: float | None  # from the first unmet demand to the next added ready replica, s
     wait_p50: float | None
     wait_p95: float | None
     wait_p99: float | None
@@ -32,8 +32,10 @@ class Summary:
 
 
 def time_to_capacity(result: SimResult) -> float | None:
+    """From the first step with unmet demand (a queue, or requests finding no replica) to the first
+    step with more ready replicas than then."""
     s = result.series
-    queued = np.flatnonzero(s.waiting > QUEUED)
+    queued = np.flatnonzero((s.waiting > QUEUED) | (s.rejected > 0))
     if not queued.size:
         return None
     first = int(queued[0])
