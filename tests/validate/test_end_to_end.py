@@ -70,20 +70,20 @@ CASES = [
         "running-target-above-max-num-seqs",
         (Edit("base/keda/scaledobject.yaml", 'targetValue: "25"', 'targetValue: "40"'),),
         "overlays/prod",
-        (("scaling/running-target-below-max-num-seqs", SCALED_OBJECT, "base/keda/scaledobject.yaml", 69),),
+        (("scaling/running-target-below-max-num-seqs", SCALED_OBJECT, "base/keda/scaledobject.yaml", 73),),
     ),
     Case(
         "formula-names-a-renamed-trigger",
         (Edit("base/keda/scaledobject.yaml", "name: waiting", "name: queued"),),
         "overlays/prod",
-        (("scaling/formula-valid", SCALED_OBJECT, "base/keda/scaledobject.yaml", 58),),
+        (("scaling/formula-valid", SCALED_OBJECT, "base/keda/scaledobject.yaml", 62),),
     ),
     Case(
         "query-of-a-removed-vllm-metric",
         (Edit("base/keda/scaledobject.yaml", "metricQuery: sum(vllm_num_requests_waiting)",
               "metricQuery: sum(vllm_gpu_cache_usage_perc)"),),
         "overlays/prod",
-        (("scaling/trigger-metric-exported", SCALED_OBJECT, "base/keda/scaledobject.yaml", 74),),
+        (("scaling/trigger-metric-exported", SCALED_OBJECT, "base/keda/scaledobject.yaml", 78),),
     ),
     Case(
         "prod-spot-only",
