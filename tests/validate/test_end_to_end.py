@@ -86,6 +86,13 @@ CASES = [
         (("scaling/trigger-metric-exported", SCALED_OBJECT, "base/keda/scaledobject.yaml", 78),),
     ),
     Case(
+        "query-of-a-metric-the-gateway-does-not-export",
+        (Edit("base/keda/scaledobject.yaml", "sum(gateway_upstream_unavailable_total)",
+              "sum(gateway_upstream_down_total)"),),
+        "overlays/dev",
+        (("scaling/trigger-metric-exported", SCALED_OBJECT, "base/keda/scaledobject.yaml", 88),),
+    ),
+    Case(
         "prod-spot-only",
         (Edit("overlays/prod/nodepool-capacity.yaml", "value: [spot, on-demand]", "value: [spot]"),),
         "overlays/prod",
