@@ -17,17 +17,25 @@ from typing import TypeVar
 import pytest
 
 from tools.stack.env import REPO_ROOT, MissingToolError, cache_dir, prometheus_binary, vllm_python
-from tools.stack.processes import free_port
+from tools.stack.processes import free_port, session_log_dir
 from tools.stack.prometheus import PrometheusServer, start_prometheus
 from tools.stack.s3 import S3Server
 from tools.stack.tiny_model import ensure_tiny_model
-from tools.stack.vllm import VllmServer, connect_vllm, dev_overlay_args, local_serving_args, start_vllm
+from tools.stack.vllm import (
+    START_TIMEOUT,
+    VllmServer,
+    connect_vllm,
+    dev_overlay_args,
+    local_serving_args,
+    start_vllm,
+)
 from tools.stack.wait import wait_until as _wait_until
 
 T = TypeVar("T")
 
 TEST_MAX_NUM_SEQS = 4
 _startup_seconds: dict[str, float] = {}
+_log_dirs: list[Path] = []
 
 
 def _require(find: Callable[[], T]) -> T:
@@ -41,9 +49,14 @@ def _require(find: Callable[[], T]) -> T:
 
 
 @pytest.fixture(scope="session")
-def stack_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Directory for the session servers' logs and state (kept by pytest for the last few runs)."""
-    return tmp_path_factory.mktemp("stack")
+def stack_logs() -> Path:
+    """Directory for this session's server logs: .stack/pytest/session-*/ (the last few sessions are kept).
+
+    Not pytest's tmp_path: on a machine shared by several test sessions pytest rotates those away.
+    """
+    path = session_log_dir(REPO_ROOT / ".stack" / "pytest")
+    _log_dirs.append(path)
+    return path
 
 
 @pytest.fixture(scope="session")
@@ -139,6 +152,16 @@ def wait_until() -> Callable[..., object]:
     return _wait_until
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that may be the first to need vLLM also pay its start-up (up to START_TIMEOUT)."""
+    for item in items:
+        needs_vllm = {"vllm_server", "prometheus_server"} & set(getattr(item, "fixturenames", ()))
+        if needs_vllm and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(START_TIMEOUT + 300))
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for name, seconds in _startup_seconds.items():
         terminalreporter.write_line(f"stack: {name} healthy after {seconds:.1f} s")
+    for path in _log_dirs:
+        terminalreporter.write_line(f"stack: server logs in {path}")

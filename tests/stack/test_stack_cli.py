@@ -13,6 +13,7 @@ import httpx
 import psutil
 import pytest
 
+from tools.stack import cli
 from tools.stack.cli import EXIT_BAD_STATE, EXIT_FAILED, EXIT_OK, main
 from tools.stack.env import REPO_ROOT
 from tools.stack.processes import (
@@ -51,6 +52,7 @@ def write_state(state_dir: Path, records: dict[str, ProcessRecord]) -> Path:
 
 
 @pytest.mark.vllm
+@pytest.mark.timeout(900)  # starts a vLLM of its own (up to START_TIMEOUT on a busy machine)
 def test_up_status_down_leaves_no_process_behind(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     state_dir = tmp_path / "stack"
     ports = ["--vllm-port", "0", "--s3-port", "0", "--prometheus-port", "0", "--gateway-port", "0"]
@@ -193,6 +195,7 @@ def test_a_reused_pid_is_never_signalled(sleeper: ProcessRecord) -> None:
 
 
 @pytest.mark.vllm
+@pytest.mark.timeout(900)
 def test_vllm_that_exits_while_starting_reports_its_log(vllm_python_path: Path, tmp_path: Path) -> None:
     broken = tmp_path / "broken-model"
     broken.mkdir()
@@ -200,7 +203,7 @@ def test_vllm_that_exits_while_starting_reports_its_log(vllm_python_path: Path, 
     args = local_serving_args(["--served-model-name", "broken"], model_dir=broken, port=free_port())
 
     with pytest.raises(VllmStartError, match=r"vLLM exited with code \d+ while starting; .*vllm\.log"):
-        start_vllm(vllm_python_path, args, log_path=tmp_path / "vllm.log", max_num_seqs=4, timeout=300)
+        start_vllm(vllm_python_path, args, log_path=tmp_path / "vllm.log", max_num_seqs=4)
 
 
 def test_module_entry_point_prints_usage_errors_without_traceback() -> None:
@@ -211,3 +214,19 @@ def test_module_entry_point_prints_usage_errors_without_traceback() -> None:
     assert result.returncode == 2
     assert "invalid choice: 'sideways'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_overlay_flag_without_a_mapping_is_refused_before_anything_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    overlay = ["--served-model-name", "m", "--speculative-config", "{}"]
+    monkeypatch.setattr(cli, "dev_overlay_args", lambda _root: (overlay, "a test overlay"))
+    s3_port = free_port()
+
+    reuse = ["--vllm-url", "http://127.0.0.1:9"]
+    code = main(["--state-dir", str(tmp_path), "up", *reuse, "--s3-port", str(s3_port)])
+
+    assert code == EXIT_BAD_STATE
+    assert "--speculative-config has no local mapping" in capsys.readouterr().err
+    assert port_is_free(s3_port)
+    assert not (tmp_path / "state.json").exists()

@@ -27,6 +27,7 @@ from tools.stack.prometheus import PrometheusError, start_prometheus
 from tools.stack.s3 import S3Server, S3StartError
 from tools.stack.tiny_model import ensure_tiny_model
 from tools.stack.vllm import (
+    START_TIMEOUT,
     OverlayError,
     UnknownFlagError,
     VllmStartError,
@@ -108,7 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--vllm-url", help="reuse an already running vLLM instead of starting one")
     up.add_argument("--no-gateway", action="store_true", help="start everything but the gateway")
-    up.add_argument("--vllm-timeout", type=float, default=300.0, help="seconds to wait for vLLM's /health")
+    up.add_argument(
+        "--vllm-timeout", type=float, default=START_TIMEOUT, help="seconds to wait for vLLM's /health"
+    )
     commands.add_parser("down", help="stop what `up` started")
     commands.add_parser("status", help="show what runs and whether it answers")
     return parser
@@ -151,6 +154,7 @@ def command_up(options: argparse.Namespace, state_path: Path) -> int:
     s3_port = resolve_port(options.s3_port, "S3")
     prometheus_port = resolve_port(options.prometheus_port, "Prometheus")
     overlay_args, overlay_source = dev_overlay_args(REPO_ROOT)
+    local_serving_args(overlay_args, model_dir=Path("tiny-model"), port=0)  # an unmapped flag fails here
 
     state_dir = state_path.parent
     logs = state_dir / "logs"
@@ -244,6 +248,9 @@ def command_up(options: argparse.Namespace, state_path: Path) -> int:
         _rollback(stoppers, state_path)
         print("stack: interrupted; stopped everything that had started", file=sys.stderr)
         return EXIT_FAILED
+    except BaseException:
+        _rollback(stoppers, state_path)  # never leave servers behind, whatever went wrong
+        raise
 
     print(f"stack is up (state file {state_path})")
     _print_services(state)

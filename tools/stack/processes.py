@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -163,6 +165,15 @@ def stop_group(
             return
         time.sleep(0.1)
     raise RuntimeError(f"{record.name} (process group {pgid}) did not exit after SIGKILL")
+
+
+def session_log_dir(parent: Path, *, keep: int = 5) -> Path:
+    """A new `session-*` directory under `parent`; only the `keep` most recent ones are kept."""
+    parent.mkdir(parents=True, exist_ok=True)
+    sessions = sorted(parent.glob("session-*"), key=lambda path: path.stat().st_mtime)
+    for old in sessions[: max(0, len(sessions) - keep + 1)]:
+        shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"session-{time.strftime('%Y%m%dT%H%M%S')}-", dir=parent))
 
 
 def log_tail(log_path: Path | str, lines: int = 30) -> str:

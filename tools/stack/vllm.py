@@ -23,11 +23,15 @@ import yaml
 
 from tools.stack.env import kubectl_binary
 from tools.stack.processes import ProcessRecord, log_tail, start_process, stop_group
+from tools.validate.model import Resource
+from tools.validate.vllm_args import vllm_commands
 
 CPU_KVCACHE_GIB = "1"
 LOCAL_MAX_MODEL_LEN = "512"
 LOCAL_DTYPE = "bfloat16"
 LOCAL_HOST = "127.0.0.1"
+# Healthy in ~45-60 s on an idle 2-core machine; several minutes when other heavy jobs share the cores.
+START_TIMEOUT = 540.0
 
 
 class FlagAction(Enum):
@@ -102,6 +106,14 @@ SERVING_FLAG_RULES: tuple[FlagRule, ...] = (
         "vLLM 0.32's CPU build recompiles on every start (~60 s here: its compile cache fails to load); "
         "the tiny model gains nothing from compiled graphs",
         takes_value=False,
+        always=True,
+    ),
+    FlagRule(
+        "--distributed-executor-backend",
+        FlagAction.REPLACE,
+        "one GPU-less worker runs inside the engine process: one process fewer to import torch and vLLM "
+        "(its start took ~70 s of a loaded 2-core machine)",
+        local_value="uni",
         always=True,
     ),
     FlagRule("--host", FlagAction.REPLACE, "loopback only", local_value=LOCAL_HOST, always=True),
@@ -263,41 +275,21 @@ def render_overlay(overlay_dir: Path, *, timeout: float = 60.0) -> list[dict[str
 
 
 def vllm_container_args(documents: Sequence[Mapping[str, object]]) -> list[str]:
-    """The vLLM server arguments of the (single) Deployment container that runs vLLM."""
-    found: list[tuple[str, list[str]]] = []
-    for doc in documents:
-        if doc.get("kind") != "Deployment":
-            continue
-        name = str(_dig(doc, "metadata", "name"))
-        containers = _dig(doc, "spec", "template", "spec", "containers") or []
-        for container in containers:  # type: ignore[attr-defined]
-            image = str(container.get("image", ""))
-            if container.get("name") != "vllm" and "vllm" not in image.rsplit("/", 1)[-1]:
-                continue
-            command = [str(part) for part in container.get("command") or []]
-            args = [str(part) for part in container.get("args") or []]
-            found.append((f"{name}/{container.get('name')}", _after_entrypoint(command) + args))
+    """What vLLM's parser sees in the (single) Deployment container that runs vLLM.
+
+    The container is found and its tokens split (command/args, `vllm serve`, `sh -c`) by the gate's
+    parser, tools.validate.vllm_args, so the stack and the gate read the manifests the same way.
+    """
+    found = [
+        command
+        for index, doc in enumerate(documents)
+        if doc.get("kind") == "Deployment"
+        for command in vllm_commands(Resource(doc=dict(doc), overlay="dev", index=index))
+    ]
     if len(found) != 1:
-        where = ", ".join(name for name, _ in found) or "none"
+        where = ", ".join(f"{c.resource.name}/containers[{c.container_index}]" for c in found) or "none"
         raise OverlayError(f"expected exactly one vLLM container in the overlay, found: {where}")
-    return found[0][1]
-
-
-def _after_entrypoint(command: list[str]) -> list[str]:
-    """Arguments written into `command` after `vllm serve` or the api_server module."""
-    for marker in ("serve", "vllm.entrypoints.openai.api_server"):
-        if marker in command:
-            return command[command.index(marker) + 1 :]
-    return []
-
-
-def _dig(doc: Mapping[str, object], *keys: str) -> object:
-    current: object = doc
-    for key in keys:
-        if not isinstance(current, Mapping):
-            return None
-        current = current.get(key)
-    return current
+    return found[0].args
 
 
 def dev_overlay_args(repo_root: Path) -> tuple[list[str], str]:
@@ -378,7 +370,7 @@ def start_vllm(
     *,
     log_path: Path,
     max_num_seqs: int,
-    timeout: float = 300.0,
+    timeout: float = START_TIMEOUT,
 ) -> VllmServer:
     """Start `python -m vllm.entrypoints.openai.api_server ARGS` and wait for /health.
 
@@ -408,10 +400,9 @@ def start_vllm(
                 f"vLLM exited with code {code} while starting; {log_path}:\n{log_tail(log_path)}"
             )
         if time.monotonic() > deadline:
+            tail = log_tail(log_path)  # before stopping, which adds vLLM's own shutdown tracebacks
             server.stop()
-            raise VllmStartError(
-                f"vLLM was not healthy after {timeout:g} s; {log_path}:\n{log_tail(log_path)}"
-            )
+            raise VllmStartError(f"vLLM was not healthy after {timeout:g} s; {log_path}:\n{tail}")
         time.sleep(0.5)
     server.startup_seconds = time.monotonic() - started
     return server
