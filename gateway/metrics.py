@@ -25,6 +25,12 @@ class GatewayMetrics:
             ["route"], buckets=LATENCY_BUCKETS, registry=r)
         self.upstream_errors = Counter(
             "gateway_upstream_errors", "Upstream failures, by kind.", ["kind"], registry=r)
+        # One per request answered 503/504 because no model server could be connected to: at zero vLLM
+        # replicas there is no vLLM metric at all, so KEDA's `unserved` trigger (base/keda) wakes vLLM
+        # from zero on this.
+        self.upstream_unavailable = Counter(
+            "gateway_upstream_unavailable", "Requests refused because no model server was reachable.",
+            registry=r)
         self.shed = Counter(
             "gateway_shed_requests", "Requests refused with 429, by reason.", ["reason"], registry=r)
         self.client_disconnects = Counter(

@@ -58,6 +58,7 @@ class Upstream:
                 return await self.client.send(request, stream=True)
             except httpx.ConnectTimeout as exc:
                 self.metrics.upstream_errors.labels("connect_timeout").inc()
+                self.metrics.upstream_unavailable.inc()
                 raise ApiError(504, "Timed out connecting to the model server.",
                                code="upstream_timeout") from exc
             except httpx.PoolTimeout as exc:
@@ -67,6 +68,7 @@ class Upstream:
             except httpx.ConnectError as exc:
                 self.metrics.upstream_errors.labels("connect").inc()
                 if attempt + 1 >= attempts:
+                    self.metrics.upstream_unavailable.inc()
                     raise ApiError(503, "The model server is unavailable.", code="upstream_unavailable",
                                    retry_after=self.settings.retry_after_seconds) from exc
                 await anyio.sleep(self.settings.upstream_retry_backoff * (2**attempt))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.settings import Settings
-from tests.gateway.support import gateway_client
+from tests.gateway.support import chat, gateway_client, metric_value
 
 pytestmark = pytest.mark.anyio
 
@@ -70,3 +70,15 @@ async def test_metrics_are_per_app_and_count_routes_by_template(make_settings):
     assert 'gateway_requests_total{method="GET",route="/healthz",status="200"} 1.0' in first_metrics
     assert 'gateway_requests_total{method="GET",route="/api/winner",status="422"} 1.0' in first_metrics
     assert 'route="/healthz"' not in second_metrics
+
+
+async def test_requests_no_model_server_could_take_are_counted_once_each(make_settings):
+    settings = make_settings(upstream_url="http://127.0.0.1:9", upstream_connect_attempts=2,
+                             upstream_retry_backoff=0)
+    async with gateway_client(settings) as c:
+        refused = [await c.post("/v1/chat/completions", json=chat()) for _ in range(3)]
+        metrics = (await c.get("/metrics")).text
+    assert [r.status_code for r in refused] == [503, 503, 503]
+    assert {r.json()["error"]["code"] for r in refused} == {"upstream_unavailable"}
+    assert metric_value(metrics, "gateway_upstream_unavailable_total") == 3.0
+    assert metric_value(metrics, "gateway_upstream_errors_total", {"kind": "connect"}) == 6.0

@@ -54,9 +54,19 @@ def test_scaledobject_triggers_and_formula(rendered: dict[str, Rendered], target
                 "targetValue": "5",
             },
         },
+        {
+            "type": "kedify-otel",
+            "name": "unserved",
+            "metadata": {
+                "scalerAddress": "keda-otel-scaler.keda.svc:4318",
+                "metricQuery": "sum(gateway_upstream_unavailable_total)",
+                "operationOverTime": "rate",
+                "targetValue": "1",
+            },
+        },
     ]
     modifiers = spec["advanced"]["scalingModifiers"]
-    assert modifiers["formula"] == "running + (waiting * 10)"
+    assert modifiers["formula"] == "running + (waiting * 10) + (unserved * 25)"
     assert modifiers["target"] == "25"
     assert modifiers["activationTarget"] == "0"
 
@@ -148,12 +158,32 @@ def test_ec2nodeclass_bottlerocket_soci_imdsv2(rendered: dict[str, Rendered], ta
 @pytest.mark.parametrize("target", OVERLAYS)
 def test_collector_renames_vllm_metrics_for_the_scaler(rendered: dict[str, Rendered], target: str) -> None:
     config = rendered[target].one("OpenTelemetryCollector", "vllm-metrics")["spec"]["config"]
-    (scrape,) = config["receivers"]["prometheus"]["config"]["scrape_configs"]
+    scrape, gateway = config["receivers"]["prometheus"]["config"]["scrape_configs"]
     assert scrape["kubernetes_sd_configs"] == [{"role": "pod", "namespaces": {"names": ["inference"]}}]
     assert scrape["metric_relabel_configs"][0]["regex"] == (
         "vllm:(num_requests_running|num_requests_waiting|kv_cache_usage_perc)"
     )
+    # The gateway's pods, for the one counter that exists while vLLM is at zero replicas.
+    assert gateway["job_name"] == "gateway"
+    assert gateway["kubernetes_sd_configs"] == [{"role": "pod", "namespaces": {"names": ["inference"]}}]
+    assert gateway["relabel_configs"][0] == {
+        "source_labels": ["__meta_kubernetes_pod_label_app_kubernetes_io_name"],
+        "regex": "gateway",
+        "action": "keep",
+    }
+    assert gateway["metric_relabel_configs"] == [
+        {"source_labels": ["__name__"], "regex": "gateway_upstream_unavailable_total", "action": "keep"}
+    ]
     statements = config["processors"]["transform/vllm-names"]["metric_statements"]
-    assert statements == [{"context": "metric", "statements": ['replace_pattern(name, "^vllm:", "vllm_")']}]
+    assert statements == [
+        {
+            "context": "metric",
+            "statements": [
+                'replace_pattern(name, "^vllm:", "vllm_")',
+                'set(name, "gateway_upstream_unavailable_total")'
+                ' where name == "gateway_upstream_unavailable"',
+            ],
+        }
+    ]
     assert config["exporters"]["otlp/kedify"]["endpoint"] == "keda-otel-scaler.keda.svc:4317"
     assert config["service"]["pipelines"]["metrics"]["exporters"] == ["otlp/kedify"]

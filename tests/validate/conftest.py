@@ -25,3 +25,39 @@ def tree(tmp_path: Path) -> Path:
     target = tmp_path / "repo"
     shutil.copytree(TREE, target)
     return target
+
+
+REPOSITORY = Path(__file__).parents[2]
+REPOSITORY_PARTS = ("base", "overlays", "apps", "clusters", "gate.yaml")
+
+
+@pytest.fixture
+def repo_copy(tmp_path: Path) -> Path:
+    """A writable copy of this repository's manifests and gate.yaml, for pull-request-like edits."""
+    target = tmp_path / "repo"
+    target.mkdir()
+    for part in REPOSITORY_PARTS:
+        source = REPOSITORY / part
+        if source.is_dir():
+            shutil.copytree(source, target / part)
+        else:
+            shutil.copy2(source, target / part)
+    return target
+
+
+def edit(root: Path, file: str, old: str, new: str) -> None:
+    """Replace the one occurrence of `old` in `file` (a test fails loudly if the text moved)."""
+    path = root / file
+    text = path.read_text(encoding="utf-8")
+    assert text.count(old) == 1, f"{file}: expected exactly one {old!r}"
+    path.write_text(text.replace(old, new), encoding="utf-8")
+
+
+def finding_key(finding: dict[str, object]) -> tuple[object, ...]:
+    """(rule, Kind/namespace/name, file, line) of a finding of the `json` format."""
+    resource = finding["resource"]
+    ref = None
+    if isinstance(resource, dict):
+        parts = (resource["kind"], resource["namespace"], resource["name"])
+        ref = "/".join(str(part) for part in parts if part)
+    return finding["rule"], ref, finding["file"], finding["line"]

@@ -92,6 +92,8 @@ class Catalogue:
     metrics_current: frozenset[str]
     metrics_deprecated: Mapping[str, tuple[str, str | None]]
     metrics_removed: Mapping[str, tuple[str, str | None]]
+    # What the gateway (gateway/metrics.py) exports: the one non-vLLM source a trigger may read.
+    gateway_metrics: frozenset[str] = frozenset()
 
     def gpus_of_categories(self, categories: Iterable[str]) -> set[str]:
         wanted = set(categories)
@@ -148,6 +150,7 @@ def load_catalogue(path: str | Path | None = None) -> Catalogue:
     quant_doc = _read(root / "quantization.yaml")
     models_doc = _read(root / "models.yaml")
     metrics_doc = _read(root / "vllm_metrics.yaml")
+    gateway_doc = _read(root / "gateway_metrics.yaml")
 
     gpus = {
         name: Gpu(name, int(v["compute_capability"]), int(v["vram_mib"]))
@@ -190,6 +193,7 @@ def load_catalogue(path: str | Path | None = None) -> Catalogue:
         instance_types=instance_types,
         quantizations=quantizations,
         models=models,
+        gateway_metrics=frozenset(gateway_doc["current"]),
         metrics_current=frozenset(metrics_doc["current"]),
         metrics_deprecated={
             k: (str(v["since"]), v.get("replacement")) for k, v in metrics_doc["deprecated"].items()

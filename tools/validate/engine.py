@@ -20,8 +20,15 @@ from typing import Any, Protocol
 from tools.validate import suppress
 from tools.validate.config import GateConfig
 from tools.validate.loader import InputError, Limits, load_one_mapping
-from tools.validate.model import Finding, Report, Severity
-from tools.validate.render import KUSTOMIZATION_FILES, Rendered, RenderOptions, is_kustomization_dir, render
+from tools.validate.model import Finding, Report, Resource, Severity
+from tools.validate.render import (
+    KUSTOMIZATION_FILES,
+    Rendered,
+    RenderOptions,
+    is_kustomization_dir,
+    render,
+    repo_relative,
+)
 from tools.validate.rules.base import Context, Registry, Rule
 from tools.validate.sources import SourceMapper
 
@@ -33,9 +40,10 @@ STRICT_ENV = "GATE_RAISE_ON_RULE_CRASH"  # tests set it so a crashing check fail
 class SchemaValidatorFactory(Protocol):
     """What the engine needs of `tools.validate.schema.SchemaValidator`: built once per run from
     the Kubernetes version and the `--crd` directories; the schema rules use it as `ctx.schemas`.
-    It may raise `tools.validate.loader.InputError`, `OSError` or `ValueError` for bad CRD input."""
+    CRD files are read within `limits` (gate.yaml's `limits`). It may raise
+    `tools.validate.loader.InputError`, `OSError` or `ValueError` for bad CRD input."""
 
-    def __call__(self, kubernetes_version: str | None, crd_dirs: Sequence[Path]) -> Any: ...
+    def __call__(self, kubernetes_version: str | None, crd_dirs: Sequence[Path], limits: Limits) -> Any: ...
 
 
 CatalogueLoader = Callable[[], Any]  # `tools.validate.catalogue.load_catalogue`, called once per run
@@ -112,13 +120,19 @@ def run(targets: Sequence[Path], options: RunOptions) -> Report:
     mapper = SourceMapper(options.repo_root, config.limits)
     findings: list[Finding] = []
     overlays: list[str] = []
+    notes: list[str] = []
     resource_count = 0
-    for rendered in render_all(targets, options.repo_root, render_options):
-        env = options.env or config.environment_of(rendered.overlay)
+    target_envs = [options.env or config.environment_of(repo_relative(t, options.repo_root)) for t in targets]
+    context_dirs = _context_entry_points(targets, target_envs, options)
+    everything = render_all([*targets, *context_dirs], options.repo_root, render_options)
+    rendered_targets = everything[: len(targets)]
+    apps_by_env = _applications_by_env(everything, config)
+    for rendered, env in zip(rendered_targets, target_envs, strict=True):
         overlays.append(rendered.overlay)
         resource_count += len(rendered.resources)
         findings.extend(
-            check(rendered, env, options, mapper=mapper, schemas=schemas, catalogue=catalogue, today=today)
+            check(rendered, env, options, mapper=mapper, schemas=schemas, catalogue=catalogue, today=today,
+                  applications=apps_by_env.get(env or "", []), notes=notes)
         )
     return Report(
         findings=findings,
@@ -126,7 +140,42 @@ def run(targets: Sequence[Path], options: RunOptions) -> Report:
         resource_count=resource_count,
         rules=options.registry,
         fail_level=config.fail_level,
+        notes=notes,
     )
+
+
+def _context_entry_points(
+    targets: Sequence[Path], envs: Sequence[str | None], options: RunOptions
+) -> list[Path]:
+    """The Argo CD entry points of the targets' environments not already among the targets.
+
+    For each environment, the config's `environments.E.paths` that are kustomizations (apps/E,
+    clusters/E, ...): their Applications say how E's overlays are synced, so they are rendered even
+    when only `overlays/E` was asked for. A path that turns out to hold no Application costs one
+    render and contributes nothing.
+    """
+    already = {t.resolve() for t in targets}
+    out: list[Path] = []
+    for env in dict.fromkeys(e for e in envs if e):
+        environment = options.config.environments.get(env)
+        for configured in environment.paths if environment is not None else ():
+            directory = (options.repo_root / configured.strip("/")).resolve()
+            if directory in already or not directory.is_dir() or not is_kustomization_dir(directory):
+                continue
+            already.add(directory)
+            out.append(directory)
+    return out
+
+
+def _applications_by_env(rendered: Sequence[Rendered], config: GateConfig) -> dict[str, list[Resource]]:
+    """Every Argo CD Application rendered in this run, by the environment of the directory holding it."""
+    out: dict[str, list[Resource]] = {}
+    for one in rendered:
+        env = config.environment_of(one.overlay)
+        apps = [r for r in one.resources if r.kind == "Application" and r.group == "argoproj.io"]
+        if env and apps:
+            out.setdefault(env, []).extend(apps)
+    return out
 
 
 def render_all(targets: Sequence[Path], repo_root: Path, options: RenderOptions) -> list[Rendered]:
@@ -143,8 +192,15 @@ def render_all(targets: Sequence[Path], repo_root: Path, options: RenderOptions)
 
 
 def check(rendered: Rendered, env: str | None, options: RunOptions, *, mapper: SourceMapper,
-          schemas: Any, catalogue: Any, today: dt.date) -> list[Finding]:
-    """Run every enabled rule whose scope matches on one rendered overlay."""
+          schemas: Any, catalogue: Any, today: dt.date,
+          applications: Sequence[Resource] = (), notes: list[str] | None = None) -> list[Finding]:
+    """Run every enabled rule whose scope matches on one rendered overlay.
+
+    `applications` are the Argo CD Applications of the overlay's environment rendered elsewhere
+    (apps/E, clusters/E): the gitops rules relate the overlay to the Application that syncs it.
+    The notes the rules leave in `ctx.extras["notes"]` (what they could not check) are appended to
+    `notes`, each once.
+    """
     registry = options.registry
     config = options.config
     ctx = Context(
@@ -153,7 +209,12 @@ def check(rendered: Rendered, env: str | None, options: RunOptions, *, mapper: S
         resources=rendered.resources,
         catalogue=catalogue,
         schemas=schemas,
-        extras={"known_rules": registry, "today": today, "duplicates": rendered.duplicates},
+        extras={
+            "known_rules": registry,
+            "today": today,
+            "duplicates": rendered.duplicates,
+            "applications": list(applications),
+        },
     )
     kinds = {resource.kind for resource in rendered.resources}
     findings: list[Finding] = []
@@ -165,6 +226,8 @@ def check(rendered: Rendered, env: str | None, options: RunOptions, *, mapper: S
         crash = options.raise_on_crash
         findings.extend(_run_rule(rule, ctx, rule_options, severity, rendered, mapper, crash))
     suppress.apply(findings, registry, today)
+    if notes is not None:
+        notes.extend(note for note in dict.fromkeys(ctx.extras.get("notes") or []) if note not in notes)
     return findings
 
 
@@ -224,7 +287,7 @@ def build_schemas(options: RunOptions) -> Any:
     crd_dirs = [*options.crd_dirs, *(options.repo_root / d for d in options.config.crd_dirs)]
     version = options.kubernetes_version or options.config.kubernetes_version
     try:
-        return factory(version, crd_dirs)
+        return factory(version, crd_dirs, limits=options.config.limits)
     except (InputError, OSError, ValueError) as exc:
         raise GateError(f"cannot load schemas: {exc}") from None
 

@@ -143,6 +143,9 @@ class Report:
     resource_count: int
     rules: Any  # tools.validate.rules.base.Registry
     fail_level: Severity = Severity.WARNING
+    # What the run could not check and why ("CEL rule skipped ...", "vLLM environment not installed: ..."),
+    # each once, in the order first met; from the rules' `ctx.extras["notes"]`.
+    notes: list[str] = field(default_factory=list)
 
     def failing(self) -> list[Finding]:
         return [f for f in self.findings if not f.suppressed and f.severity >= self.fail_level]

@@ -33,7 +33,7 @@ from urllib.parse import urljoin
 
 import jsonschema_rs
 
-from tools.validate.loader import InputError, load_file, load_text
+from tools.validate.loader import InputError, Limits, load_file, load_text
 from tools.validate.model import Resource
 from tools.validate.rules.base import Violation
 
@@ -396,10 +396,11 @@ def _cel_path(path: str, field_path: str) -> str:
     return path
 
 
-def _iter_documents(path: Path) -> Iterator[tuple[str, Any]]:
-    """(`file:line`, document) for every document of a YAML or JSON file, with the gate's safe loader."""
+def _iter_documents(path: Path, limits: Limits) -> Iterator[tuple[str, Any]]:
+    """(`file:line`, document) for every document of a YAML or JSON file, with the gate's bounded loader:
+    a file over `limits.max_bytes`, too deep, too many nodes or an alias bomb is a `SchemaError`."""
     try:
-        loaded = load_file(path)
+        loaded = load_file(path, limits=limits)
     except InputError as error:
         raise SchemaError(str(error)) from None
     for line, document in zip(loaded.lines, loaded.documents, strict=True):
@@ -417,12 +418,12 @@ def _crd_files(location: Path) -> list[Path]:
     return files
 
 
-def load_crds(locations: Sequence[Path]) -> dict[tuple[str, str], CrdKind]:
+def load_crds(locations: Sequence[Path], limits: Limits | None = None) -> dict[tuple[str, str], CrdKind]:
     """Every served version of every CRD in `locations`; later locations replace earlier ones."""
     kinds: dict[tuple[str, str], CrdKind] = {}
     for location in locations:
         for path in _crd_files(Path(location)):
-            for where, document in _iter_documents(path):
+            for where, document in _iter_documents(path, limits or Limits()):
                 for crd in _crds_in(document, where):
                     for kind in _crd_kinds(crd, where):
                         kinds[(kind.api_version, kind.kind)] = kind
@@ -500,7 +501,8 @@ class SchemaValidator:
     Raises `SchemaError` for an unknown Kubernetes version or an unusable CRD file.
     """
 
-    def __init__(self, kubernetes_version: str | None = None, crd_dirs: Sequence[Path] = ()) -> None:
+    def __init__(self, kubernetes_version: str | None = None, crd_dirs: Sequence[Path] = (),
+                 limits: Limits | None = None) -> None:
         self.kubernetes_version = kubernetes_version or DEFAULT_KUBERNETES_VERSION
         definitions = _core_definitions(self.kubernetes_version)
         self._core_kinds: dict[tuple[str, str], str] = {}
@@ -515,7 +517,7 @@ class SchemaValidator:
             document["$id"] = PROJECT_SCHEMA_BASE + filename
             self._documents[document["$id"]] = document
         self.cel = CelSupport()
-        self._crds = load_crds(crd_dirs)
+        self._crds = load_crds(crd_dirs, limits)
         for crd in self._crds.values():
             self._documents[crd.schema["$id"]] = crd.schema
         self._registry = jsonschema_rs.Registry(list(self._documents.items()))

@@ -124,7 +124,8 @@ def test_json_document(report: Report) -> None:
         "scope": [],
         "registered": False,
     }
-    assert set(document) == {"version", "summary", "findings", "rules"}
+    assert set(document) == {"version", "summary", "findings", "rules", "notes"}
+    assert document["notes"] == []
 
 
 def test_empty_report_is_a_clean_pass(empty_report: Report) -> None:

@@ -44,6 +44,7 @@ def document(report: Report) -> dict[str, Any]:
         },
         "findings": [_finding(report, f) for f in [*active(report), *suppressed(report)]],
         "rules": [_rule(rule) for rule in rule_catalogue(report)],
+        "notes": list(report.notes),
     }
 
 

@@ -67,6 +67,9 @@ def render(report: Report, options: RenderOptions = DEFAULT_OPTIONS) -> str:
         lines += [_suppressed_item(f) for f in quiet_shown]
     if quiet_hidden:
         lines += ["", f"_…and {plural(len(quiet_hidden), 'more suppressed finding')} not shown._"]
+    if report.notes:
+        lines += ["", "**Notes** (not checked in this run)", ""]
+        lines += [f"- {escape(note)}" for note in report.notes]
     return join_lines(lines)
 
 

@@ -56,7 +56,7 @@ def document(report: Report, options: RenderOptions = DEFAULT_OPTIONS) -> dict[s
             }
         },
         "originalUriBaseIds": {SOURCE_ROOT: {"description": {"text": "The repository root."}}},
-        "invocations": [{"executionSuccessful": True}],
+        "invocations": [_invocation(report)],
         "results": [_result(report, f, index) for f in [*active(report), *suppressed(report)]],
         "properties": {
             "verdict": "pass" if summary.passed else "fail",
@@ -66,6 +66,15 @@ def document(report: Report, options: RenderOptions = DEFAULT_OPTIONS) -> dict[s
         },
     }
     return {"$schema": SARIF_SCHEMA_URI, "version": SARIF_VERSION, "runs": [run]}
+
+
+def _invocation(report: Report) -> dict[str, Any]:
+    invocation: dict[str, Any] = {"executionSuccessful": True}
+    if report.notes:
+        invocation["toolExecutionNotifications"] = [
+            {"level": "note", "message": {"text": note}} for note in report.notes
+        ]
+    return invocation
 
 
 def _descriptor(rule: RuleInfo) -> dict[str, Any]:

@@ -48,6 +48,12 @@ def render(report: Report, options: RenderOptions = DEFAULT_OPTIONS) -> str:
                 lines.extend(_suppressed_lines(finding, paint))
         lines.append("")
 
+    if report.notes:
+        lines.append(paint.bold("notes:"))
+        for note in report.notes:
+            lines.extend(indent(f"- {note}", "  "))
+        lines.append("")
+
     lines.append(paint.verdict(verdict_line(summarise(report)), passed=not report.failing()))
     return join_lines(lines)
 

@@ -198,6 +198,11 @@ def check_trigger_metrics(ctx: Context, options: Mapping[str, Any]) -> Iterator[
             path = f"spec.triggers[{i}].metadata.{query.field}"
             exported_from = via_prometheus if trigger.get("type") == "prometheus" else via_collector
             for metric in query.metrics:
+                if metric.startswith("gateway_"):
+                    if not _gateway_exports(catalogue, metric):
+                        yield Violation(so, path, f"`{metric}` is not a metric the gateway exports "
+                                        "(gateway/metrics.py)")
+                    continue
                 if not (metric.startswith("vllm:") or metric.startswith("vllm_")):
                     continue
                 status = _metric_status(catalogue, metric, exported_from)
@@ -216,6 +221,13 @@ def check_trigger_metrics(ctx: Context, options: Mapping[str, Any]) -> Iterator[
                         path,
                         f"`{metric}` ({status.name}) was {status.state} in vLLM {status.since}{instead}",
                     )
+
+
+def _gateway_exports(catalogue: Any, metric: str) -> bool:
+    names = catalogue.gateway_metrics
+    return metric in names or any(
+        metric.endswith(suffix) and metric[: -len(suffix)] in names for suffix in SERIES_SUFFIXES
+    )
 
 
 def _metric_status(catalogue: Any, metric: str, exported_from: Mapping[str, str]) -> Any:
@@ -444,14 +456,16 @@ RULES: list[Rule] = [
     Rule(
         id="scaling/trigger-metric-exported",
         family="scaling",
-        title="Trigger queries read metrics vLLM exports, in the form the pipeline delivers",
+        title="Trigger queries read metrics vLLM (or the gateway) exports, in the form the pipeline delivers",
         severity=Severity.ERROR,
         why=(
             "vLLM exports `vllm:`-prefixed metrics; the `vllm_` form exists only after an OpenTelemetry "
             "collector transform renames it. A query on a metric that does not exist (or was removed, like "
-            "vllm:gpu_cache_usage_perc) returns nothing and KEDA never scales."
+            "vllm:gpu_cache_usage_perc) returns nothing and KEDA never scales. The gateway's own metrics "
+            "(`gateway_`, gateway/metrics.py) are the other source: the only one at zero vLLM replicas."
         ),
-        remediation="Query a current vLLM metric, in the name the collector (or Prometheus) actually stores.",
+        remediation="Query a current vLLM or gateway metric, in the name the collector (or Prometheus) "
+        "actually stores.",
         scope=("ScaledObject", "OpenTelemetryCollector"),
         check=check_trigger_metrics,
         example="metadata:\n  query: sum(vllm:gpu_cache_usage_perc)",

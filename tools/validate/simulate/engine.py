@@ -433,8 +433,9 @@ class Simulation:
         running = sum(self.gauge[i] for i in self.active)
         waiting = sum(self.waiting[i] for i in self.active)
         arrivals = self.rates[self.t - 1] if self.t > 0 else 0.0
+        unserved = 0.0 if self.n_receiving else arrivals  # no pod receiving: the Service has no endpoint
         if not with_cpu:
-            return Observation(running, waiting, arrivals=arrivals)
+            return Observation(running, waiting, arrivals=arrivals, unserved=unserved)
         busy, idle, request = self.hw.cpu_busy_cores, self.hw.cpu_idle_cores, max(self.dep.cpu_request, 1e-3)
         cpu = tuple(
             100.0 * (idle + (busy - idle) * min(1.0, self.gauge[p.slot])) / request
@@ -442,7 +443,7 @@ class Simulation:
             if p.phase == "ready"
         )
         unready = sum(1 for p in self.pods if p.phase in ("pending", "starting", "crashloop"))
-        return Observation(running, waiting, cpu, unready, arrivals)
+        return Observation(running, waiting, cpu, unready, arrivals, unserved)
 
     def _outage(self, now: float) -> bool:
         window = self.opt.metrics_outage

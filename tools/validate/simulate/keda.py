@@ -34,7 +34,9 @@ from tools.validate.simulate.hpa import (
 
 # What a trigger can read in the simulation: vLLM's gauges, the gateway's request rate and in-flight
 # gauge (gateway/metrics.py), or pod CPU.
-SIGNALS = ("running", "waiting", "arrivals", "in_flight", "cpu")
+# `unserved`: requests/s the gateway refuses because no vLLM pod is ready (its
+# gateway_upstream_unavailable_total counter), the one signal that exists at zero replicas.
+SIGNALS = ("running", "waiting", "arrivals", "in_flight", "unserved", "cpu")
 TARGET_KEYS = ("targetValue", "threshold", "value", "targetQueryValue")
 ACTIVATION_KEYS = ("activationTargetValue", "activationThreshold", "activationValue")
 FORMULA_FUNCTIONS = {"min": min, "max": max, "abs": abs, "float": float, "int": int}
@@ -94,14 +96,16 @@ def signal_of(trigger_type: str, query: str) -> str:
         return "running"
     if "num_requests_waiting" in query:
         return "waiting"
+    if "gateway_upstream_unavailable" in query:
+        return "unserved"  # a rate() of the gateway's refused-for-want-of-upstream counter
     if "gateway_in_flight_requests" in query:
         return "in_flight"
     if "gateway_requests" in query:
         return "arrivals"  # a rate() of the gateway's request counter
     raise ScalingConfigError(
         f"trigger of type {trigger_type!r} with query {query!r}: the simulator models vLLM's "
-        "num_requests_running / num_requests_waiting, the gateway's gateway_requests rate and "
-        "gateway_in_flight_requests, and CPU"
+        "num_requests_running / num_requests_waiting, the gateway's gateway_requests and "
+        "gateway_upstream_unavailable_total rates and gateway_in_flight_requests, and CPU"
     )
 
 
@@ -227,6 +231,7 @@ class Observation:
     cpu_utilizations: tuple[float, ...] = ()  # ready pods, % of request
     unready_pods: int = 0
     arrivals: float = 0.0  # requests/s reaching the gateway
+    unserved: float = 0.0  # requests/s the gateway refuses: no vLLM pod ready
 
     def value(self, signal: str) -> float:
         if signal == "running":
@@ -235,6 +240,8 @@ class Observation:
             return self.waiting
         if signal == "in_flight":
             return self.running + self.waiting
+        if signal == "unserved":
+            return self.unserved
         return self.arrivals
 
 
