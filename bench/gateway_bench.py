@@ -73,6 +73,8 @@ class Plan:
     requests_per_stream: int  # a cell runs max(min_requests, streams * requests_per_stream)
     vllm_min_requests: int
     vllm_requests_per_stream: int
+    vllm_rounds: int
+    vllm_warmup_per_stream: int  # the real vLLM's seconds of queueing dwarf a connection's set-up
     time_limit: float  # seconds per cell; requests already sent finish
     warmup_per_stream: int  # unrecorded requests per stream before each cell (opens the connections)
     memory_warmup: int
@@ -89,11 +91,13 @@ class Plan:
 
 
 FULL_PLAN = Plan(concurrency=(1, 50, 200), rounds=3, min_requests=60, requests_per_stream=6,
-                 vllm_min_requests=30, vllm_requests_per_stream=3, time_limit=20.0, warmup_per_stream=1,
+                 vllm_min_requests=20, vllm_requests_per_stream=1, vllm_rounds=2,
+                 vllm_warmup_per_stream=0, time_limit=20.0, warmup_per_stream=1,
                  memory_warmup=500,
                  memory_requests=10_000, memory_chunks=10, memory_concurrency=50, tokens=32, interval_ms=5.0)
 QUICK_PLAN = Plan(concurrency=(1, 50, 200), rounds=1, min_requests=10, requests_per_stream=1,
-                  vllm_min_requests=5, vllm_requests_per_stream=1, time_limit=5.0, warmup_per_stream=0,
+                  vllm_min_requests=5, vllm_requests_per_stream=1, vllm_rounds=1,
+                  vllm_warmup_per_stream=0, time_limit=5.0, warmup_per_stream=0,
                   memory_warmup=50,
                   memory_requests=300, memory_chunks=3, memory_concurrency=20, tokens=32, interval_ms=5.0)
 
@@ -324,13 +328,15 @@ def _progress(message: str) -> None:
 async def measure(upstream: str, urls: dict[str, str], model: str, plan: Plan,
                   proxies: dict[str, procs.Server]) -> list[Cell]:
     cells: list[Cell] = []
-    for round_index in range(plan.rounds):
+    rounds = plan.vllm_rounds if upstream == VLLM else plan.rounds
+    per_stream = plan.vllm_warmup_per_stream if upstream == VLLM else plan.warmup_per_stream
+    for round_index in range(rounds):
         for streams in plan.concurrency:
             for target in TARGETS:
                 if target not in urls:
                     continue
                 server = proxies.get(target)
-                warmup = streams * plan.warmup_per_stream
+                warmup = streams * per_stream
                 cpu_before = server.cpu_seconds() if server else None
                 result = await run_cell(urls[target], model, concurrency=streams,
                                         requests=plan.requests(upstream, streams),
@@ -490,7 +496,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a few requests per cell and one round (seconds, for the smoke test)")
     parser.add_argument("--concurrency", type=lambda v: tuple(int(x) for x in v.split(",")),
                         help="comma-separated stream counts (default 1,50,200)")
-    parser.add_argument("--rounds", type=int, help="interleaved rounds per cell (default 3; quick 1)")
+    parser.add_argument("--rounds", type=int,
+                        help="interleaved rounds per cell (default 3, 2 on vLLM; quick 1)")
     parser.add_argument("--no-litellm", action="store_true", help="leave LiteLLM's proxy out")
     parser.add_argument("--no-vllm", action="store_true", help="synthetic upstream only")
     parser.add_argument("--vllm-url", help="reuse a running vLLM instead of starting one")
@@ -519,6 +526,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.rounds < 1:
             parser.error("--rounds must be at least 1")
         overrides["rounds"] = args.rounds
+        overrides["vllm_rounds"] = args.rounds
     if overrides:
         plan = Plan(**{**asdict(plan), **overrides})
     try:
