@@ -22,6 +22,7 @@ import math
 import os
 import platform
 import shlex
+import signal
 import statistics
 import sys
 from collections.abc import Iterator, Sequence
@@ -41,6 +42,7 @@ PROXIES = ("gateway", "litellm")
 SYNTHETIC = "synthetic"
 VLLM = "vllm"
 SYNTHETIC_MODEL = "fake-model"
+VLLM_START_TIMEOUT = 600.0  # ~50 s on an idle 2-core machine, minutes on a busy one
 
 TABLE_COLUMNS = (
     "upstream", "streams", "target", "requests", "errors", "req_per_s",
@@ -77,10 +79,12 @@ class Plan:
     vllm_warmup_per_stream: int  # the real vLLM's seconds of queueing dwarf a connection's set-up
     time_limit: float  # seconds per cell; requests already sent finish
     warmup_per_stream: int  # unrecorded requests per stream before each cell (opens the connections)
+    warmup_max: int  # ... but at most this many
     memory_warmup: int
     memory_requests: int
     memory_chunks: int
     memory_concurrency: int
+    memory_tokens: int  # shorter streams than the latency cells': 10,000 requests fit the time budget
     tokens: int
     interval_ms: float
 
@@ -90,16 +94,16 @@ class Plan:
         return max(self.min_requests, streams * self.requests_per_stream)
 
 
-FULL_PLAN = Plan(concurrency=(1, 50, 200), rounds=3, min_requests=60, requests_per_stream=6,
+FULL_PLAN = Plan(concurrency=(1, 50, 200), rounds=2, min_requests=60, requests_per_stream=6,
                  vllm_min_requests=20, vllm_requests_per_stream=1, vllm_rounds=2,
-                 vllm_warmup_per_stream=0, time_limit=20.0, warmup_per_stream=1,
-                 memory_warmup=500,
-                 memory_requests=10_000, memory_chunks=10, memory_concurrency=50, tokens=32, interval_ms=5.0)
+                 vllm_warmup_per_stream=0, time_limit=15.0, warmup_per_stream=1, warmup_max=50,
+                 memory_warmup=500, memory_requests=10_000, memory_chunks=10, memory_concurrency=50,
+                 memory_tokens=8, tokens=32, interval_ms=5.0)
 QUICK_PLAN = Plan(concurrency=(1, 50, 200), rounds=1, min_requests=10, requests_per_stream=1,
                   vllm_min_requests=5, vllm_requests_per_stream=1, vllm_rounds=1,
-                  vllm_warmup_per_stream=0, time_limit=5.0, warmup_per_stream=0,
-                  memory_warmup=50,
-                  memory_requests=300, memory_chunks=3, memory_concurrency=20, tokens=32, interval_ms=5.0)
+                  vllm_warmup_per_stream=0, time_limit=5.0, warmup_per_stream=0, warmup_max=0,
+                  memory_warmup=50, memory_requests=300, memory_chunks=3, memory_concurrency=20,
+                  memory_tokens=8, tokens=32, interval_ms=5.0)
 
 
 @dataclass
@@ -115,6 +119,7 @@ class Cell:
 @dataclass
 class MemoryRun:
     requests: int
+    tokens: int
     concurrency: int
     warmup: int
     baseline_rss_mib: float
@@ -336,7 +341,7 @@ async def measure(upstream: str, urls: dict[str, str], model: str, plan: Plan,
                 if target not in urls:
                     continue
                 server = proxies.get(target)
-                warmup = streams * per_stream
+                warmup = min(streams * per_stream, plan.warmup_max)
                 cpu_before = server.cpu_seconds() if server else None
                 result = await run_cell(urls[target], model, concurrency=streams,
                                         requests=plan.requests(upstream, streams),
@@ -355,19 +360,20 @@ async def measure(upstream: str, urls: dict[str, str], model: str, plan: Plan,
 
 async def measure_memory(gateway: procs.Server, model: str, plan: Plan) -> MemoryRun:
     await run_cell(gateway.url, model, concurrency=plan.memory_concurrency, requests=plan.memory_warmup,
-                   time_limit=600.0, warmup=0, max_tokens=plan.tokens)
+                   time_limit=600.0, warmup=0, max_tokens=plan.memory_tokens)
     baseline = gateway.rss_bytes()
     samples = [baseline]
     errors = 0
     chunk = plan.memory_requests // plan.memory_chunks
     for _ in range(plan.memory_chunks):
         result = await run_cell(gateway.url, model, concurrency=plan.memory_concurrency, requests=chunk,
-                                time_limit=600.0, warmup=0, max_tokens=plan.tokens)
+                                time_limit=600.0, warmup=0, max_tokens=plan.memory_tokens)
         errors += result.errors
         samples.append(gateway.rss_bytes())
     mib = [round(s / 2**20, 2) for s in samples]
     _progress(f"gateway RSS over {chunk * plan.memory_chunks} requests (MiB): {mib}")
-    return MemoryRun(requests=chunk * plan.memory_chunks, concurrency=plan.memory_concurrency,
+    return MemoryRun(requests=chunk * plan.memory_chunks, tokens=plan.memory_tokens,
+                     concurrency=plan.memory_concurrency,
                      warmup=plan.memory_warmup, baseline_rss_mib=mib[0], final_rss_mib=mib[-1],
                      peak_rss_mib=max(mib), growth=(samples[-1] - baseline) / baseline, samples_mib=mib,
                      errors=errors)
@@ -401,7 +407,7 @@ def upstream_server(name: str, stack: ExitStack, args: argparse.Namespace, plan:
         os.environ["VLLM_CPU_OMP_THREADS_BIND"] = ",".join(str(c) for c in sorted(cores.load))
     try:
         server = start_vllm(python, serving, log_path=log_dir / "vllm.log",
-                            max_num_seqs=args.vllm_max_num_seqs or 0)
+                            max_num_seqs=args.vllm_max_num_seqs or 0, timeout=VLLM_START_TIMEOUT)
     finally:
         if previous is None:
             os.environ.pop("VLLM_CPU_OMP_THREADS_BIND", None)
@@ -419,7 +425,8 @@ def run(args: argparse.Namespace, plan: Plan) -> dict[str, object]:
     info["pinning"] = (f"proxy on CPU {sorted(cores.proxy)}, load generator and upstream on CPU "
                        f"{sorted(cores.load)}" if cores.proxy and cores.load else "none")
     litellm_script = None if args.no_litellm else procs.ensure_litellm(procs.litellm_venv())
-    upstreams = [SYNTHETIC] if args.no_vllm else [SYNTHETIC, VLLM]
+    # The real vLLM first: it is the part most likely to fail (start-up), so a failure comes early.
+    upstreams = [SYNTHETIC] if args.no_vllm else [VLLM, SYNTHETIC]
     cells: list[Cell] = []
     memory: MemoryRun | None = None
     started = dt.datetime.now(dt.UTC)
@@ -440,7 +447,15 @@ def run(args: argparse.Namespace, plan: Plan) -> dict[str, object]:
                 cells += anyio.run(measure, upstream, urls, model, plan, proxies)
                 if upstream == SYNTHETIC:
                     memory = anyio.run(measure_memory, gateway, model, plan)
-    info["load_average_end"] = load_average()
+            if args.json_out:  # what is measured so far survives a failure in a later phase
+                partial = report(args, plan, info, started, litellm_script is not None, cells, memory)
+                Path(args.json_out).write_text(json.dumps(partial, indent=2) + "\n")
+    return report(args, plan, info, started, litellm_script is not None, cells, memory)
+
+
+def report(args: argparse.Namespace, plan: Plan, info: dict[str, object], started: dt.datetime,
+           with_litellm: bool, cells: Sequence[Cell], memory: MemoryRun | None) -> dict[str, object]:
+    info = {**info, "load_average_end": load_average()}
     rows, overhead_rows = build_tables(cells)
     checks = check_targets(overhead_rows, memory)
     return {
@@ -449,7 +464,7 @@ def run(args: argparse.Namespace, plan: Plan) -> dict[str, object]:
         "command": "python -m bench.gateway_bench " + shlex.join(args.argv),
         "machine": info,
         "plan": asdict(plan),
-        "litellm_version": None if args.no_litellm else procs.LITELLM_VERSION,
+        "litellm_version": procs.LITELLM_VERSION if with_litellm else None,
         "table": {"columns": list(TABLE_COLUMNS), "rows": rows},
         "overhead": {"columns": list(OVERHEAD_COLUMNS), "rows": overhead_rows},
         "memory": asdict(memory) if memory else None,
@@ -475,7 +490,8 @@ def render_markdown(report: dict[str, object]) -> str:
     ]
     if memory:
         parts.append(
-            f"Gateway RSS over {memory['requests']} requests at {memory['concurrency']} streams "
+            f"Gateway RSS over {memory['requests']} requests ({memory['tokens']}-token streams) at "
+            f"{memory['concurrency']} streams "
             f"(after {memory['warmup']} warm-up requests): {memory['baseline_rss_mib']} MiB → "
             f"{memory['final_rss_mib']} MiB (peak {memory['peak_rss_mib']} MiB, growth "
             f"{float(memory['growth']) * 100:.2f} %, {memory['errors']} errors); samples: "  # type: ignore[arg-type]
@@ -529,24 +545,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides["vllm_rounds"] = args.rounds
     if overrides:
         plan = Plan(**{**asdict(plan), **overrides})
+    previous_handler = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        report = run(args, plan)
+        result = run(args, plan)
     except (procs.BenchSetupError, MissingToolError, OverlayError, VllmStartError) as error:
         print(f"gateway_bench: {error}", file=sys.stderr)
         return 1
-    text = render_markdown(report)
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+    text = render_markdown(result)
     print(text)
     if args.markdown_out:
         Path(args.markdown_out).write_text(text)
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps(report, indent=2, default=_json_default) + "\n")
+        Path(args.json_out).write_text(json.dumps(result, indent=2) + "\n")
     return 0
 
 
-def _json_default(value: object) -> object:
-    if isinstance(value, set | tuple):
-        return list(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+def _interrupt(_signum: int, _frame: object) -> None:
+    # SIGTERM unwinds like Ctrl-C, so every server this run started is stopped on the way out.
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":
