@@ -43,3 +43,7 @@ def configure_logging(level: str) -> None:
     logging.getLogger("asyncio").setLevel(logging.ERROR)
     # The gateway writes its own access line with the request id.
     logging.getLogger("uvicorn.access").disabled = True
+    # httpx logs one INFO line per upstream request: the gateway's own access line already says it, and
+    # formatting it costs CPU on the proxy's hot path.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
