@@ -29,7 +29,7 @@ wall time and of CPU time (this process plus waited-for children), and resources
 machine is shared: `uptime` is recorded before and after.
 
     python -m bench.gate_bench                      # full run, ~20 minutes on a loaded 2-core machine
-    python -m bench.gate_bench --quick              # a few seconds: gate only, small corpus, no Checkov
+    python -m bench.gate_bench --quick              # a few seconds: gate only, small corpora, no Checkov
     python -m bench.gate_bench --sizes 2000 --repeats 3 --json results.json
 
 Results and method: bench/README.md, section "Policy gate".
@@ -53,11 +53,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bench.gate_corpus import Corpus, generate_repository, repository_corpus
+from bench.gate_corpus import Corpus, generate_rendered, repository_corpus
 from tools.validate.catalogue import load_catalogue
 from tools.validate.config import GateConfig, find_config, load_config
 from tools.validate.engine import RunOptions, check, discover_targets, run
 from tools.validate.loader import load_text
+from tools.validate.model import Resource
 from tools.validate.render import Rendered, RenderOptions, kustomize_command, render
 from tools.validate.rules import default_registry
 from tools.validate.rules.base import Registry
@@ -82,8 +83,9 @@ STAGE_IN_PROCESS = "gate in-process"
 STAGE_CLI = "gate CLI"
 STAGE_CHECKOV = "checkov"
 STAGE_CHECKOV_STARTUP = "checkov start-up"
-QUICK_STAGES = (STAGE_STARTUP, STAGE_KUSTOMIZE, STAGE_PARSE, STAGE_RENDER, STAGE_ORIGINS, STAGE_SCHEMA,
-                STAGE_RULES, STAGE_SCHEMA_POLICY)
+RENDER_STAGES = (STAGE_KUSTOMIZE, STAGE_PARSE, STAGE_RENDER, STAGE_ORIGINS)
+CHECK_STAGES = (STAGE_SCHEMA, STAGE_RULES, STAGE_SCHEMA_POLICY)
+QUICK_OVERLAY = "overlays/prod"
 
 T = TypeVar("T")
 
@@ -172,8 +174,41 @@ def _check_all(gate: Gate, rendered: list[Rendered], registry: Registry, env: st
     return findings
 
 
+def rendered_from_file(file: Path, gate: Gate) -> Rendered:
+    """A generated corpus as the gate's render stage would hand it over (no origins, no patches)."""
+    overlay = f"{file.parent.name}/{file.name}"
+    loaded = load_text(file.read_text(encoding="utf-8"), overlay, gate.config.limits)
+    documents = enumerate(loaded.documents)
+    resources = [Resource(doc=doc, overlay=overlay, index=index) for index, doc in documents]
+    return Rendered(overlay, resources, loaded.duplicates, {})
+
+
 def gate_stages(corpus: Corpus, gate: Gate, with_end_to_end: bool) -> dict[str, Sample]:
     """One repeat of the gate's stages on CORPUS, each timed on its own."""
+    if corpus.targets:
+        samples, rendered = _render_stages(corpus, gate)
+    else:  # a generated corpus starts from its rendered file
+        samples = {}
+        files = sorted(corpus.rendered_dir.glob("*.yaml"))
+        rendered, samples[STAGE_PARSE] = timed(lambda: [rendered_from_file(f, gate) for f in files])
+    count = sum(len(item.resources) for item in rendered)
+    if count != corpus.resource_count:
+        raise RuntimeError(f"{corpus.name}: {count} resources, expected {corpus.resource_count}")
+    _, samples[STAGE_SCHEMA] = timed(
+        lambda: [gate.schemas.validate(res) for item in rendered for res in item.resources]
+    )
+    _, samples[STAGE_RULES] = timed(lambda: _check_all(gate, rendered, gate.policy_only, corpus.env))
+    _, samples[STAGE_SCHEMA_POLICY] = timed(lambda: _check_all(gate, rendered, gate.registry, corpus.env))
+    if with_end_to_end and corpus.targets:
+        report, samples[STAGE_IN_PROCESS] = timed(
+            lambda: run(list(corpus.targets), _options(gate, gate.registry, corpus.env))
+        )
+        if report.resource_count != corpus.resource_count:
+            raise RuntimeError(f"{corpus.name}: engine.run saw {report.resource_count} resources")
+    return samples
+
+
+def _render_stages(corpus: Corpus, gate: Gate) -> tuple[dict[str, Sample], list[Rendered]]:
     samples: dict[str, Sample] = {}
     render_options = RenderOptions(
         build_options=gate.config.build_options, timeout=gate.config.render_timeout, limits=gate.config.limits
@@ -189,34 +224,32 @@ def gate_stages(corpus: Corpus, gate: Gate, with_end_to_end: bool) -> dict[str, 
     rendered, samples[STAGE_RENDER] = timed(
         lambda: [render(t, gate.repo_root, render_options) for t in corpus.targets]
     )
-    count = sum(len(item.resources) for item in rendered)
-    if parsed != count or count != corpus.resource_count:
-        raise RuntimeError(
-            f"{corpus.name}: parsed {parsed}, rendered {count}, expected {corpus.resource_count}"
-        )
+    if parsed != corpus.resource_count:
+        raise RuntimeError(f"{corpus.name}: parsed {parsed}, expected {corpus.resource_count}")
     samples[STAGE_ORIGINS] = Sample(
         samples[STAGE_RENDER].wall - samples[STAGE_KUSTOMIZE].wall - samples[STAGE_PARSE].wall,
         samples[STAGE_RENDER].cpu - samples[STAGE_KUSTOMIZE].cpu - samples[STAGE_PARSE].cpu,
     )
-    _, samples[STAGE_SCHEMA] = timed(
-        lambda: [gate.schemas.validate(res) for item in rendered for res in item.resources]
-    )
-    _, samples[STAGE_RULES] = timed(lambda: _check_all(gate, rendered, gate.policy_only, corpus.env))
-    _, samples[STAGE_SCHEMA_POLICY] = timed(lambda: _check_all(gate, rendered, gate.registry, corpus.env))
-    if with_end_to_end:
-        report, samples[STAGE_IN_PROCESS] = timed(
-            lambda: run(list(corpus.targets), _options(gate, gate.registry, corpus.env))
-        )
-        if report.resource_count != corpus.resource_count:
-            raise RuntimeError(f"{corpus.name}: engine.run saw {report.resource_count} resources")
-    return samples
+    return samples, rendered
+
+
+def check_rendered(files: Sequence[Path], env: str) -> int:
+    """What `gate validate` does after rendering, in a fresh process: start-up, parse, schema, rules."""
+    gate = start_gate(REPO_ROOT)
+    rendered = [rendered_from_file(file, gate) for file in files]
+    _check_all(gate, rendered, gate.registry, env)
+    return 0
 
 
 def gate_cli(corpus: Corpus) -> Sample:
-    argv = [sys.executable, "-m", "tools.validate", "validate", "--repo-root", str(corpus.repo_root)]
-    if corpus.env:
-        argv += ["--env", corpus.env]
-    argv += [str(t) for t in corpus.targets]
+    """The gate in a new process, wall time including start-up: `gate validate` on the repository's
+    overlays; on a generated corpus (already rendered) `python -m bench.gate_bench --check-rendered`."""
+    if corpus.targets:
+        argv = [sys.executable, "-m", "tools.validate", "validate", "--repo-root", str(corpus.repo_root)]
+        argv += [str(t) for t in corpus.targets]
+    else:
+        argv = [sys.executable, "-m", "bench.gate_bench", "--env", corpus.env or "prod", "--check-rendered"]
+        argv += [str(f) for f in sorted(corpus.rendered_dir.glob("*.yaml"))]
 
     def call() -> None:
         completed = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, check=False, timeout=1800)
@@ -330,19 +363,24 @@ def _parser() -> argparse.ArgumentParser:
                         help="generated repository sizes")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true",
-                        help="gate stages only on one ~100-resource generated repository, one repeat, no CLI "
-                             "and no Checkov (Checkov takes seconds to start, minutes on large corpora)")
+                        help="gate stages only, on overlays/prod and a ~100-resource generated corpus, one "
+                             "repeat, no CLI, no Checkov (seconds to start, minutes on large corpora)")
     parser.add_argument("--no-checkov", action="store_true")
     parser.add_argument("--no-repo", action="store_true", help="skip the repository's own overlays")
     parser.add_argument("--core", type=int, help="core to pin to (default: the last one allowed)")
     parser.add_argument("--workdir", type=Path, help="where generated repositories go (default: a temp dir)")
     parser.add_argument("--checkov-venv", type=Path, default=CHECKOV_VENV)
     parser.add_argument("--json", type=Path, help="also write the rows and machine facts as JSON")
+    parser.add_argument("--check-rendered", type=Path, nargs="+", metavar="FILE",
+                        help="(used by the bench) check rendered files in this process and exit")
+    parser.add_argument("--env", default="prod", help="environment for --check-rendered")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.check_rendered:
+        return check_rendered(args.check_rendered, args.env)
     allowed = sorted(os.sched_getaffinity(0))
     core = args.core if args.core is not None else allowed[-1]
     os.sched_setaffinity(0, {core})
@@ -364,23 +402,23 @@ def _run(args: argparse.Namespace, core: int, work: Path) -> int:
     print(f"# pinned to core {core}; {load_before}", flush=True)
 
     corpora: list[Corpus] = []
-    if not (quick or args.no_repo):
-        corpora.append(repository_corpus(REPO_ROOT, discover_targets(REPO_ROOT), work))
+    if quick:
+        corpora.append(repository_corpus(REPO_ROOT, [REPO_ROOT / QUICK_OVERLAY], work, "overlays-prod"))
+    elif not args.no_repo:
+        corpora.append(repository_corpus(REPO_ROOT, discover_targets(REPO_ROOT), work, "repo"))
     for size in sizes:
-        corpora.append(generate_repository(REPO_ROOT, work / f"generated-{size}", size))
+        corpora.append(generate_rendered(REPO_ROOT, work, size))
     checkov = ensure_checkov(args.checkov_venv) if with_checkov else None
 
     samples: dict[tuple[str, str], list[Sample]] = {}
-    gates: dict[str, Gate] = {}
-    for corpus in corpora:
-        gates[corpus.name], startup = timed(lambda c=corpus: start_gate(c.repo_root))
-        samples[(corpus.name, STAGE_STARTUP)] = [startup]
+    gate, startup = timed(lambda: start_gate(REPO_ROOT))
+    samples[("all", STAGE_STARTUP)] = [startup]
     one = one_resource_file(corpora[0], work / "checkov-one") if checkov else None
     for repeat in range(repeats):
         for corpus in corpora:
             print(f"# repeat {repeat + 1}/{repeats}: {corpus.name} ({corpus.resource_count:,} resources)",
                   flush=True)
-            for stage, sample in gate_stages(corpus, gates[corpus.name], with_end_to_end=not quick).items():
+            for stage, sample in gate_stages(corpus, gate, with_end_to_end=not quick).items():
                 samples.setdefault((corpus.name, stage), []).append(sample)
             if quick:
                 continue
@@ -394,7 +432,7 @@ def _run(args: argparse.Namespace, core: int, work: Path) -> int:
             sample, _ = checkov_scan(checkov, one, work / "checkov-one.json")
             samples.setdefault(("one resource", STAGE_CHECKOV_STARTUP), []).append(sample)
 
-    counts = {c.name: c.resource_count for c in corpora} | {"one resource": 1}
+    counts = {c.name: c.resource_count for c in corpora} | {"one resource": 1, "all": 1}
     rows = [_median_row(name, counts[name], stage, got) for (name, stage), got in samples.items()]
     load_after = uptime()
     facts = machine() | {"core": core, "uptime_before": load_before, "uptime_after": load_after,

@@ -1,11 +1,11 @@
 """Smoke test of the policy gate's benchmark (`bench.gate_bench`).
 
-It runs the bench in `--quick` mode: the gate's stages only, on one generated repository of ~100
-resources, one repeat. Checkov is left out on purpose: it lives in its own virtualenv (created on
-first use with a network install), takes seconds just to start and minutes on the real corpora, so it
-belongs to the full benchmark, not to a test. No timing target is asserted here (the machine is shared;
-targets are judged by the full run, see bench/README.md): only the table's shape and that every figure
-is a positive number.
+It runs the bench in `--quick` mode: the gate's stages only, on overlays/prod (render included) and
+on a generated corpus of ~100 resources, one repeat. Checkov is left out on purpose: it lives in its
+own virtualenv (created on first use with a network install), takes seconds just to start and
+minutes on the real corpora, so it belongs to the full benchmark, not to a test. No timing target
+is asserted here (the machine is shared; targets are judged by the full run, see bench/README.md):
+only the table's shape and that every figure is a positive number.
 """
 
 from __future__ import annotations
@@ -31,10 +31,13 @@ def test_quick_run_reports_every_gate_stage_with_positive_figures(
     results = json.loads(out.read_text(encoding="utf-8"))
     rows = results["rows"]
     assert [(row["corpus"], row["stage"]) for row in rows] == [
-        ("generated-100", stage) for stage in gate_bench.QUICK_STAGES
+        ("all", gate_bench.STAGE_STARTUP),
+        *(("overlays-prod", stage) for stage in (*gate_bench.RENDER_STAGES, *gate_bench.CHECK_STAGES)),
+        *(("generated-100", stage) for stage in (gate_bench.STAGE_PARSE, *gate_bench.CHECK_STAGES)),
     ]
-    # 5 copies of prod's 21 resources plus its 2 Namespaces.
-    assert {row["resources"] for row in rows} == {107}
+    resources = {row["corpus"]: row["resources"] for row in rows}
+    # prod renders 23 resources; the generated corpus is 5 copies of prod's 21 plus its 2 Namespaces.
+    assert resources == {"all": 1, "overlays-prod": 23, "generated-100": 107}
     columns = {"corpus", "resources", "stage", "wall_s", "cpu_s", "per_s_wall", "per_s_cpu", "repeats"}
     assert set(rows[0]) == columns
     for row in rows:
