@@ -1,8 +1,8 @@
 """Benchmark: the policy gate's throughput (resources/s) per stage, side by side with Checkov.
 
-Corpora: this repository (every overlay `gate validate` checks by default) and generated
-repositories of >= 2,000 and >= 10,000 resources (N copies of the prod overlay under one
-kustomization tree, see `bench.gate_corpus`), so render time is part of the figures.
+Corpora: this repository (every overlay `gate validate` checks by default) and generated rendered
+corpora of >= 2,000 and >= 10,000 resources (N copies of the prod overlay in one multi-document
+file, see `bench.gate_corpus`); render is measured on the repository's overlays.
 
 The process pins itself to one core (`os.sched_setaffinity`); the gate's kustomize and CLI
 subprocesses inherit the pin. Each stage is timed by calling the gate's own functions:
