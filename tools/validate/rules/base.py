@@ -7,6 +7,7 @@ the source file and line.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,9 +34,25 @@ class Context:
     catalogue: Any = None  # tools.validate.catalogue.Catalogue, loaded once per run
     schemas: Any = None  # tools.validate.schema.SchemaValidator, built once per run
     extras: dict[str, Any] = field(default_factory=dict)
+    _by_kind: dict[str, list[tuple[int, Resource]]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def of_kind(self, *kinds: str) -> Iterator[Resource]:
-        return (r for r in self.resources if r.kind in kinds)
+        """The resources of these kinds, in rendered order.
+
+        Rules ask for kinds once per workload, so the kinds are indexed on first use (a scan per call
+        made the policy stage quadratic in the overlay's size); `resources` must not change afterwards.
+        """
+        if self._by_kind is None:
+            by_kind: dict[str, list[tuple[int, Resource]]] = {}
+            for position, resource in enumerate(self.resources):
+                by_kind.setdefault(resource.kind, []).append((position, resource))
+            self._by_kind = by_kind
+        if len(kinds) == 1:
+            return (resource for _, resource in self._by_kind.get(kinds[0], ()))
+        lists = [self._by_kind.get(kind, []) for kind in dict.fromkeys(kinds)]
+        return (resource for _, resource in heapq.merge(*lists, key=lambda item: item[0]))
 
 
 Check = Callable[[Context, Mapping[str, Any]], Iterable[Violation]]

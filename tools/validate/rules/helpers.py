@@ -511,14 +511,25 @@ def is_gpu_nodepool(nodepool: Resource, catalogue: Catalogue | None) -> bool:
     )
 
 
+_GPU_NODEPOOLS_KEY = "helpers.gpu_nodepools"
+
+
+def _gpu_nodepools(ctx: Context) -> list[tuple[Resource, Requirements]]:
+    """The overlay's GPU NodePools with their requirements, worked out once per overlay: every GPU
+    workload of every rule asks for them."""
+    cached = ctx.extras.get(_GPU_NODEPOOLS_KEY)
+    if cached is None:
+        pools = [pool for pool in nodepools(ctx) if is_gpu_nodepool(pool, ctx.catalogue)]
+        cached = [(pool, nodepool_requirements(pool)) for pool in pools]
+        ctx.extras[_GPU_NODEPOOLS_KEY] = cached
+    return cached
+
+
 def nodepools_for(ctx: Context, template: PodTemplate) -> list[Resource]:
     """GPU NodePools whose requirements a node for this pod can satisfy (taints not considered)."""
     terms = pod_requirement_terms(template)
     out = []
-    for pool in nodepools(ctx):
-        if not is_gpu_nodepool(pool, ctx.catalogue):
-            continue
-        pool_reqs = nodepool_requirements(pool)
+    for pool, pool_reqs in _gpu_nodepools(ctx):
         if any(compatible(term.requirements, pool_reqs) is None for term in terms):
             out.append(pool)
     return out
