@@ -100,13 +100,18 @@ def test_sheds_on_the_real_vllm_queue(vllm_server, gateway_s3, make_settings):
     body = {"model": vllm_server.model, "prompt": "Count", "max_tokens": budget, "stream": True,
             "ignore_eos": True}
     with serve_in_thread(create_app(settings)) as gateway:
+        # The burst only means something once the gateway reaches vLLM (and its queue poller has run).
+        ready_by = time.monotonic() + 30
+        while httpx.get(f"{gateway.url}/readyz", timeout=5).status_code != 200:
+            assert time.monotonic() < ready_by, "the gateway never became ready against the real vLLM"
+            time.sleep(0.2)
 
         async def run() -> httpx.Response:
             async with httpx.AsyncClient(base_url=gateway.url, timeout=60) as client, \
                     anyio.create_task_group() as group:
                 for _ in range(vllm_server.max_num_seqs * 2):
                     group.start_soon(partial(client.post, "/v1/completions", json=body))
-                with anyio.fail_after(20):
+                with anyio.fail_after(60):
                     while vllm_metric(vllm_server, "vllm:num_requests_waiting") < 3:
                         await anyio.sleep(0.1)
                 await anyio.sleep(0.5)  # at least one poll

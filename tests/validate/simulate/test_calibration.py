@@ -36,6 +36,9 @@ MAX_TOKENS = 96
 SCRAPE_SECONDS = 0.5
 MAE_BOUND = 0.20  # of the observed peak, for running and for waiting
 REPEATS = 3
+# A new connection per request: reusing one that vLLM's server is closing for keep-alive expiry fails
+# with "Server disconnected without sending a response" and has nothing to do with the queue.
+FRESH_CONNECTIONS = httpx.Limits(max_keepalive_connections=0)
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +68,7 @@ def measure_service_seconds(server: Any) -> dict[int, float]:
     """Mean latency of `b` simultaneous requests, for b = 1..max_num_seqs (median of REPEATS rounds:
     the machine is shared, single rounds wander)."""
     out: dict[int, float] = {}
-    with httpx.Client() as client, ThreadPoolExecutor(server.max_num_seqs) as pool:
+    with httpx.Client(limits=FRESH_CONNECTIONS) as client, ThreadPoolExecutor(server.max_num_seqs) as pool:
         _complete(client, server)  # first request compiles and warms caches
         for batch in range(1, server.max_num_seqs + 1):
             rounds = [
@@ -93,7 +96,7 @@ def drive(server: Any, schedule: list[float], duration: float) -> np.ndarray:
     start = time.perf_counter()
 
     def scrape() -> None:
-        with httpx.Client() as client:
+        with httpx.Client(limits=FRESH_CONNECTIONS) as client:
             tick = 0
             while not stop.is_set():
                 due = start + tick * SCRAPE_SECONDS
@@ -106,7 +109,8 @@ def drive(server: Any, schedule: list[float], duration: float) -> np.ndarray:
 
     scraper = threading.Thread(target=scrape, daemon=True)
     with (
-        httpx.Client(limits=httpx.Limits(max_connections=len(schedule))) as client,
+        httpx.Client(limits=httpx.Limits(max_connections=len(schedule), max_keepalive_connections=0))
+        as client,
         ThreadPoolExecutor(len(schedule)) as pool,
     ):
         scraper.start()
