@@ -69,6 +69,9 @@ def test_vllm_errors_keep_their_status_and_message(vllm_server, make_settings):
     assert str(context) in error["message"]
 
 
+# Timing against the real CPU vLLM on a shared 2-core machine (start-up, scheduling, ephemeral
+# ports): a rerun tells a slow moment from a broken behaviour, which fails every attempt.
+@pytest.mark.flaky(reruns=2)
 def test_client_disconnect_stops_the_vllm_request_within_2_seconds(vllm_server, vllm_gateway):
     budget = max_model_len(vllm_server) - 64
     generated_before = vllm_metric(vllm_server, "vllm:generation_tokens_total")
@@ -92,6 +95,9 @@ def test_client_disconnect_stops_the_vllm_request_within_2_seconds(vllm_server, 
     assert metric_value(metrics, "gateway_client_disconnects_total") == 1
 
 
+# Timing against the real CPU vLLM on a shared 2-core machine (start-up, scheduling, ephemeral
+# ports): a rerun tells a slow moment from a broken behaviour, which fails every attempt.
+@pytest.mark.flaky(reruns=2)
 def test_sheds_on_the_real_vllm_queue(vllm_server, gateway_s3, make_settings):
     """max-num-seqs 4: eight long streams leave four waiting; the gateway sheds above 2."""
     settings: Settings = make_settings(upstream_url=vllm_server.base_url, model=vllm_server.model,

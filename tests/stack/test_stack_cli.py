@@ -51,6 +51,9 @@ def write_state(state_dir: Path, records: dict[str, ProcessRecord]) -> Path:
     return path
 
 
+# Timing against the real CPU vLLM on a shared 2-core machine (start-up, scheduling, ephemeral
+# ports): a rerun tells a slow moment from a broken behaviour, which fails every attempt.
+@pytest.mark.flaky(reruns=2)
 @pytest.mark.vllm
 @pytest.mark.timeout(900)  # starts a vLLM of its own (up to START_TIMEOUT on a busy machine)
 def test_up_status_down_leaves_no_process_behind(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -161,6 +161,9 @@ def single_replica(service: dict[int, float], max_num_seqs: int, load: LoadProfi
     )
 
 
+# Timing against the real CPU vLLM on a shared 2-core machine (start-up, scheduling, ephemeral
+# ports): a rerun tells a slow moment from a broken behaviour, which fails every attempt.
+@pytest.mark.flaky(reruns=2)
 def test_simulated_queue_follows_the_real_vllm(server: Any) -> None:
     service = measure_service_seconds(server)
     assert list(service) == list(range(1, server.max_num_seqs + 1))
