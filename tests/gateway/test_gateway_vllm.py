@@ -80,7 +80,11 @@ def test_client_disconnect_stops_the_vllm_request_within_2_seconds(vllm_server, 
             "stream": True, "ignore_eos": True}) as response:
         lines = response.iter_lines()
         assert next(lines).startswith("data: ")
-        assert vllm_metric(vllm_server, "vllm:num_requests_running") == 1
+        # vLLM's gauges follow its engine steps: give the first step's stats a moment to land.
+        running_by = time.monotonic() + 5
+        while vllm_metric(vllm_server, "vllm:num_requests_running") != 1:
+            assert time.monotonic() < running_by, "vLLM never reported the streamed request as running"
+            time.sleep(0.05)
     left = time.monotonic()
     while vllm_metric(vllm_server, "vllm:num_requests_running") != 0:
         assert time.monotonic() - left < 2.0, "vLLM still running the request 2 s after the client left"
