@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import json
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -337,6 +338,7 @@ CATEGORY = "karpenter.k8s.aws/instance-category"
 INSTANCE_TYPE = "node.kubernetes.io/instance-type"
 SIZE = "karpenter.k8s.aws/instance-size"
 CAPACITY_TYPE = "karpenter.sh/capacity-type"
+NODEPOOL_NAME = "karpenter.sh/nodepool"
 
 
 @dataclass
@@ -437,7 +439,7 @@ def nodepool_requirements(nodepool: Resource) -> Requirements:
     reqs = requirements_from(nodepool.get("spec", "template", "spec", "requirements") or [])
     for key, value in (nodepool.get("spec", "template", "metadata", "labels") or {}).items():
         reqs.setdefault(str(key), KeyConstraint()).add("In", [value])
-    reqs.setdefault("karpenter.sh/nodepool", KeyConstraint()).add("In", [nodepool.name])
+    reqs.setdefault(NODEPOOL_NAME, KeyConstraint()).add("In", [nodepool.name])
     return reqs
 
 
@@ -493,8 +495,7 @@ def nodepools(ctx: Context) -> list[Resource]:
     return list(ctx.of_kind("NodePool"))
 
 
-def is_gpu_nodepool(nodepool: Resource, catalogue: Catalogue | None) -> bool:
-    reqs = nodepool_requirements(nodepool)
+def _is_gpu_pool(nodepool: Resource, reqs: Requirements, catalogue: Catalogue | None) -> bool:
     if (nodepool.get("spec", "limits") or {}).get(GPU_RESOURCE) is not None:
         return True
     if any(k.startswith("karpenter.k8s.aws/instance-gpu-") for k in reqs):
@@ -511,28 +512,194 @@ def is_gpu_nodepool(nodepool: Resource, catalogue: Catalogue | None) -> bool:
     )
 
 
-_GPU_NODEPOOLS_KEY = "helpers.gpu_nodepools"
+def is_gpu_nodepool(nodepool: Resource, catalogue: Catalogue | None) -> bool:
+    return _is_gpu_pool(nodepool, nodepool_requirements(nodepool), catalogue)
 
 
-def _gpu_nodepools(ctx: Context) -> list[tuple[Resource, Requirements]]:
-    """The overlay's GPU NodePools with their requirements, worked out once per overlay: every GPU
-    workload of every rule asks for them."""
-    cached = ctx.extras.get(_GPU_NODEPOOLS_KEY)
-    if cached is None:
-        pools = [pool for pool in nodepools(ctx) if is_gpu_nodepool(pool, ctx.catalogue)]
-        cached = [(pool, nodepool_requirements(pool)) for pool in pools]
-        ctx.extras[_GPU_NODEPOOLS_KEY] = cached
+def _canonical(value: Any) -> str:
+    """A rendered value as canonical text, so that equal fields of many resources compare in one step."""
+    try:
+        return json.dumps(value, sort_keys=True, default=repr)
+    except TypeError:  # keys of mixed types cannot be sorted: unequal texts only split classes further
+        return repr(value)
+
+
+def _constraint_key(constraint: KeyConstraint) -> tuple[Any, ...]:
+    allowed = None if constraint.allowed is None else tuple(sorted(constraint.allowed))
+    return (allowed, tuple(sorted(constraint.excluded)), constraint.must_exist, constraint.must_not_exist,
+            constraint.gt, constraint.lt)
+
+
+def _requirements_key(reqs: Requirements) -> tuple[Any, ...]:
+    return tuple(sorted((key, _constraint_key(constraint)) for key, constraint in reqs.items()))
+
+
+@dataclass(frozen=True)
+class PoolMember:
+    position: int  # in the overlay's rendered order
+    pool: Resource
+    name_constraint: KeyConstraint  # its `karpenter.sh/nodepool` requirement
+
+
+@dataclass(eq=False)
+class GpuPoolClass:
+    """GPU NodePools of one overlay that no rule tells apart but by name: the same requirements (the
+    `karpenter.sh/nodepool` one aside), taints and limits.
+
+    What a pod gets from a pool (can it land there, which GPUs, which taints block it, how much the
+    limits allow) is worked out once per class and pod shape: an overlay of N copies of one NodePool
+    has one class, so matching its workloads to pools costs workloads + pools, not workloads x pools.
+    """
+
+    requirements: Requirements  # the first member's, without `karpenter.sh/nodepool`
+    representative: Resource
+    members: list[PoolMember] = field(default_factory=list)  # in rendered order
+    members_by_name: dict[str, list[PoolMember]] = field(default_factory=dict)
+    _gpus: tuple[frozenset[str], str | None] | None = field(default=None, repr=False)
+
+    @property
+    def taints(self) -> list[Any]:
+        return self.representative.get("spec", "template", "spec", "taints") or []
+
+    def limit(self, resource_name: str) -> Decimal | None:
+        return quantity((self.representative.get("spec", "limits") or {}).get(resource_name))
+
+    def gpus_admitted(self, catalogue: Catalogue) -> tuple[frozenset[str], str | None]:
+        """The pool half of `gpus_nodepool_may_launch`: GPUs the requirements admit and the deciding key."""
+        if self._gpus is None:
+            gpus, deciding = _gpus_admitted(self.requirements, catalogue)
+            self._gpus = frozenset(gpus), deciding
+        return self._gpus
+
+
+@dataclass(frozen=True)
+class PoolMatch:
+    """The GPU NodePools of one class a pod can land on (taints not considered)."""
+
+    pool_class: GpuPoolClass
+    members: Sequence[PoolMember]  # in rendered order
+
+
+@dataclass
+class GpuPools:
+    """An overlay's GPU NodePools, grouped into classes, and the matches worked out so far, by pod shape."""
+
+    members: list[PoolMember]  # every GPU NodePool, in rendered order
+    requirements: list[Requirements]  # of each member, as `nodepool_requirements` gives them
+    classes: list[GpuPoolClass]
+    matches: dict[tuple[Any, ...], list[PoolMatch]] = field(default_factory=dict)
+    pod_gpus: dict[tuple[Any, ...], frozenset[str]] = field(default_factory=dict)
+
+
+_GPU_POOLS_KEY = "helpers.gpu_pools"
+_POD_TERMS_KEY = "helpers.pod_terms"
+
+
+def gpu_pools(ctx: Context) -> GpuPools:
+    """The overlay's GPU NodePools, worked out once per overlay: every GPU workload of every rule asks."""
+    cached = ctx.extras.get(_GPU_POOLS_KEY)
+    if isinstance(cached, GpuPools):
+        return cached
+    members: list[PoolMember] = []
+    requirements: list[Requirements] = []
+    classes: dict[tuple[Any, ...], GpuPoolClass] = {}
+    for position, pool in enumerate(ctx.of_kind("NodePool")):
+        reqs = nodepool_requirements(pool)
+        if not _is_gpu_pool(pool, reqs, ctx.catalogue):
+            continue
+        member = PoolMember(position, pool, reqs[NODEPOOL_NAME])
+        members.append(member)
+        requirements.append(reqs)
+        shared = {key: constraint for key, constraint in reqs.items() if key != NODEPOOL_NAME}
+        taints = pool.get("spec", "template", "spec", "taints")
+        key = (_requirements_key(shared), _canonical(taints), _canonical(pool.get("spec", "limits")))
+        pool_class = classes.get(key)
+        if pool_class is None:
+            pool_class = classes[key] = GpuPoolClass(shared, pool)
+        pool_class.members.append(member)
+        pool_class.members_by_name.setdefault(pool.name, []).append(member)
+    cached = GpuPools(members, requirements, list(classes.values()))
+    ctx.extras[_GPU_POOLS_KEY] = cached
     return cached
+
+
+@dataclass(frozen=True)
+class _PodTerms:
+    spec: Mapping[str, Any]  # kept so that the id the cache is keyed by stays this object's
+    terms: list[PodRequirementTerm]
+    shape: tuple[Any, ...]  # the terms' requirements as a key: pods of one shape land on the same pools
+
+
+def _pod_terms(ctx: Context, template: PodTemplate) -> _PodTerms:
+    """`pod_requirement_terms` of a pod template, once per template per overlay."""
+    cache: dict[int, _PodTerms] = ctx.extras.setdefault(_POD_TERMS_KEY, {})
+    found = cache.get(id(template.spec))
+    if found is not None and found.spec is template.spec:
+        return found
+    terms = pod_requirement_terms(template)
+    shape = tuple(_requirements_key(term.requirements) for term in terms)
+    found = cache[id(template.spec)] = _PodTerms(template.spec, terms, shape)
+    return found
+
+
+def _match_class(pool_class: GpuPoolClass, terms: Sequence[PodRequirementTerm]) -> Sequence[PoolMember]:
+    """The members of the class a pod with these terms can land on: `compatible` on the class's shared
+    requirements (the pool's name is well known, so it is left open there), then the name."""
+    fitting = [term for term in terms if compatible(term.requirements, pool_class.requirements) is None]
+    if not fitting:
+        return ()
+    if any(NODEPOOL_NAME not in term.requirements for term in fitting):
+        return pool_class.members
+    candidates: Iterable[PoolMember] = pool_class.members
+    named = [term.requirements[NODEPOOL_NAME].allowed for term in fitting]
+    if all(allowed is not None for allowed in named):  # `In` names: look them up
+        names: set[str] = set().union(*(allowed for allowed in named if allowed is not None))
+        found = {id(m): m for name in names for m in pool_class.members_by_name.get(name, ())}
+        candidates = sorted(found.values(), key=lambda m: m.position)
+    name_terms = [term.requirements[NODEPOOL_NAME] for term in fitting]
+    return [
+        member
+        for member in candidates
+        if any(term.merged(member.name_constraint).satisfiable() for term in name_terms)
+    ]
+
+
+def gpu_pool_matches(ctx: Context, template: PodTemplate) -> list[PoolMatch]:
+    """The GPU NodePools a node for this pod can come from (taints not considered), by class; pods of
+    the same shape (nodeSelector and required node affinity) share the answer."""
+    pools = gpu_pools(ctx)
+    pod = _pod_terms(ctx, template)
+    found = pools.matches.get(pod.shape)
+    if found is None:
+        found = []
+        for pool_class in pools.classes:
+            members = _match_class(pool_class, pod.terms)
+            if members:
+                found.append(PoolMatch(pool_class, members))
+        pools.matches[pod.shape] = found
+    return found
+
+
+def matched_pools(matches: Iterable[PoolMatch]) -> list[Resource]:
+    """The pools of these matches in rendered order."""
+    members = [member for match in matches for member in match.members]
+    return [member.pool for member in sorted(members, key=lambda m: m.position)]
 
 
 def nodepools_for(ctx: Context, template: PodTemplate) -> list[Resource]:
     """GPU NodePools whose requirements a node for this pod can satisfy (taints not considered)."""
-    terms = pod_requirement_terms(template)
-    out = []
-    for pool, pool_reqs in _gpu_nodepools(ctx):
-        if any(compatible(term.requirements, pool_reqs) is None for term in terms):
-            out.append(pool)
-    return out
+    return matched_pools(gpu_pool_matches(ctx, template))
+
+
+def pod_gpu_choices(ctx: Context, template: PodTemplate, catalogue: Catalogue) -> frozenset[str]:
+    """The pod half of `gpus_nodepool_may_launch`: GPUs its required node labels admit, in any term."""
+    pools = gpu_pools(ctx)
+    pod = _pod_terms(ctx, template)
+    found = pools.pod_gpus.get(pod.shape)
+    if found is None:
+        found = frozenset().union(*(_gpus_admitted(term.requirements, catalogue)[0] for term in pod.terms))
+        pools.pod_gpus[pod.shape] = found
+    return found
 
 
 def requirement_index(nodepool: Resource, key: str) -> int | None:
@@ -561,6 +728,16 @@ def _gpus_admitted(reqs: Requirements, catalogue: Catalogue) -> tuple[set[str], 
     return candidates, deciding
 
 
+def admission_path(nodepool: Resource, deciding: str | None) -> str:
+    """Path of the NodePool requirement on `deciding` (see `_gpus_admitted`) that admits its GPUs."""
+    if deciding is None:
+        return "spec.template.spec.requirements"
+    index = requirement_index(nodepool, deciding)
+    if index is None:
+        return "spec.template.metadata.labels"
+    return f"spec.template.spec.requirements[{index}]"
+
+
 def gpus_nodepool_may_launch(
     nodepool: Resource, catalogue: Catalogue, template: PodTemplate | None = None
 ) -> tuple[set[str], str]:
@@ -572,13 +749,7 @@ def gpus_nodepool_may_launch(
         for term in pod_requirement_terms(template):
             for_pod |= _gpus_admitted(term.requirements, catalogue)[0]
         candidates &= for_pod
-    if deciding is None:
-        return candidates, "spec.template.spec.requirements"
-    index = requirement_index(nodepool, deciding)
-    path = (
-        f"spec.template.spec.requirements[{index}]" if index is not None else "spec.template.metadata.labels"
-    )
-    return candidates, path
+    return candidates, admission_path(nodepool, deciding)
 
 
 def gpu_admission_path(nodepool: Resource, gpu: str, catalogue: Catalogue) -> str | None:

@@ -15,12 +15,12 @@ from tools.validate.rules.helpers import (
     as_int,
     exported_name,
     formula_names,
+    gpu_pool_matches,
+    matched_pools,
     measures,
-    nodepools_for,
     otel_renames,
     pod_template,
     pod_templates,
-    quantity,
     scaled_objects_of,
     selecting,
     target_of,
@@ -64,8 +64,8 @@ def _scaled_workloads(ctx: Context) -> Iterator[tuple[Any, Any, Any]]:
 
 def check_max_replicas_fit(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
     for so, target, template in _scaled_workloads(ctx):
-        pools = nodepools_for(ctx, template)
-        if not pools:
+        matches = gpu_pool_matches(ctx, template)
+        if not matches:
             continue
         max_replicas = as_int(so.get("spec", "maxReplicaCount"), KEDA_DEFAULT_MAX_REPLICAS)
         path = "spec.maxReplicaCount" if so.get("spec", "maxReplicaCount") is not None else "spec"
@@ -73,13 +73,14 @@ def check_max_replicas_fit(ctx: Context, options: Mapping[str, Any]) -> Iterator
         per_pod["cpu"] = template.requests("cpu")
         per_pod["memory"] = template.requests("memory")
         for resource_name, amount in per_pod.items():
-            limits = [quantity((p.get("spec", "limits") or {}).get(resource_name)) for p in pools]
-            if amount <= 0 or any(limit is None for limit in limits):
+            # The pools of one class have the same limits: each class adds its limit once per pool.
+            limits = [(match.pool_class.limit(resource_name), len(match.members)) for match in matches]
+            if amount <= 0 or any(limit is None for limit, _ in limits):
                 continue  # some pool has no limit on it: unbounded
-            capacity = sum(limits, Decimal(0))
+            capacity = sum((limit * count for limit, count in limits if limit is not None), Decimal(0))
             needed = amount * max_replicas
             if needed > capacity:
-                names = ", ".join(p.name for p in pools)
+                names = ", ".join(p.name for p in matched_pools(matches))
                 yield Violation(
                     so,
                     path,

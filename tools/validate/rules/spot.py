@@ -11,9 +11,9 @@ from tools.validate.rules.helpers import (
     CAPACITY_TYPE,
     PodTemplate,
     as_int,
+    gpu_pool_matches,
     is_gpu_nodepool,
-    nodepool_requirements,
-    nodepools_for,
+    matched_pools,
     pod_templates,
     requirement_index,
     vllm_workloads,
@@ -28,11 +28,13 @@ def check_on_demand_fallback(ctx: Context, options: Mapping[str, Any]) -> Iterat
     if not options["require_on_demand_fallback"]:
         return
     for template, _command in vllm_workloads(ctx):
-        pools = nodepools_for(ctx, template)
-        if not pools or any(nodepool_requirements(p).get(CAPACITY_TYPE) is None for p in pools):
+        matches = gpu_pool_matches(ctx, template)
+        capacity = [match.pool_class.requirements.get(CAPACITY_TYPE) for match in matches]
+        if not matches or any(constraint is None for constraint in capacity):
             continue  # no capacity-type requirement: Karpenter launches on-demand
-        if any(nodepool_requirements(p)[CAPACITY_TYPE].admits("on-demand") for p in pools):
+        if any(constraint is not None and constraint.admits("on-demand") for constraint in capacity):
             continue
+        pools = matched_pools(matches)
         first = pools[0]
         index = requirement_index(first, CAPACITY_TYPE)
         yield Violation(
