@@ -28,11 +28,18 @@ from tools.validate.rules.helpers import (
     tolerates,
     vllm_workloads,
 )
-from tools.validate.vllm_args import VllmCommand, VllmUnavailable, check_flags_with_vllm, find_vllm_python
+from tools.validate.vllm_args import (
+    ParserVerdict,
+    VllmCommand,
+    VllmUnavailable,
+    check_flags_with_vllm,
+    find_vllm_python,
+)
 
 VLLM_DEFAULT_GPU_MEMORY_UTILIZATION = 0.9
 BLOCKING_EFFECTS = ("NoSchedule", "NoExecute")
 T = TypeVar("T")
+_VERDICTS_KEY = "gpu.vllm_verdicts"
 
 
 def _model(catalogue: Catalogue, command: VllmCommand) -> ModelProfile | None:
@@ -304,9 +311,12 @@ def check_vllm_flags(ctx: Context, options: Mapping[str, Any]) -> Iterator[Viola
         if note not in notes:
             notes.append(note)
         return
+    # Copies of one Deployment share their args: vLLM's parser (or its disk cache) is asked once per args.
+    verdicts: dict[tuple[str, ...], ParserVerdict] = ctx.extras.setdefault(_VERDICTS_KEY, {})
     for template, command in vllm_workloads(ctx):
+        args = tuple(command.args)
         try:
-            verdict = check_flags_with_vllm(command.args, python)
+            verdict = verdicts.get(args) or verdicts.setdefault(args, check_flags_with_vllm(args, python))
         except VllmUnavailable as exc:
             note = f"gpu/vllm-flags-accepted: {exc}"
             if note not in notes:

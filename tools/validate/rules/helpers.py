@@ -12,10 +12,10 @@ import ast
 import functools
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import promql_parser
 import yaml
@@ -105,21 +105,47 @@ def pod_template(resource: Resource) -> PodTemplate | None:
     return PodTemplate(resource, spec, path) if isinstance(spec, dict) else None
 
 
-def pod_templates(ctx: Context) -> Iterator[PodTemplate]:
-    for resource in ctx.of_kind(*WORKLOAD_KINDS):
-        template = pod_template(resource)
-        if template is not None:
-            yield template
+_POD_TEMPLATES_KEY = "helpers.pod_templates"
+_VLLM_WORKLOADS_KEY = "helpers.vllm_workloads"
+_GPU_TEMPLATES_KEY = "helpers.gpu_pod_templates"
+_VLLM_COMMANDS_KEY = "helpers.vllm_commands"
 
 
-def gpu_pod_templates(ctx: Context) -> Iterator[PodTemplate]:
-    return (t for t in pod_templates(ctx) if t.gpus_per_pod() > 0)
+def pod_templates(ctx: Context) -> list[PodTemplate]:
+    """The overlay's pod templates in rendered order, found once per overlay (most rules walk them)."""
+    cached = ctx.extras.get(_POD_TEMPLATES_KEY)
+    if cached is None:
+        cached = [t for t in map(pod_template, ctx.of_kind(*WORKLOAD_KINDS)) if t is not None]
+        ctx.extras[_POD_TEMPLATES_KEY] = cached
+    return cast(list[PodTemplate], cached)
 
 
-def vllm_workloads(ctx: Context) -> Iterator[tuple[PodTemplate, VllmCommand]]:
-    for template in pod_templates(ctx):
-        for command in vllm_commands(template.resource):
-            yield template, command
+def gpu_pod_templates(ctx: Context) -> list[PodTemplate]:
+    cached = ctx.extras.get(_GPU_TEMPLATES_KEY)
+    if cached is None:
+        cached = ctx.extras[_GPU_TEMPLATES_KEY] = [t for t in pod_templates(ctx) if t.gpus_per_pod() > 0]
+    return cast(list[PodTemplate], cached)
+
+
+def vllm_commands_of(ctx: Context, resource: Resource) -> list[VllmCommand]:
+    """`vllm_commands(resource)`, parsed once per overlay; rules read the commands, never change them."""
+    cache: dict[int, tuple[Resource, list[VllmCommand]]] = ctx.extras.setdefault(_VLLM_COMMANDS_KEY, {})
+    found = cache.get(id(resource))
+    if found is None or found[0] is not resource:
+        found = cache[id(resource)] = (resource, list(vllm_commands(resource)))
+    return found[1]
+
+
+def vllm_workloads(ctx: Context) -> list[tuple[PodTemplate, VllmCommand]]:
+    cached = ctx.extras.get(_VLLM_WORKLOADS_KEY)
+    if cached is None:
+        cached = [
+            (template, command)
+            for template in pod_templates(ctx)
+            for command in vllm_commands_of(ctx, template.resource)
+        ]
+        ctx.extras[_VLLM_WORKLOADS_KEY] = cached
+    return cast(list[tuple[PodTemplate, VllmCommand]], cached)
 
 
 def selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:
@@ -142,13 +168,23 @@ def selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, st
     return True
 
 
-def selecting(ctx: Context, kind: str, template: PodTemplate) -> list[Resource]:
-    """Resources of `kind` (PodDisruptionBudget, NetworkPolicy, ...) in the template's namespace whose
-    selector matches its pod labels."""
-    out = []
-    for resource in ctx.of_kind(kind):
-        if resource.namespace != template.resource.namespace:
-            continue
+@dataclass
+class _SelectorGroup:
+    """Resources of one kind and namespace with the same selector: a pod is selected by all or none."""
+
+    selector: Any
+    members: list[tuple[int, Resource]]  # (rendered position, resource)
+    accepted: dict[Callable[[Resource], bool], bool] = field(default_factory=dict)
+
+
+def _selector_groups(ctx: Context, kind: str) -> dict[str, list[_SelectorGroup]]:
+    """Resources of `kind` by namespace, then by selector, once per overlay."""
+    key = f"helpers.selector_groups.{kind}"
+    cached = ctx.extras.get(key)
+    if cached is not None:
+        return cast(dict[str, list[_SelectorGroup]], cached)
+    by_namespace: dict[str, dict[str, _SelectorGroup]] = {}
+    for position, resource in enumerate(ctx.of_kind(kind)):
         selector = (
             resource.get("spec", "podSelector")
             if kind == "NetworkPolicy"
@@ -156,9 +192,44 @@ def selecting(ctx: Context, kind: str, template: PodTemplate) -> list[Resource]:
         )
         if selector is None and kind != "NetworkPolicy":
             continue
-        if selector_matches(selector, template.labels):
-            out.append(resource)
+        groups = by_namespace.setdefault(resource.namespace, {})
+        group = groups.setdefault(_canonical(selector), _SelectorGroup(selector, []))
+        group.members.append((position, resource))
+    out = {namespace: list(groups.values()) for namespace, groups in by_namespace.items()}
+    ctx.extras[key] = out
     return out
+
+
+def _selecting_groups(ctx: Context, kind: str, template: PodTemplate) -> Iterator[_SelectorGroup]:
+    labels = template.labels
+    for group in _selector_groups(ctx, kind).get(template.resource.namespace, ()):
+        if selector_matches(group.selector, labels):
+            yield group
+
+
+def selecting(ctx: Context, kind: str, template: PodTemplate) -> list[Resource]:
+    """Resources of `kind` (PodDisruptionBudget, NetworkPolicy, ...) in the template's namespace whose
+    selector matches its pod labels, in rendered order."""
+    members = [member for group in _selecting_groups(ctx, kind, template) for member in group.members]
+    return [resource for _, resource in sorted(members, key=lambda member: member[0])]
+
+
+def any_selecting(
+    ctx: Context, kind: str, template: PodTemplate, accept: Callable[[Resource], bool] | None = None
+) -> bool:
+    """Whether `selecting(ctx, kind, template)` holds a resource (for which `accept` is true).
+
+    `accept` is asked once per group of resources with the same selector and kept: it must be a
+    module-level function of the resource alone."""
+    for group in _selecting_groups(ctx, kind, template):
+        if accept is None:
+            return True
+        verdict = group.accepted.get(accept)
+        if verdict is None:
+            verdict = group.accepted[accept] = any(accept(resource) for _, resource in group.members)
+        if verdict:
+            return True
+    return False
 
 
 # --------------------------------------------------------------------------------------------- KEDA
@@ -169,20 +240,47 @@ def scale_target(scaled_object: Resource) -> tuple[str, str]:
     return str(ref.get("kind") or "Deployment"), str(ref.get("name") or "")
 
 
+_SCALED_OBJECTS_KEY = "helpers.scaled_objects_by_target"
+
+
 def scaled_objects_of(ctx: Context, workload: Resource) -> list[Resource]:
-    return [
-        so
-        for so in ctx.of_kind("ScaledObject")
-        if so.namespace == workload.namespace and scale_target(so) == (workload.kind, workload.name)
-    ]
+    """The ScaledObjects whose scaleTargetRef is this workload, in rendered order."""
+    by_target = ctx.extras.get(_SCALED_OBJECTS_KEY)
+    if by_target is None:
+        by_target = {}
+        for so in ctx.of_kind("ScaledObject"):
+            by_target.setdefault((so.namespace, *scale_target(so)), []).append(so)
+        ctx.extras[_SCALED_OBJECTS_KEY] = by_target
+    return list(by_target.get((workload.namespace, workload.kind, workload.name), ()))
 
 
 def target_of(ctx: Context, scaled_object: Resource) -> Resource | None:
     kind, name = scale_target(scaled_object)
-    return next(
-        (r for r in ctx.of_kind(kind) if r.name == name and r.namespace == scaled_object.namespace),
-        None,
-    )
+    key = f"helpers.by_name.{kind}"
+    by_name = ctx.extras.get(key)
+    if by_name is None:
+        by_name = {}
+        for resource in ctx.of_kind(kind):
+            by_name.setdefault((resource.name, resource.namespace), resource)
+        ctx.extras[key] = by_name
+    return cast(Resource | None, by_name.get((name, scaled_object.namespace)))
+
+
+_HPAS_KEY = "helpers.hpas_by_target"
+
+
+def hpas_of(ctx: Context, workload: Resource) -> list[Resource]:
+    """The HorizontalPodAutoscalers whose scaleTargetRef is this workload, in rendered order."""
+    by_target = ctx.extras.get(_HPAS_KEY)
+    if by_target is None:
+        by_target = {}
+        for hpa in ctx.of_kind("HorizontalPodAutoscaler"):
+            ref = hpa.get("spec", "scaleTargetRef") or {}
+            kind, name = ref.get("kind"), ref.get("name")
+            if isinstance(kind, str) and isinstance(name, str):  # anything else names no workload
+                by_target.setdefault((hpa.namespace, kind, name), []).append(hpa)
+        ctx.extras[_HPAS_KEY] = by_target
+    return list(by_target.get((workload.namespace, workload.kind, workload.name), ()))
 
 
 def triggers(scaled_object: Resource) -> list[tuple[int, Mapping[str, Any]]]:

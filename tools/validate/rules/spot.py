@@ -16,9 +16,9 @@ from tools.validate.rules.helpers import (
     matched_pools,
     pod_templates,
     requirement_index,
+    vllm_commands_of,
     vllm_workloads,
 )
-from tools.validate.vllm_args import vllm_commands
 
 DO_NOT_DISRUPT = "karpenter.sh/do-not-disrupt"
 K8S_DEFAULT_GRACE_SECONDS = 30
@@ -64,7 +64,7 @@ def _prestop_seconds(container: Mapping[str, Any]) -> int:
 def check_grace_period(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
     notice = int(options["spot_notice_seconds"])
     for template in pod_templates(ctx):
-        commands = {c.container_index: c for c in vllm_commands(template.resource)}
+        commands = {c.container_index: c for c in vllm_commands_of(ctx, template.resource)}
         drain = 0
         for index, container in template.containers():
             seconds = _prestop_seconds(container)
