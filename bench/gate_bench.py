@@ -2,7 +2,8 @@
 
 Corpora: this repository (every overlay `gate validate` checks by default) and generated rendered
 corpora of >= 2,000 and >= 10,000 resources (N copies of the prod overlay in one multi-document
-file, see `bench.gate_corpus`); render is measured on the repository's overlays.
+file: one overlay, the worst case; with --per-copy also the same copies as one overlay each, see
+`bench.gate_corpus`); render is measured on the repository's overlays.
 
 The process pins itself to one core (`os.sched_setaffinity`); the gate's kustomize and CLI
 subprocesses inherit the pin. Each stage is timed by calling the gate's own functions:
@@ -32,6 +33,7 @@ machine is shared: `uptime` is recorded before and after.
     python -m bench.gate_bench                      # full run, ~20 minutes on a loaded 2-core machine
     python -m bench.gate_bench --quick              # a few seconds: gate only, small corpora, no Checkov
     python -m bench.gate_bench --sizes 2000 --repeats 3 --json results.json
+    python -m bench.gate_bench --no-repo --sizes 2000 10000 --per-copy --no-checkov
 
 Results and method: bench/README.md, section "Policy gate".
 """
@@ -389,6 +391,8 @@ def _parser() -> argparse.ArgumentParser:
                              "repeat, no CLI, no Checkov (seconds to start, minutes on large corpora)")
     parser.add_argument("--no-checkov", action="store_true")
     parser.add_argument("--no-repo", action="store_true", help="skip the repository's own overlays")
+    parser.add_argument("--per-copy", action="store_true",
+                        help="also check each generated size as one overlay per copy (generated-N-per-copy)")
     parser.add_argument("--core", type=int, help="core to pin to (default: the last one allowed)")
     parser.add_argument("--workdir", type=Path, help="where generated repositories go (default: a temp dir)")
     parser.add_argument("--checkov-venv", type=Path, default=CHECKOV_VENV)
@@ -433,6 +437,8 @@ def _run(args: argparse.Namespace, core: int, work: Path) -> int:
         corpora.append(repository_corpus(REPO_ROOT, discover_targets(REPO_ROOT), work, "repo"))
     for size in sizes:
         corpora.append(generate_rendered(REPO_ROOT, work, size))
+        if args.per_copy:
+            corpora.append(generate_rendered(REPO_ROOT, work, size, per_copy=True))
     checkov = ensure_checkov(args.checkov_venv) if with_checkov else None
 
     samples: dict[tuple[str, str], list[Sample]] = {}

@@ -1,9 +1,10 @@
 """Deterministic generated corpora for the policy gate's benchmark (`bench.gate_bench`).
 
-A generated corpus is one multi-document file of N copies of the prod overlay as rendered: the
-overlay is built once by kustomize as a copy (nameSuffix `-c<placeholder>`, its NodePool pointing at
-the copy's EC2NodeClass, its Namespaces dropped), and the placeholder is then replaced by c0000,
-c0001, ... so every copy has distinct names and consistent references (scaleTargetRef, nodeClassRef,
+A generated corpus is one multi-document file (one overlay) of N copies of the prod overlay as
+rendered, or with `per_copy` the same copies in one file (one overlay) each. The overlay is built
+once by kustomize as a copy (nameSuffix `-c<placeholder>`, its NodePool pointing at the copy's
+EC2NodeClass, its Namespaces dropped), and the placeholder is then replaced by c0000, c0001, ... so
+every copy has distinct names and consistent references (scaleTargetRef, nodeClassRef,
 serviceAccountName, role bindings) exactly as kustomize writes them; prod's two Namespaces come
 once, first. N x 21 + 2 resources: Deployments, ScaledObjects, NodePools, EC2NodeClasses, ...
 
@@ -103,8 +104,14 @@ def _copy_kustomization(overlay: Path, node_class: str) -> dict[str, Any]:
     }
 
 
-def generate_rendered(repo_root: Path, work: Path, min_resources: int) -> Corpus:
-    """A corpus of at least MIN_RESOURCES resources in WORK/generated-N-rendered/resources.yaml."""
+def generate_rendered(repo_root: Path, work: Path, min_resources: int, per_copy: bool = False) -> Corpus:
+    """A corpus of at least MIN_RESOURCES resources in WORK/generated-N[-per-copy]-rendered/.
+
+    One overlay (one file, `resources.yaml`) holding every copy: the worst case for rules that relate
+    resources across the overlay (each copy's pods may land on each copy's NodePool). With `per_copy`,
+    the same resources as one overlay per copy (`copy-NNNN.yaml`, the Namespaces in the first), the
+    shape of a repository with one overlay per deployed unit.
+    """
     prod = _documents(kustomize_plain(repo_root / TEMPLATE_OVERLAY))
     namespaces = [d for d in prod if d.get("kind") == "Namespace"]
     node_classes = [d["metadata"]["name"] for d in prod if d.get("kind") == "EC2NodeClass"]
@@ -116,15 +123,22 @@ def generate_rendered(repo_root: Path, work: Path, min_resources: int) -> Corpus
     spec = _copy_kustomization(overlay, node_classes[0])
     (copy_dir / "kustomization.yaml").write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
     template = kustomize_plain(copy_dir).rstrip("\n")
-    per_copy = count_documents(template)
-    copies = max(1, math.ceil((min_resources - len(namespaces)) / per_copy))
-    parts = [yaml.safe_dump_all(namespaces, sort_keys=False).rstrip("\n")]
-    parts += [template.replace(PLACEHOLDER, f"c{number:04d}") for number in range(copies)]
-    rendered_dir = work / f"generated-{min_resources}-rendered"
+    per_copy_count = count_documents(template)
+    copies = max(1, math.ceil((min_resources - len(namespaces)) / per_copy_count))
+    parts = [template.replace(PLACEHOLDER, f"c{number:04d}") for number in range(copies)]
+    parts[0] = yaml.safe_dump_all(namespaces, sort_keys=False).rstrip("\n") + "\n---\n" + parts[0]
+    name = f"generated-{min_resources}" + ("-per-copy" if per_copy else "")
+    rendered_dir = work / f"{name}-rendered"
     rendered_dir.mkdir(parents=True, exist_ok=True)
-    text = "\n---\n".join(parts) + "\n"
-    (rendered_dir / "resources.yaml").write_text(text, encoding="utf-8")
-    count = count_documents(text)
-    if count != copies * per_copy + len(namespaces):
-        raise ValueError(f"generated {count} resources, expected {copies * per_copy + len(namespaces)}")
-    return Corpus(f"generated-{min_resources}", repo_root, (), rendered_dir, count, "prod")
+    files = (
+        {f"copy-{number:04d}.yaml": part + "\n" for number, part in enumerate(parts)}
+        if per_copy
+        else {"resources.yaml": "\n---\n".join(parts) + "\n"}
+    )
+    count = 0
+    for file_name, text in files.items():
+        (rendered_dir / file_name).write_text(text, encoding="utf-8")
+        count += count_documents(text)
+    if count != copies * per_copy_count + len(namespaces):
+        raise ValueError(f"generated {count} resources, expected {copies * per_copy_count + len(namespaces)}")
+    return Corpus(name, repo_root, (), rendered_dir, count, "prod")
