@@ -23,7 +23,7 @@ from gateway.relay import RelayServices
 from gateway.routers import admin, audience, health, metrics, openai_proxy, ui
 from gateway.settings import Settings
 from gateway.storage import Draws, RecordStore, StateStore, Stats, StorageUnavailable, unavailable
-from gateway.upstream import Upstream, build_http_client, poll_queue
+from gateway.upstream import Upstream, build_http_client, build_stream_session, poll_queue
 
 log = logging.getLogger("gateway")
 
@@ -68,14 +68,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         http = build_http_client(settings)
+        stream_session = build_stream_session(settings)
         s3 = build_s3_client(settings)
         records = RecordStore(s3, settings, gateway_metrics)
         app.state.services = Services(
             settings=settings,
             metrics=gateway_metrics,
             http=http,
-            relay=RelayServices(settings, Upstream(http, settings, gateway_metrics), admission,
-                                gateway_metrics),
+            relay=RelayServices(settings, Upstream(http, stream_session, settings, gateway_metrics),
+                                admission, gateway_metrics),
             rate_limiter=rate_limiter,
             records=records,
             state=StateStore(records, settings),
@@ -92,6 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 background.cancel_scope.cancel()
         finally:
             await http.aclose()
+            await stream_session.close()
             s3.close()
             log.info("gateway stopped", extra={"in_flight": admission.in_flight})
 
