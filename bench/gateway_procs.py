@@ -125,7 +125,7 @@ def fake_upstream(log_dir: Path, cores: set[int] | None, *, model: str, tokens: 
     port = free_port()
     command = [sys.executable, "-m", "gateway.testing.fake_upstream", "--host", "127.0.0.1",
                "--port", str(port), "--model", model, "--tokens", str(tokens),
-               "--interval-ms", str(interval_ms)]
+               "--interval-ms", str(interval_ms), "--loop", "uvloop"]
     with run_server("fake-upstream", command, port=port, health_path="/health", log_dir=log_dir,
                     cores=cores) as server:
         yield server

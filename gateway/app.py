@@ -86,7 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             async with anyio.create_task_group() as background:
                 if settings.upstream_metrics_poll_seconds > 0:
-                    background.start_soon(poll_queue, http, settings, admission, gateway_metrics)
+                    background.start_soon(poll_queue, stream_session, settings, admission, gateway_metrics)
                 log.info("gateway started", extra={"upstream": settings.upstream_url,
                                                    "bucket": settings.s3_bucket})
                 yield
@@ -109,6 +109,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse(error.body(), status_code=error.status_code, headers=error.headers)
 
     app.add_exception_handler(StorageUnavailable, storage_unavailable)
+    # Starlette wraps the last added outermost: GatewayMiddleware, then ProxyDispatch, then the router.
+    app.add_middleware(openai_proxy.ProxyDispatch)
     app.add_middleware(GatewayMiddleware, metrics=gateway_metrics, max_body_bytes=settings.max_body_bytes)
     for module in (openai_proxy, audience, admin, health, metrics, ui):
         app.include_router(module.router)

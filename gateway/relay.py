@@ -9,6 +9,7 @@ it is a proper HTTP error status; after it, failures become one SSE error event 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -158,7 +159,10 @@ class RelayResponse(Response):
     async def _relay(self, send: Send, arrived: float) -> None:
         settings = self.services.settings
         metrics = self.services.metrics
-        now = anyio.current_time()
+        # The event loop's clock is anyio's on asyncio (the gateway runs on asyncio: aiohttp needs it);
+        # read directly, it costs a fraction of anyio.current_time(), and it is read on every chunk.
+        clock = asyncio.get_running_loop().time
+        now = clock()
         total_deadline = now + settings.upstream_total_timeout
         first_deadline = now + settings.upstream_first_token_timeout if self.stream else total_deadline
         idle = settings.upstream_idle_timeout
@@ -185,7 +189,7 @@ class RelayResponse(Response):
                 slack = idle / 10
                 moved_at = -slack
                 async for chunk in response.content.iter_any():
-                    now = anyio.current_time()
+                    now = clock()
                     if now - moved_at >= slack:
                         timer.deadline = min(total_deadline, now + idle)
                         moved_at = now
@@ -219,7 +223,7 @@ class RelayResponse(Response):
                 if response is not None:
                     release(response, complete)
         if timer.cancelled_caught:
-            if anyio.current_time() >= total_deadline:
+            if clock() >= total_deadline:
                 kind, message = "total_timeout", "The request exceeded the gateway's total time limit."
             elif not self.started:
                 kind, message = "first_token_timeout", "The model server sent no token in time."

@@ -5,7 +5,8 @@ stream) go through one aiohttp session: its C HTTP parser and its connection poo
 500 open streams as at 5, whereas httpcore's pool re-examines every pooled connection (one ``poll``
 syscall each) whenever a request is queued or released, which took 9 of 20 s of the gateway's CPU at
 50 streams (bench/README.md). The low-volume calls (health, ``/v1/models``, the queue poller, the
-audience API's question, which reads SSE with httpx-sse) use one httpx client.
+audience API's question, which reads SSE with httpx-sse) use one httpx client; the queue poller, once a
+second, shares the aiohttp session.
 """
 
 from __future__ import annotations
@@ -164,23 +165,24 @@ def parse_waiting(metrics_text: str) -> float:
     return total
 
 
-async def poll_queue(client: httpx.AsyncClient, settings: Settings, admission: Admission,
+async def poll_queue(session: aiohttp.ClientSession, settings: Settings, admission: Admission,
                      metrics: GatewayMetrics) -> None:
     """Keep ``admission.upstream_waiting`` current; unknown (None) whenever a poll fails."""
     interval = settings.upstream_metrics_poll_seconds
-    url = settings.metrics_url
+    url = URL(settings.metrics_url)
+    timeout = aiohttp.ClientTimeout(total=METRICS_TIMEOUT)
     failures = 0
     while True:
         try:
-            response = await client.get(url, timeout=METRICS_TIMEOUT)
-            response.raise_for_status()
-            admission.upstream_waiting = parse_waiting(response.text)
+            async with session.get(url, timeout=timeout) as response:
+                response.raise_for_status()
+                admission.upstream_waiting = parse_waiting(await response.text())
             metrics.upstream_waiting.set(admission.upstream_waiting)
             failures = 0
-        except (httpx.HTTPError, ValueError) as exc:
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             admission.upstream_waiting = None
             metrics.upstream_waiting.set(-1)
             failures += 1
             if failures == 1:
-                log.warning("upstream metrics poll failed", extra={"error": repr(exc), "url": url})
+                log.warning("upstream metrics poll failed", extra={"error": repr(exc), "url": str(url)})
         await anyio.sleep(interval)
