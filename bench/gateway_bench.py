@@ -94,16 +94,16 @@ class Plan:
         return max(self.min_requests, streams * self.requests_per_stream)
 
 
-FULL_PLAN = Plan(concurrency=(1, 50, 200), rounds=2, min_requests=60, requests_per_stream=6,
+FULL_PLAN = Plan(concurrency=(1, 50, 200), rounds=2, min_requests=60, requests_per_stream=10,
                  vllm_min_requests=20, vllm_requests_per_stream=1, vllm_rounds=2,
                  vllm_warmup_per_stream=0, time_limit=15.0, warmup_per_stream=1, warmup_max=50,
                  memory_warmup=500, memory_requests=10_000, memory_chunks=10, memory_concurrency=50,
-                 memory_tokens=8, tokens=32, interval_ms=5.0)
+                 memory_tokens=8, tokens=32, interval_ms=20.0)
 QUICK_PLAN = Plan(concurrency=(1, 50, 200), rounds=1, min_requests=10, requests_per_stream=1,
                   vllm_min_requests=5, vllm_requests_per_stream=1, vllm_rounds=1,
                   vllm_warmup_per_stream=0, time_limit=5.0, warmup_per_stream=0, warmup_max=0,
                   memory_warmup=50, memory_requests=300, memory_chunks=3, memory_concurrency=20,
-                  memory_tokens=8, tokens=32, interval_ms=5.0)
+                  memory_tokens=8, tokens=32, interval_ms=20.0)
 
 
 @dataclass
@@ -345,7 +345,8 @@ async def measure(upstream: str, urls: dict[str, str], model: str, plan: Plan,
                 cpu_before = server.cpu_seconds() if server else None
                 result = await run_cell(urls[target], model, concurrency=streams,
                                         requests=plan.requests(upstream, streams),
-                                        time_limit=plan.time_limit, warmup=warmup, max_tokens=plan.tokens)
+                                        time_limit=plan.time_limit, warmup=warmup, max_tokens=plan.tokens,
+                                        spread=plan.interval_ms / 1000 if upstream == SYNTHETIC else 0.0)
                 cpu = server.cpu_seconds() - cpu_before if server and cpu_before is not None else None
                 # The warm-up's CPU is in the delta too: scale to the recorded share of the requests.
                 if cpu is not None and result.requests:
@@ -514,6 +515,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="comma-separated stream counts (default 1,50,200)")
     parser.add_argument("--rounds", type=int,
                         help="interleaved rounds per cell (default 3, 2 on vLLM; quick 1)")
+    parser.add_argument("--interval-ms", type=float,
+                        help="the synthetic upstream's gap between tokens (default 20: 50 tokens/s a stream)")
     parser.add_argument("--no-litellm", action="store_true", help="leave LiteLLM's proxy out")
     parser.add_argument("--no-vllm", action="store_true", help="synthetic upstream only")
     parser.add_argument("--vllm-url", help="reuse a running vLLM instead of starting one")
@@ -543,6 +546,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error("--rounds must be at least 1")
         overrides["rounds"] = args.rounds
         overrides["vllm_rounds"] = args.rounds
+    if args.interval_ms is not None:
+        if args.interval_ms <= 0:
+            parser.error("--interval-ms must be positive")
+        overrides["interval_ms"] = args.interval_ms
     if overrides:
         plan = Plan(**{**asdict(plan), **overrides})
     previous_handler = signal.signal(signal.SIGTERM, _interrupt)
