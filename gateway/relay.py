@@ -108,6 +108,19 @@ async def run_watching_disconnect(receive: Receive, body: Callable[[], Awaitable
     return finished
 
 
+async def read_at_most(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The body up to ``limit`` bytes (an error answer: the rest is not worth waiting for)."""
+    parts: list[bytes] = []
+    size = 0
+    while size < limit:
+        part = await response.content.read(limit - size)
+        if not part:
+            break
+        parts.append(part)
+        size += len(part)
+    return b"".join(parts)
+
+
 def release(response: aiohttp.ClientResponse, complete: bool) -> None:
     """Hand a fully read response's connection back to the pool; close one read only in part.
 
@@ -172,7 +185,7 @@ class RelayResponse(Response):
             try:
                 response = await self.services.upstream.post(self.path, self.payload)
                 if response.status != 200:
-                    body = await response.content.read(MAX_ERROR_BODY)
+                    body = await read_at_most(response, MAX_ERROR_BODY)
                     await send_error(send, upstream_http_error(response.status, body))
                     return
                 if not self.stream:
