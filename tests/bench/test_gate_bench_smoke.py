@@ -53,3 +53,20 @@ def test_quick_run_reports_every_gate_stage_with_positive_figures(
     assert "| generated-100 | 107 | schema + policy |" in printed
     assert "generated-100: schema + policy" in printed
     assert "checkov" not in printed.lower()
+
+
+def test_a_checkov_scan_stopped_at_the_time_limit_gives_a_lower_bound_ratio() -> None:
+    rows = [
+        gate_bench.Row("generated-10000", 10_019, gate_bench.STAGE_CLI, 4.0, 4.0, 2_504.75, 2_504.75, 1),
+        gate_bench.Row("generated-10000", 10_019, gate_bench.STAGE_CHECKOV_STOPPED, 1_800.0, 1_500.0,
+                       10_019 / 1_800.0, 10_019 / 1_500.0, 1),
+        gate_bench.Row("generated-2000", 2_018, gate_bench.STAGE_CLI, 4.0, 2.0, 504.5, 1_009.0, 1),
+        gate_bench.Row("generated-2000", 2_018, gate_bench.STAGE_CHECKOV, 30.0, 30.0, 2_018 / 30.0,
+                       2_018 / 30.0, 1),
+    ]
+
+    assert gate_bench.verdicts(rows) == [
+        "generated-10000: gate CLI vs Checkov at least 450.0x wall, at least 375.0x CPU "
+        "(Checkov stopped at the time limit): 10x target met",
+        "generated-2000: gate CLI vs Checkov 7.5x wall, 15.0x CPU: 10x target NOT met",
+    ]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
+from tools.validate.loader import load_one_mapping
 
 DATA_DIR = Path(__file__).parent / "data"
 KIB = 1024
@@ -135,11 +135,9 @@ def _candidates(name: str) -> list[str]:
 
 
 def _read(path: Path) -> dict[str, Any]:
-    with path.open(encoding="utf-8") as fh:
-        data = yaml.safe_load(fh)
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping at the top level")
-    return data
+    # The gate's own loader (libyaml events): a few times faster than yaml.safe_load, and every run
+    # starts by reading these files.
+    return load_one_mapping(path)
 
 
 def load_catalogue(path: str | Path | None = None) -> Catalogue:

@@ -2,33 +2,44 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, TypeVar
 
 from tools.validate.catalogue import GIB, Catalogue, ModelProfile
-from tools.validate.model import Severity
+from tools.validate.model import Resource, Severity
 from tools.validate.rules.base import Context, Rule, Violation
 from tools.validate.rules.helpers import (
     GPU_RESOURCE,
+    PodTemplate,
+    PoolMatch,
+    admission_path,
     admitted_instance_types,
     compatible,
     gpu_admission_path,
     gpu_pod_templates,
-    gpus_nodepool_may_launch,
+    gpu_pool_matches,
+    gpu_pools,
     is_gpu_nodepool,
-    nodepool_requirements,
     nodepools,
-    nodepools_for,
+    pod_gpu_choices,
     pod_requirement_terms,
     pod_templates,
     quantity,
     tolerates,
     vllm_workloads,
 )
-from tools.validate.vllm_args import VllmCommand, VllmUnavailable, check_flags_with_vllm, find_vllm_python
+from tools.validate.vllm_args import (
+    ParserVerdict,
+    VllmCommand,
+    VllmUnavailable,
+    check_flags_with_vllm,
+    find_vllm_python,
+)
 
 VLLM_DEFAULT_GPU_MEMORY_UTILIZATION = 0.9
 BLOCKING_EFFECTS = ("NoSchedule", "NoExecute")
+T = TypeVar("T")
+_VERDICTS_KEY = "gpu.vllm_verdicts"
 
 
 def _model(catalogue: Catalogue, command: VllmCommand) -> ModelProfile | None:
@@ -43,10 +54,10 @@ def _effective_quantization(catalogue: Catalogue, command: VllmCommand) -> str |
     return model.quantization if model else None
 
 
-def _gpu_vllm_workloads(ctx: Context) -> Iterator[tuple[Any, VllmCommand, list[Any]]]:
+def _gpu_vllm_workloads(ctx: Context) -> Iterator[tuple[PodTemplate, VllmCommand, list[PoolMatch]]]:
     for template, command in vllm_workloads(ctx):
         if template.gpus_per_pod() > 0:
-            yield template, command, nodepools_for(ctx, template)
+            yield template, command, gpu_pool_matches(ctx, template)
 
 
 def _unsupported(catalogue: Catalogue, method: str | None, gpu: str) -> bool:
@@ -54,22 +65,35 @@ def _unsupported(catalogue: Catalogue, method: str | None, gpu: str) -> bool:
     return quant is not None and catalogue.gpus[gpu].compute_capability < quant.min_capability
 
 
+def _per_pool(found: Iterable[tuple[PoolMatch, T]]) -> Iterator[tuple[Resource, T]]:
+    """What was found for a class of pools, for each of its pools, in rendered order."""
+    pairs = [(member, value) for match, value in found for member in match.members]
+    for member, value in sorted(pairs, key=lambda pair: pair[0].position):
+        yield member.pool, value
+
+
 def check_quantization_supported(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
     catalogue = ctx.catalogue
     if catalogue is None:
         return
-    for template, command, pools in _gpu_vllm_workloads(ctx):
+    for template, command, matches in _gpu_vllm_workloads(ctx):
         method = _effective_quantization(catalogue, command)
         quant = catalogue.quantizations.get(method or "")
         if quant is None:
             continue
-        for pool in pools:
-            gpus, pool_path = gpus_nodepool_may_launch(pool, catalogue, template)
-            for gpu in sorted(g for g in gpus if _unsupported(catalogue, method, g)):
+        for_pod = pod_gpu_choices(ctx, template, catalogue)
+        found = []
+        for match in matches:
+            gpus, deciding = match.pool_class.gpus_admitted(catalogue)
+            unsupported = sorted(g for g in gpus & for_pod if _unsupported(catalogue, method, g))
+            if unsupported:
+                found.append((match, (unsupported, deciding)))
+        for pool, (unsupported, deciding) in _per_pool(found):
+            for gpu in unsupported:
                 capability = catalogue.gpus[gpu].compute_capability / 10
                 yield Violation(
                     pool,
-                    gpu_admission_path(pool, gpu, catalogue) or pool_path,
+                    gpu_admission_path(pool, gpu, catalogue) or admission_path(pool, deciding),
                     f"NodePool may launch {gpu} (compute capability {capability:.1f}) for "
                     f"{template.resource.kind}/{template.resource.name}, whose --quantization {method} needs "
                     f">= {quant.min_capability / 10:.1f}",
@@ -80,7 +104,7 @@ def check_model_fits_memory(ctx: Context, options: Mapping[str, Any]) -> Iterato
     catalogue = ctx.catalogue
     if catalogue is None:
         return
-    for template, command, pools in _gpu_vllm_workloads(ctx):
+    for template, command, matches in _gpu_vllm_workloads(ctx):
         model = _model(catalogue, command)
         max_len = command.int_value("--max-model-len")
         max_seqs = command.int_value("--max-num-seqs")
@@ -90,60 +114,72 @@ def check_model_fits_memory(ctx: Context, options: Mapping[str, Any]) -> Iterato
         gpus_per_pod = max(template.gpus_per_pod(), 1)
         required = model.required_bytes(max_len, max_seqs)
         method = _effective_quantization(catalogue, command)
-        for pool in pools:
-            gpus, _ = gpus_nodepool_may_launch(pool, catalogue, template)
-            for gpu in sorted(gpus):
+        for_pod = pod_gpu_choices(ctx, template, catalogue)
+        found = []
+        for match in matches:
+            too_small = []
+            for gpu in sorted(match.pool_class.gpus_admitted(catalogue)[0] & for_pod):
                 if _unsupported(catalogue, method, gpu):
                     continue  # reported by gpu/quantization-supported-by-nodepool-gpus
                 usable = catalogue.gpus[gpu].vram_mib * 1024**2 * utilization * gpus_per_pod
                 if required > usable:
-                    yield Violation(
-                        template.resource,
-                        command.value_path("--max-num-seqs"),
-                        f"{model.name} needs {required / GIB:.1f} GiB (weights {model.weights_gib} GiB + KV "
-                        f"cache {max_seqs} seqs x {max_len} tokens x "
-                        f"{model.kv_cache_bytes_per_token // 1024} KiB) but a {gpu} that "
-                        f"NodePool/{pool.name} may launch offers {usable / GIB:.1f} GiB at "
-                        f"--gpu-memory-utilization {utilization:g}",
-                    )
+                    too_small.append((gpu, usable))
+            if too_small:
+                found.append((match, too_small))
+        for pool, too_small in _per_pool(found):
+            for gpu, usable in too_small:
+                yield Violation(
+                    template.resource,
+                    command.value_path("--max-num-seqs"),
+                    f"{model.name} needs {required / GIB:.1f} GiB (weights {model.weights_gib} GiB + KV "
+                    f"cache {max_seqs} seqs x {max_len} tokens x "
+                    f"{model.kv_cache_bytes_per_token // 1024} KiB) but a {gpu} that "
+                    f"NodePool/{pool.name} may launch offers {usable / GIB:.1f} GiB at "
+                    f"--gpu-memory-utilization {utilization:g}",
+                )
 
 
 def check_taints_tolerated(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
     for template in gpu_pod_templates(ctx):
         tolerations = template.spec.get("tolerations") or []
-        for pool in nodepools_for(ctx, template):
-            for i, taint in enumerate(pool.get("spec", "template", "spec", "taints") or []):
-                if taint.get("effect") in BLOCKING_EFFECTS and not tolerates(tolerations, taint):
-                    yield Violation(
-                        pool,
-                        f"spec.template.spec.taints[{i}]",
-                        f"taint {taint.get('key')}={taint.get('value', '')}:{taint.get('effect')} is not "
-                        f"tolerated by {template.resource.kind}/{template.resource.name}: Karpenter skips "
-                        "this NodePool "
-                        "for its pods",
-                    )
+        found = []
+        for match in gpu_pool_matches(ctx, template):
+            blocking = [
+                (i, taint)
+                for i, taint in enumerate(match.pool_class.taints)
+                if taint.get("effect") in BLOCKING_EFFECTS and not tolerates(tolerations, taint)
+            ]
+            if blocking:
+                found.append((match, blocking))
+        for pool, blocking in _per_pool(found):
+            for i, taint in blocking:
+                yield Violation(
+                    pool,
+                    f"spec.template.spec.taints[{i}]",
+                    f"taint {taint.get('key')}={taint.get('value', '')}:{taint.get('effect')} is not "
+                    f"tolerated by {template.resource.kind}/{template.resource.name}: Karpenter skips "
+                    "this NodePool "
+                    "for its pods",
+                )
 
 
 def check_node_selector_satisfiable(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
-    pools = [p for p in nodepools(ctx) if is_gpu_nodepool(p, ctx.catalogue)]
-    if not pools:
+    pools = gpu_pools(ctx)
+    if not pools.members:
         return
+    names = ", ".join(member.pool.name for member in pools.members)
     for template in gpu_pod_templates(ctx):
-        if nodepools_for(ctx, template):
+        if gpu_pool_matches(ctx, template):
             continue
-        terms = pod_requirement_terms(template)
-        conflict_paths = []
-        for term in terms:
-            for pool in pools:
-                key = compatible(term.requirements, nodepool_requirements(pool))
-                if key is not None:
-                    conflict_paths.append(term.paths.get(key, template.at()))
-        path = conflict_paths[0] if conflict_paths else template.at()
+        # No pool fits any term, so each (term, pool) pair conflicts: the first pair says where.
+        first = pod_requirement_terms(template)[0]
+        key = compatible(first.requirements, pools.requirements[0])
+        path = first.paths.get(key, template.at()) if key is not None else template.at()
         yield Violation(
             template.resource,
             path,
             "no GPU NodePool can satisfy this pod's nodeSelector / required node affinity "
-            f"(NodePools: {', '.join(p.name for p in pools)}): its pods stay Pending",
+            f"(NodePools: {names}): its pods stay Pending",
         )
 
 
@@ -275,9 +311,12 @@ def check_vllm_flags(ctx: Context, options: Mapping[str, Any]) -> Iterator[Viola
         if note not in notes:
             notes.append(note)
         return
+    # Copies of one Deployment share their args: vLLM's parser (or its disk cache) is asked once per args.
+    verdicts: dict[tuple[str, ...], ParserVerdict] = ctx.extras.setdefault(_VERDICTS_KEY, {})
     for template, command in vllm_workloads(ctx):
+        args = tuple(command.args)
         try:
-            verdict = check_flags_with_vllm(command.args, python)
+            verdict = verdicts.get(args) or verdicts.setdefault(args, check_flags_with_vllm(args, python))
         except VllmUnavailable as exc:
             note = f"gpu/vllm-flags-accepted: {exc}"
             if note not in notes:

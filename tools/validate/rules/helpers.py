@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import ast
 import functools
+import json
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import promql_parser
 import yaml
@@ -104,21 +105,47 @@ def pod_template(resource: Resource) -> PodTemplate | None:
     return PodTemplate(resource, spec, path) if isinstance(spec, dict) else None
 
 
-def pod_templates(ctx: Context) -> Iterator[PodTemplate]:
-    for resource in ctx.of_kind(*WORKLOAD_KINDS):
-        template = pod_template(resource)
-        if template is not None:
-            yield template
+_POD_TEMPLATES_KEY = "helpers.pod_templates"
+_VLLM_WORKLOADS_KEY = "helpers.vllm_workloads"
+_GPU_TEMPLATES_KEY = "helpers.gpu_pod_templates"
+_VLLM_COMMANDS_KEY = "helpers.vllm_commands"
 
 
-def gpu_pod_templates(ctx: Context) -> Iterator[PodTemplate]:
-    return (t for t in pod_templates(ctx) if t.gpus_per_pod() > 0)
+def pod_templates(ctx: Context) -> list[PodTemplate]:
+    """The overlay's pod templates in rendered order, found once per overlay (most rules walk them)."""
+    cached = ctx.extras.get(_POD_TEMPLATES_KEY)
+    if cached is None:
+        cached = [t for t in map(pod_template, ctx.of_kind(*WORKLOAD_KINDS)) if t is not None]
+        ctx.extras[_POD_TEMPLATES_KEY] = cached
+    return cast(list[PodTemplate], cached)
 
 
-def vllm_workloads(ctx: Context) -> Iterator[tuple[PodTemplate, VllmCommand]]:
-    for template in pod_templates(ctx):
-        for command in vllm_commands(template.resource):
-            yield template, command
+def gpu_pod_templates(ctx: Context) -> list[PodTemplate]:
+    cached = ctx.extras.get(_GPU_TEMPLATES_KEY)
+    if cached is None:
+        cached = ctx.extras[_GPU_TEMPLATES_KEY] = [t for t in pod_templates(ctx) if t.gpus_per_pod() > 0]
+    return cast(list[PodTemplate], cached)
+
+
+def vllm_commands_of(ctx: Context, resource: Resource) -> list[VllmCommand]:
+    """`vllm_commands(resource)`, parsed once per overlay; rules read the commands, never change them."""
+    cache: dict[int, tuple[Resource, list[VllmCommand]]] = ctx.extras.setdefault(_VLLM_COMMANDS_KEY, {})
+    found = cache.get(id(resource))
+    if found is None or found[0] is not resource:
+        found = cache[id(resource)] = (resource, list(vllm_commands(resource)))
+    return found[1]
+
+
+def vllm_workloads(ctx: Context) -> list[tuple[PodTemplate, VllmCommand]]:
+    cached = ctx.extras.get(_VLLM_WORKLOADS_KEY)
+    if cached is None:
+        cached = [
+            (template, command)
+            for template in pod_templates(ctx)
+            for command in vllm_commands_of(ctx, template.resource)
+        ]
+        ctx.extras[_VLLM_WORKLOADS_KEY] = cached
+    return cast(list[tuple[PodTemplate, VllmCommand]], cached)
 
 
 def selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:
@@ -141,13 +168,23 @@ def selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, st
     return True
 
 
-def selecting(ctx: Context, kind: str, template: PodTemplate) -> list[Resource]:
-    """Resources of `kind` (PodDisruptionBudget, NetworkPolicy, ...) in the template's namespace whose
-    selector matches its pod labels."""
-    out = []
-    for resource in ctx.of_kind(kind):
-        if resource.namespace != template.resource.namespace:
-            continue
+@dataclass
+class _SelectorGroup:
+    """Resources of one kind and namespace with the same selector: a pod is selected by all or none."""
+
+    selector: Any
+    members: list[tuple[int, Resource]]  # (rendered position, resource)
+    accepted: dict[Callable[[Resource], bool], bool] = field(default_factory=dict)
+
+
+def _selector_groups(ctx: Context, kind: str) -> dict[str, list[_SelectorGroup]]:
+    """Resources of `kind` by namespace, then by selector, once per overlay."""
+    key = f"helpers.selector_groups.{kind}"
+    cached = ctx.extras.get(key)
+    if cached is not None:
+        return cast(dict[str, list[_SelectorGroup]], cached)
+    by_namespace: dict[str, dict[str, _SelectorGroup]] = {}
+    for position, resource in enumerate(ctx.of_kind(kind)):
         selector = (
             resource.get("spec", "podSelector")
             if kind == "NetworkPolicy"
@@ -155,9 +192,44 @@ def selecting(ctx: Context, kind: str, template: PodTemplate) -> list[Resource]:
         )
         if selector is None and kind != "NetworkPolicy":
             continue
-        if selector_matches(selector, template.labels):
-            out.append(resource)
+        groups = by_namespace.setdefault(resource.namespace, {})
+        group = groups.setdefault(_canonical(selector), _SelectorGroup(selector, []))
+        group.members.append((position, resource))
+    out = {namespace: list(groups.values()) for namespace, groups in by_namespace.items()}
+    ctx.extras[key] = out
     return out
+
+
+def _selecting_groups(ctx: Context, kind: str, template: PodTemplate) -> Iterator[_SelectorGroup]:
+    labels = template.labels
+    for group in _selector_groups(ctx, kind).get(template.resource.namespace, ()):
+        if selector_matches(group.selector, labels):
+            yield group
+
+
+def selecting(ctx: Context, kind: str, template: PodTemplate) -> list[Resource]:
+    """Resources of `kind` (PodDisruptionBudget, NetworkPolicy, ...) in the template's namespace whose
+    selector matches its pod labels, in rendered order."""
+    members = [member for group in _selecting_groups(ctx, kind, template) for member in group.members]
+    return [resource for _, resource in sorted(members, key=lambda member: member[0])]
+
+
+def any_selecting(
+    ctx: Context, kind: str, template: PodTemplate, accept: Callable[[Resource], bool] | None = None
+) -> bool:
+    """Whether `selecting(ctx, kind, template)` holds a resource (for which `accept` is true).
+
+    `accept` is asked once per group of resources with the same selector and kept: it must be a
+    module-level function of the resource alone."""
+    for group in _selecting_groups(ctx, kind, template):
+        if accept is None:
+            return True
+        verdict = group.accepted.get(accept)
+        if verdict is None:
+            verdict = group.accepted[accept] = any(accept(resource) for _, resource in group.members)
+        if verdict:
+            return True
+    return False
 
 
 # --------------------------------------------------------------------------------------------- KEDA
@@ -168,20 +240,47 @@ def scale_target(scaled_object: Resource) -> tuple[str, str]:
     return str(ref.get("kind") or "Deployment"), str(ref.get("name") or "")
 
 
+_SCALED_OBJECTS_KEY = "helpers.scaled_objects_by_target"
+
+
 def scaled_objects_of(ctx: Context, workload: Resource) -> list[Resource]:
-    return [
-        so
-        for so in ctx.of_kind("ScaledObject")
-        if so.namespace == workload.namespace and scale_target(so) == (workload.kind, workload.name)
-    ]
+    """The ScaledObjects whose scaleTargetRef is this workload, in rendered order."""
+    by_target = ctx.extras.get(_SCALED_OBJECTS_KEY)
+    if by_target is None:
+        by_target = {}
+        for so in ctx.of_kind("ScaledObject"):
+            by_target.setdefault((so.namespace, *scale_target(so)), []).append(so)
+        ctx.extras[_SCALED_OBJECTS_KEY] = by_target
+    return list(by_target.get((workload.namespace, workload.kind, workload.name), ()))
 
 
 def target_of(ctx: Context, scaled_object: Resource) -> Resource | None:
     kind, name = scale_target(scaled_object)
-    return next(
-        (r for r in ctx.of_kind(kind) if r.name == name and r.namespace == scaled_object.namespace),
-        None,
-    )
+    key = f"helpers.by_name.{kind}"
+    by_name = ctx.extras.get(key)
+    if by_name is None:
+        by_name = {}
+        for resource in ctx.of_kind(kind):
+            by_name.setdefault((resource.name, resource.namespace), resource)
+        ctx.extras[key] = by_name
+    return cast(Resource | None, by_name.get((name, scaled_object.namespace)))
+
+
+_HPAS_KEY = "helpers.hpas_by_target"
+
+
+def hpas_of(ctx: Context, workload: Resource) -> list[Resource]:
+    """The HorizontalPodAutoscalers whose scaleTargetRef is this workload, in rendered order."""
+    by_target = ctx.extras.get(_HPAS_KEY)
+    if by_target is None:
+        by_target = {}
+        for hpa in ctx.of_kind("HorizontalPodAutoscaler"):
+            ref = hpa.get("spec", "scaleTargetRef") or {}
+            kind, name = ref.get("kind"), ref.get("name")
+            if isinstance(kind, str) and isinstance(name, str):  # anything else names no workload
+                by_target.setdefault((hpa.namespace, kind, name), []).append(hpa)
+        ctx.extras[_HPAS_KEY] = by_target
+    return list(by_target.get((workload.namespace, workload.kind, workload.name), ()))
 
 
 def triggers(scaled_object: Resource) -> list[tuple[int, Mapping[str, Any]]]:
@@ -337,6 +436,7 @@ CATEGORY = "karpenter.k8s.aws/instance-category"
 INSTANCE_TYPE = "node.kubernetes.io/instance-type"
 SIZE = "karpenter.k8s.aws/instance-size"
 CAPACITY_TYPE = "karpenter.sh/capacity-type"
+NODEPOOL_NAME = "karpenter.sh/nodepool"
 
 
 @dataclass
@@ -437,7 +537,7 @@ def nodepool_requirements(nodepool: Resource) -> Requirements:
     reqs = requirements_from(nodepool.get("spec", "template", "spec", "requirements") or [])
     for key, value in (nodepool.get("spec", "template", "metadata", "labels") or {}).items():
         reqs.setdefault(str(key), KeyConstraint()).add("In", [value])
-    reqs.setdefault("karpenter.sh/nodepool", KeyConstraint()).add("In", [nodepool.name])
+    reqs.setdefault(NODEPOOL_NAME, KeyConstraint()).add("In", [nodepool.name])
     return reqs
 
 
@@ -493,8 +593,7 @@ def nodepools(ctx: Context) -> list[Resource]:
     return list(ctx.of_kind("NodePool"))
 
 
-def is_gpu_nodepool(nodepool: Resource, catalogue: Catalogue | None) -> bool:
-    reqs = nodepool_requirements(nodepool)
+def _is_gpu_pool(nodepool: Resource, reqs: Requirements, catalogue: Catalogue | None) -> bool:
     if (nodepool.get("spec", "limits") or {}).get(GPU_RESOURCE) is not None:
         return True
     if any(k.startswith("karpenter.k8s.aws/instance-gpu-") for k in reqs):
@@ -511,28 +610,194 @@ def is_gpu_nodepool(nodepool: Resource, catalogue: Catalogue | None) -> bool:
     )
 
 
-_GPU_NODEPOOLS_KEY = "helpers.gpu_nodepools"
+def is_gpu_nodepool(nodepool: Resource, catalogue: Catalogue | None) -> bool:
+    return _is_gpu_pool(nodepool, nodepool_requirements(nodepool), catalogue)
 
 
-def _gpu_nodepools(ctx: Context) -> list[tuple[Resource, Requirements]]:
-    """The overlay's GPU NodePools with their requirements, worked out once per overlay: every GPU
-    workload of every rule asks for them."""
-    cached = ctx.extras.get(_GPU_NODEPOOLS_KEY)
-    if cached is None:
-        pools = [pool for pool in nodepools(ctx) if is_gpu_nodepool(pool, ctx.catalogue)]
-        cached = [(pool, nodepool_requirements(pool)) for pool in pools]
-        ctx.extras[_GPU_NODEPOOLS_KEY] = cached
+def _canonical(value: Any) -> str:
+    """A rendered value as canonical text, so that equal fields of many resources compare in one step."""
+    try:
+        return json.dumps(value, sort_keys=True, default=repr)
+    except TypeError:  # keys of mixed types cannot be sorted: unequal texts only split classes further
+        return repr(value)
+
+
+def _constraint_key(constraint: KeyConstraint) -> tuple[Any, ...]:
+    allowed = None if constraint.allowed is None else tuple(sorted(constraint.allowed))
+    return (allowed, tuple(sorted(constraint.excluded)), constraint.must_exist, constraint.must_not_exist,
+            constraint.gt, constraint.lt)
+
+
+def _requirements_key(reqs: Requirements) -> tuple[Any, ...]:
+    return tuple(sorted((key, _constraint_key(constraint)) for key, constraint in reqs.items()))
+
+
+@dataclass(frozen=True)
+class PoolMember:
+    position: int  # in the overlay's rendered order
+    pool: Resource
+    name_constraint: KeyConstraint  # its `karpenter.sh/nodepool` requirement
+
+
+@dataclass(eq=False)
+class GpuPoolClass:
+    """GPU NodePools of one overlay that no rule tells apart but by name: the same requirements (the
+    `karpenter.sh/nodepool` one aside), taints and limits.
+
+    What a pod gets from a pool (can it land there, which GPUs, which taints block it, how much the
+    limits allow) is worked out once per class and pod shape: an overlay of N copies of one NodePool
+    has one class, so matching its workloads to pools costs workloads + pools, not workloads x pools.
+    """
+
+    requirements: Requirements  # the first member's, without `karpenter.sh/nodepool`
+    representative: Resource
+    members: list[PoolMember] = field(default_factory=list)  # in rendered order
+    members_by_name: dict[str, list[PoolMember]] = field(default_factory=dict)
+    _gpus: tuple[frozenset[str], str | None] | None = field(default=None, repr=False)
+
+    @property
+    def taints(self) -> list[Any]:
+        return self.representative.get("spec", "template", "spec", "taints") or []
+
+    def limit(self, resource_name: str) -> Decimal | None:
+        return quantity((self.representative.get("spec", "limits") or {}).get(resource_name))
+
+    def gpus_admitted(self, catalogue: Catalogue) -> tuple[frozenset[str], str | None]:
+        """The pool half of `gpus_nodepool_may_launch`: GPUs the requirements admit and the deciding key."""
+        if self._gpus is None:
+            gpus, deciding = _gpus_admitted(self.requirements, catalogue)
+            self._gpus = frozenset(gpus), deciding
+        return self._gpus
+
+
+@dataclass(frozen=True)
+class PoolMatch:
+    """The GPU NodePools of one class a pod can land on (taints not considered)."""
+
+    pool_class: GpuPoolClass
+    members: Sequence[PoolMember]  # in rendered order
+
+
+@dataclass
+class GpuPools:
+    """An overlay's GPU NodePools, grouped into classes, and the matches worked out so far, by pod shape."""
+
+    members: list[PoolMember]  # every GPU NodePool, in rendered order
+    requirements: list[Requirements]  # of each member, as `nodepool_requirements` gives them
+    classes: list[GpuPoolClass]
+    matches: dict[tuple[Any, ...], list[PoolMatch]] = field(default_factory=dict)
+    pod_gpus: dict[tuple[Any, ...], frozenset[str]] = field(default_factory=dict)
+
+
+_GPU_POOLS_KEY = "helpers.gpu_pools"
+_POD_TERMS_KEY = "helpers.pod_terms"
+
+
+def gpu_pools(ctx: Context) -> GpuPools:
+    """The overlay's GPU NodePools, worked out once per overlay: every GPU workload of every rule asks."""
+    cached = ctx.extras.get(_GPU_POOLS_KEY)
+    if isinstance(cached, GpuPools):
+        return cached
+    members: list[PoolMember] = []
+    requirements: list[Requirements] = []
+    classes: dict[tuple[Any, ...], GpuPoolClass] = {}
+    for position, pool in enumerate(ctx.of_kind("NodePool")):
+        reqs = nodepool_requirements(pool)
+        if not _is_gpu_pool(pool, reqs, ctx.catalogue):
+            continue
+        member = PoolMember(position, pool, reqs[NODEPOOL_NAME])
+        members.append(member)
+        requirements.append(reqs)
+        shared = {key: constraint for key, constraint in reqs.items() if key != NODEPOOL_NAME}
+        taints = pool.get("spec", "template", "spec", "taints")
+        key = (_requirements_key(shared), _canonical(taints), _canonical(pool.get("spec", "limits")))
+        pool_class = classes.get(key)
+        if pool_class is None:
+            pool_class = classes[key] = GpuPoolClass(shared, pool)
+        pool_class.members.append(member)
+        pool_class.members_by_name.setdefault(pool.name, []).append(member)
+    cached = GpuPools(members, requirements, list(classes.values()))
+    ctx.extras[_GPU_POOLS_KEY] = cached
     return cached
+
+
+@dataclass(frozen=True)
+class _PodTerms:
+    spec: Mapping[str, Any]  # kept so that the id the cache is keyed by stays this object's
+    terms: list[PodRequirementTerm]
+    shape: tuple[Any, ...]  # the terms' requirements as a key: pods of one shape land on the same pools
+
+
+def _pod_terms(ctx: Context, template: PodTemplate) -> _PodTerms:
+    """`pod_requirement_terms` of a pod template, once per template per overlay."""
+    cache: dict[int, _PodTerms] = ctx.extras.setdefault(_POD_TERMS_KEY, {})
+    found = cache.get(id(template.spec))
+    if found is not None and found.spec is template.spec:
+        return found
+    terms = pod_requirement_terms(template)
+    shape = tuple(_requirements_key(term.requirements) for term in terms)
+    found = cache[id(template.spec)] = _PodTerms(template.spec, terms, shape)
+    return found
+
+
+def _match_class(pool_class: GpuPoolClass, terms: Sequence[PodRequirementTerm]) -> Sequence[PoolMember]:
+    """The members of the class a pod with these terms can land on: `compatible` on the class's shared
+    requirements (the pool's name is well known, so it is left open there), then the name."""
+    fitting = [term for term in terms if compatible(term.requirements, pool_class.requirements) is None]
+    if not fitting:
+        return ()
+    if any(NODEPOOL_NAME not in term.requirements for term in fitting):
+        return pool_class.members
+    candidates: Iterable[PoolMember] = pool_class.members
+    named = [term.requirements[NODEPOOL_NAME].allowed for term in fitting]
+    if all(allowed is not None for allowed in named):  # `In` names: look them up
+        names: set[str] = set().union(*(allowed for allowed in named if allowed is not None))
+        found = {id(m): m for name in names for m in pool_class.members_by_name.get(name, ())}
+        candidates = sorted(found.values(), key=lambda m: m.position)
+    name_terms = [term.requirements[NODEPOOL_NAME] for term in fitting]
+    return [
+        member
+        for member in candidates
+        if any(term.merged(member.name_constraint).satisfiable() for term in name_terms)
+    ]
+
+
+def gpu_pool_matches(ctx: Context, template: PodTemplate) -> list[PoolMatch]:
+    """The GPU NodePools a node for this pod can come from (taints not considered), by class; pods of
+    the same shape (nodeSelector and required node affinity) share the answer."""
+    pools = gpu_pools(ctx)
+    pod = _pod_terms(ctx, template)
+    found = pools.matches.get(pod.shape)
+    if found is None:
+        found = []
+        for pool_class in pools.classes:
+            members = _match_class(pool_class, pod.terms)
+            if members:
+                found.append(PoolMatch(pool_class, members))
+        pools.matches[pod.shape] = found
+    return found
+
+
+def matched_pools(matches: Iterable[PoolMatch]) -> list[Resource]:
+    """The pools of these matches in rendered order."""
+    members = [member for match in matches for member in match.members]
+    return [member.pool for member in sorted(members, key=lambda m: m.position)]
 
 
 def nodepools_for(ctx: Context, template: PodTemplate) -> list[Resource]:
     """GPU NodePools whose requirements a node for this pod can satisfy (taints not considered)."""
-    terms = pod_requirement_terms(template)
-    out = []
-    for pool, pool_reqs in _gpu_nodepools(ctx):
-        if any(compatible(term.requirements, pool_reqs) is None for term in terms):
-            out.append(pool)
-    return out
+    return matched_pools(gpu_pool_matches(ctx, template))
+
+
+def pod_gpu_choices(ctx: Context, template: PodTemplate, catalogue: Catalogue) -> frozenset[str]:
+    """The pod half of `gpus_nodepool_may_launch`: GPUs its required node labels admit, in any term."""
+    pools = gpu_pools(ctx)
+    pod = _pod_terms(ctx, template)
+    found = pools.pod_gpus.get(pod.shape)
+    if found is None:
+        found = frozenset().union(*(_gpus_admitted(term.requirements, catalogue)[0] for term in pod.terms))
+        pools.pod_gpus[pod.shape] = found
+    return found
 
 
 def requirement_index(nodepool: Resource, key: str) -> int | None:
@@ -561,6 +826,16 @@ def _gpus_admitted(reqs: Requirements, catalogue: Catalogue) -> tuple[set[str], 
     return candidates, deciding
 
 
+def admission_path(nodepool: Resource, deciding: str | None) -> str:
+    """Path of the NodePool requirement on `deciding` (see `_gpus_admitted`) that admits its GPUs."""
+    if deciding is None:
+        return "spec.template.spec.requirements"
+    index = requirement_index(nodepool, deciding)
+    if index is None:
+        return "spec.template.metadata.labels"
+    return f"spec.template.spec.requirements[{index}]"
+
+
 def gpus_nodepool_may_launch(
     nodepool: Resource, catalogue: Catalogue, template: PodTemplate | None = None
 ) -> tuple[set[str], str]:
@@ -572,13 +847,7 @@ def gpus_nodepool_may_launch(
         for term in pod_requirement_terms(template):
             for_pod |= _gpus_admitted(term.requirements, catalogue)[0]
         candidates &= for_pod
-    if deciding is None:
-        return candidates, "spec.template.spec.requirements"
-    index = requirement_index(nodepool, deciding)
-    path = (
-        f"spec.template.spec.requirements[{index}]" if index is not None else "spec.template.metadata.labels"
-    )
-    return candidates, path
+    return candidates, admission_path(nodepool, deciding)
 
 
 def gpu_admission_path(nodepool: Resource, gpu: str, catalogue: Catalogue) -> str | None:

@@ -12,24 +12,25 @@ from tools.validate.rules.base import Context, Rule, Violation
 from tools.validate.rules.helpers import (
     GPU_RESOURCE,
     QueryError,
+    any_selecting,
     as_int,
     exported_name,
     formula_names,
+    gpu_pool_matches,
+    hpas_of,
+    matched_pools,
     measures,
-    nodepools_for,
     otel_renames,
     pod_template,
     pod_templates,
-    quantity,
     scaled_objects_of,
-    selecting,
     target_of,
     trigger_query,
     trigger_target,
     triggers,
+    vllm_commands_of,
     vllm_workloads,
 )
-from tools.validate.vllm_args import vllm_commands
 
 KEDA_DEFAULT_MAX_REPLICAS = 100
 KEDA_DEFAULT_POLLING_SECONDS = 30
@@ -64,8 +65,8 @@ def _scaled_workloads(ctx: Context) -> Iterator[tuple[Any, Any, Any]]:
 
 def check_max_replicas_fit(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
     for so, target, template in _scaled_workloads(ctx):
-        pools = nodepools_for(ctx, template)
-        if not pools:
+        matches = gpu_pool_matches(ctx, template)
+        if not matches:
             continue
         max_replicas = as_int(so.get("spec", "maxReplicaCount"), KEDA_DEFAULT_MAX_REPLICAS)
         path = "spec.maxReplicaCount" if so.get("spec", "maxReplicaCount") is not None else "spec"
@@ -73,13 +74,14 @@ def check_max_replicas_fit(ctx: Context, options: Mapping[str, Any]) -> Iterator
         per_pod["cpu"] = template.requests("cpu")
         per_pod["memory"] = template.requests("memory")
         for resource_name, amount in per_pod.items():
-            limits = [quantity((p.get("spec", "limits") or {}).get(resource_name)) for p in pools]
-            if amount <= 0 or any(limit is None for limit in limits):
+            # The pools of one class have the same limits: each class adds its limit once per pool.
+            limits = [(match.pool_class.limit(resource_name), len(match.members)) for match in matches]
+            if amount <= 0 or any(limit is None for limit, _ in limits):
                 continue  # some pool has no limit on it: unbounded
-            capacity = sum(limits, Decimal(0))
+            capacity = sum((limit * count for limit, count in limits if limit is not None), Decimal(0))
             needed = amount * max_replicas
             if needed > capacity:
-                names = ", ".join(p.name for p in pools)
+                names = ", ".join(p.name for p in matched_pools(matches))
                 yield Violation(
                     so,
                     path,
@@ -98,7 +100,7 @@ def _fmt(value: Decimal, resource_name: str) -> str:
 
 def check_running_target(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
     for so, target, _template in _scaled_workloads(ctx):
-        seqs = [c.int_value("--max-num-seqs") for c in vllm_commands(target)]
+        seqs = [c.int_value("--max-num-seqs") for c in vllm_commands_of(ctx, target)]
         max_num_seqs = min((s for s in seqs if s is not None), default=None)
         if not seqs:
             continue
@@ -349,18 +351,13 @@ def check_single_autoscaler(ctx: Context, options: Mapping[str, Any]) -> Iterato
             )
         if not scalers:
             continue
-        for hpa in ctx.of_kind("HorizontalPodAutoscaler"):
-            ref = hpa.get("spec", "scaleTargetRef") or {}
-            if hpa.namespace == workload.namespace and (ref.get("kind"), ref.get("name")) == (
-                workload.kind,
-                workload.name,
-            ):
-                yield Violation(
-                    hpa,
-                    "spec.scaleTargetRef",
-                    f"{workload.kind}/{workload.name} is scaled by ScaledObject/{scalers[0].name}, whose HPA "
-                    "this one fights",
-                )
+        for hpa in hpas_of(ctx, workload):
+            yield Violation(
+                hpa,
+                "spec.scaleTargetRef",
+                f"{workload.kind}/{workload.name} is scaled by ScaledObject/{scalers[0].name}, whose HPA "
+                "this one fights",
+            )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -382,7 +379,7 @@ def check_polling_interval(ctx: Context, options: Mapping[str, Any]) -> Iterator
 
 def check_pdb_for_scaled(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
     for so, target, template in _scaled_workloads(ctx):
-        if selecting(ctx, "PodDisruptionBudget", template):
+        if any_selecting(ctx, "PodDisruptionBudget", template):
             continue
         labels = (*template.metadata_path, "labels")
         yield Violation(

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from tools.validate.model import Severity
+from tools.validate.model import Resource, Severity
 from tools.validate.rules.base import Context, Rule, Violation
-from tools.validate.rules.helpers import PodTemplate, as_int, pod_templates, selecting, vllm_workloads
+from tools.validate.rules.helpers import PodTemplate, any_selecting, as_int, pod_templates, vllm_workloads
 
 UNPINNED_TAGS = ("latest", "main", "master", "nightly", "dev")
 CREDENTIAL_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
@@ -153,6 +153,10 @@ def check_imds(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
             )
 
 
+def _restricts_ingress(policy: Resource) -> bool:
+    return "Ingress" in (policy.get("spec", "policyTypes") or ["Ingress"])
+
+
 def check_network_policy(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
     seen = set()
     for template, _ in vllm_workloads(ctx):
@@ -160,12 +164,7 @@ def check_network_policy(ctx: Context, options: Mapping[str, Any]) -> Iterator[V
         if key in seen:
             continue
         seen.add(key)
-        policies = [
-            p
-            for p in selecting(ctx, "NetworkPolicy", template)
-            if "Ingress" in (p.get("spec", "policyTypes") or ["Ingress"])
-        ]
-        if not policies:
+        if not any_selecting(ctx, "NetworkPolicy", template, _restricts_ingress):
             yield Violation(
                 template.resource,
                 ".".join(template.metadata_path) + ".labels",

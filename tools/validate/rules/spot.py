@@ -11,14 +11,14 @@ from tools.validate.rules.helpers import (
     CAPACITY_TYPE,
     PodTemplate,
     as_int,
+    gpu_pool_matches,
     is_gpu_nodepool,
-    nodepool_requirements,
-    nodepools_for,
+    matched_pools,
     pod_templates,
     requirement_index,
+    vllm_commands_of,
     vllm_workloads,
 )
-from tools.validate.vllm_args import vllm_commands
 
 DO_NOT_DISRUPT = "karpenter.sh/do-not-disrupt"
 K8S_DEFAULT_GRACE_SECONDS = 30
@@ -28,11 +28,13 @@ def check_on_demand_fallback(ctx: Context, options: Mapping[str, Any]) -> Iterat
     if not options["require_on_demand_fallback"]:
         return
     for template, _command in vllm_workloads(ctx):
-        pools = nodepools_for(ctx, template)
-        if not pools or any(nodepool_requirements(p).get(CAPACITY_TYPE) is None for p in pools):
+        matches = gpu_pool_matches(ctx, template)
+        capacity = [match.pool_class.requirements.get(CAPACITY_TYPE) for match in matches]
+        if not matches or any(constraint is None for constraint in capacity):
             continue  # no capacity-type requirement: Karpenter launches on-demand
-        if any(nodepool_requirements(p)[CAPACITY_TYPE].admits("on-demand") for p in pools):
+        if any(constraint is not None and constraint.admits("on-demand") for constraint in capacity):
             continue
+        pools = matched_pools(matches)
         first = pools[0]
         index = requirement_index(first, CAPACITY_TYPE)
         yield Violation(
@@ -62,7 +64,7 @@ def _prestop_seconds(container: Mapping[str, Any]) -> int:
 def check_grace_period(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
     notice = int(options["spot_notice_seconds"])
     for template in pod_templates(ctx):
-        commands = {c.container_index: c for c in vllm_commands(template.resource)}
+        commands = {c.container_index: c for c in vllm_commands_of(ctx, template.resource)}
         drain = 0
         for index, container in template.containers():
             seconds = _prestop_seconds(container)

@@ -1,0 +1,154 @@
+"""How the rules' work grows with the overlay: linearly in its resources, never with workloads x
+NodePools or resources x resources.
+
+The overlay here is N copies of the baseline prod overlay in one Context (every name suffixed, the
+references between a copy's resources kept), the shape of the benchmark's generated corpora: every
+vLLM Deployment can land on every copy's GPU NodePool, and every copy's PodDisruptionBudget and
+NetworkPolicy select every copy's pods. The proof is a count of calls to the helpers whose cost
+matters, not a timing: the count for N copies must be a*N + b.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from rules_fixtures import FIXTURES, policy_rules
+
+from tools.validate import vllm_args
+from tools.validate.catalogue import Catalogue, load_catalogue
+from tools.validate.model import Resource
+from tools.validate.rules import gpu, helpers
+from tools.validate.rules.base import Context
+
+BASELINE = FIXTURES / "baseline" / "prod.yaml"
+# The helpers each (workload, NodePool) or (resource, resource) pair used to call.
+COUNTED = {
+    helpers: ("nodepool_requirements", "compatible", "selector_matches", "requirements_from",
+              "pod_requirement_terms", "scale_target"),
+    gpu: ("compatible", "pod_requirement_terms", "tolerates"),
+    vllm_args: ("parse_container", "check_flags_with_vllm"),
+}
+
+
+@pytest.fixture(scope="module")
+def catalogue() -> Catalogue:
+    return load_catalogue()
+
+
+def baseline_docs(path: Path = BASELINE) -> list[dict[str, Any]]:
+    docs = yaml.safe_load_all(path.read_text(encoding="utf-8"))
+    return [d for d in docs if d and d.get("kind") != "Fixture"]
+
+
+def copies(docs: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
+    """COUNT copies of DOCS with `-cN` name suffixes; the Namespaces once, first."""
+    out = [copy.deepcopy(d) for d in docs if d["kind"] == "Namespace"]
+    for number in range(count):
+        suffix = f"-c{number}"
+        for original in docs:
+            if original["kind"] == "Namespace":
+                continue
+            doc = copy.deepcopy(original)
+            doc["metadata"]["name"] += suffix
+            spec = doc.get("spec") or {}
+            if isinstance(spec.get("scaleTargetRef"), dict):
+                spec["scaleTargetRef"]["name"] += suffix
+            node_class = ((spec.get("template") or {}).get("spec") or {}).get("nodeClassRef")
+            if doc["kind"] == "NodePool" and isinstance(node_class, dict):
+                node_class["name"] += suffix
+            out.append(doc)
+    return out
+
+
+def context(docs: list[dict[str, Any]], catalogue: Catalogue) -> Context:
+    resources = [Resource(doc, "overlays/prod", index=i) for i, doc in enumerate(docs)]
+    return Context(overlay="overlays/prod", env="prod", resources=resources, catalogue=catalogue)
+
+
+def findings(ctx: Context) -> list[tuple[str, str, str]]:
+    out = []
+    for rule in policy_rules():
+        for violation in rule.check(ctx, rule.options):
+            out.append((rule.id, violation.resource.ref() if violation.resource else "", violation.path))
+    return out
+
+
+def counting(calls: Counter[str], name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls[name] += 1
+        return fn(*args, **kwargs)
+
+    return counted
+
+
+def calls_for(count: int, catalogue: Catalogue, monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """Calls of each counted helper while every policy rule checks COUNT copies."""
+    calls: Counter[str] = Counter()
+    with monkeypatch.context() as patch:
+        for module, names in COUNTED.items():
+            for name in names:
+                counted = counting(calls, f"{module.__name__}.{name}", getattr(module, name))
+                patch.setattr(module, name, counted)
+        ctx = context(copies(baseline_docs(), count), catalogue)
+        findings(ctx)
+    return calls
+
+
+def _named(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    return next(d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name)
+
+
+def test_copies_keep_their_references_and_each_finding_names_its_copy(catalogue: Catalogue) -> None:
+    clean = copies(baseline_docs(), 4)
+    assert findings(context(baseline_docs(), catalogue)) == findings(context(clean, catalogue)) == []
+
+    broken = copies(baseline_docs(), 4)
+    _named(broken, "ScaledObject", "vllm-c1")["spec"]["pollingInterval"] = 120
+    del _named(broken, "Deployment", "vllm-c2")["spec"]["template"]["spec"]["tolerations"]
+
+    # the polling interval of one copy; the untolerated taint of each of the 4 pools vllm-c2 may land on
+    taint = ("gpu/nodepool-taints-tolerated", "spec.template.spec.taints[0]")
+    assert findings(context(broken, catalogue)) == [
+        ("scaling/polling-interval", "ScaledObject/inference/vllm-c1", "spec.pollingInterval"),
+        *((taint[0], f"NodePool/gpu-inference-c{n}", taint[1]) for n in range(4)),
+    ]
+
+
+@pytest.mark.parametrize("count", [4, 16])
+def test_gpu_nodepools_fall_in_one_class_worked_out_once(count: int, catalogue: Catalogue,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx = context(copies(baseline_docs(), count), catalogue)
+    calls: Counter[str] = Counter()
+    monkeypatch.setattr(helpers, "nodepool_requirements",
+                        counting(calls, "nodepool_requirements", helpers.nodepool_requirements))
+    vllm = [t for t in helpers.gpu_pod_templates(ctx) if t.resource.name.startswith("vllm-")]
+    pool_names = [f"gpu-inference-c{n}" for n in range(count)]
+
+    matched = [helpers.nodepools_for(ctx, template) for template in vllm]
+
+    pools = helpers.gpu_pools(ctx)
+    assert [[p.name for p in pools_of] for pools_of in matched] == [pool_names] * count
+    assert len(pools.classes) == 1
+    assert [m.pool.name for m in pools.classes[0].members] == pool_names
+    assert len(pools.matches) == 1  # every vLLM pod has the same node affinity: one shape, matched once
+    assert calls["nodepool_requirements"] == count  # once per NodePool, not once per (pod, NodePool)
+
+
+def test_work_per_overlay_grows_linearly_with_its_resources(catalogue: Catalogue,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    by_count = {n: calls_for(n, catalogue, monkeypatch) for n in (2, 4, 8)}
+
+    names = sorted(set().union(*by_count.values()))
+    assert {"tools.validate.rules.helpers.nodepool_requirements", "tools.validate.rules.helpers.compatible",
+            "tools.validate.rules.helpers.selector_matches",
+            "tools.validate.vllm_args.parse_container"} <= set(names)
+    for name in names:
+        f = {n: by_count[n][name] for n in by_count}
+        # a*N + b: doubling from 4 to 8 copies adds twice what doubling from 2 to 4 did
+        assert f[8] - f[4] == 2 * (f[4] - f[2]), (name, f)
