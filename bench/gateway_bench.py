@@ -301,29 +301,39 @@ def machine() -> dict[str, object]:
 # --- the run -------------------------------------------------------------------------------------------
 
 
+# Real-time priority for the measured processes when the machine allows it: on a shared machine, other
+# jobs then run only while these sleep, instead of taking the core for a scheduler slice (milliseconds)
+# in the middle of a stream. vLLM is left out: its OpenMP threads spin.
+FIFO_PRIORITY = 10
+
+
 @dataclass
 class Cores:
     proxy: set[int] | None
     load: set[int] | None
+    fifo_priority: int = 0
 
 
-def choose_cores(pin: bool, proxy_core: int, load_core: int) -> Cores:
+def choose_cores(pin: bool, proxy_core: int, load_core: int, realtime: bool = True) -> Cores:
     available = os.sched_getaffinity(0)
+    priority = FIFO_PRIORITY if realtime and procs.fifo_permitted() else 0
     if not pin or proxy_core not in available or load_core not in available or proxy_core == load_core:
-        return Cores(proxy=None, load=None)
-    return Cores(proxy={proxy_core}, load={load_core})
+        return Cores(proxy=None, load=None, fifo_priority=priority)
+    return Cores(proxy={proxy_core}, load={load_core}, fifo_priority=priority)
 
 
 @contextmanager
-def pinned(cores: set[int] | None) -> Iterator[None]:
-    """This process (the load generator) on ``cores`` for the duration; restored afterwards."""
+def pinned(cores: set[int] | None, fifo_priority: int = 0) -> Iterator[None]:
+    """This process (the load generator) on ``cores``, at ``fifo_priority``, for the duration."""
     before = os.sched_getaffinity(0)
-    if cores:
-        os.sched_setaffinity(0, cores)
+    policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
+    # The real vLLM, started from here, must not inherit the priority (its OpenMP threads spin).
+    procs.place(cores, fifo_priority, children_inherit=False)
     try:
         yield
     finally:
         os.sched_setaffinity(0, before)
+        os.sched_setscheduler(0, policy, param)
 
 
 def _progress(message: str) -> None:
@@ -386,7 +396,8 @@ def upstream_server(name: str, stack: ExitStack, args: argparse.Namespace, plan:
     """(base URL, model) of the upstream; it is stopped when ``stack`` closes."""
     if name == SYNTHETIC:
         server = stack.enter_context(procs.fake_upstream(log_dir, cores.load, model=SYNTHETIC_MODEL,
-                                                         tokens=plan.tokens, interval_ms=plan.interval_ms))
+                                                         tokens=plan.tokens, interval_ms=plan.interval_ms,
+                                                         fifo_priority=cores.fifo_priority))
         yield server.url, SYNTHETIC_MODEL
         return
     from tools.stack.env import REPO_ROOT, cache_dir, vllm_python
@@ -421,27 +432,30 @@ def upstream_server(name: str, stack: ExitStack, args: argparse.Namespace, plan:
 def run(args: argparse.Namespace, plan: Plan) -> dict[str, object]:
     log_dir = Path(args.out_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
-    cores = choose_cores(not args.no_pin, args.proxy_core, args.load_core)
+    cores = choose_cores(not args.no_pin, args.proxy_core, args.load_core, realtime=not args.no_realtime)
     info = machine()
     info["pinning"] = (f"proxy on CPU {sorted(cores.proxy)}, load generator and upstream on CPU "
                        f"{sorted(cores.load)}" if cores.proxy and cores.load else "none")
+    info["scheduling"] = (f"SCHED_FIFO priority {cores.fifo_priority} for the proxies, the synthetic "
+                          "upstream and the load generator" if cores.fifo_priority else "SCHED_OTHER")
     litellm_script = None if args.no_litellm else procs.ensure_litellm(procs.litellm_venv())
     # The real vLLM first: it is the part most likely to fail (start-up), so a failure comes early.
     upstreams = [SYNTHETIC] if args.no_vllm else [VLLM, SYNTHETIC]
     cells: list[Cell] = []
     memory: MemoryRun | None = None
     started = dt.datetime.now(dt.UTC)
-    with pinned(cores.load):
+    with pinned(cores.load, cores.fifo_priority):
         for upstream in upstreams:
             with ExitStack() as stack, upstream_server(upstream, stack, args, plan, cores, log_dir) as (
                     upstream_url, model):
                 gateway = stack.enter_context(procs.gateway(log_dir, cores.proxy, upstream_url=upstream_url,
-                                                            model=model))
+                                                            model=model, fifo_priority=cores.fifo_priority))
                 urls = {"direct": upstream_url, "gateway": gateway.url}
                 proxies = {"gateway": gateway}
                 if litellm_script is not None:
-                    litellm = stack.enter_context(procs.litellm(log_dir, cores.proxy, script=litellm_script,
-                                                                upstream_url=upstream_url, model=model))
+                    litellm = stack.enter_context(procs.litellm(
+                        log_dir, cores.proxy, script=litellm_script, upstream_url=upstream_url, model=model,
+                        fifo_priority=cores.fifo_priority))
                     urls["litellm"] = litellm.url
                     proxies["litellm"] = litellm
                 _progress(f"{upstream}: {urls}")
@@ -481,7 +495,8 @@ def render_markdown(report: dict[str, object]) -> str:
     parts = [
         f"Run {report['started']} ({report['seconds']} s): `{report['command']}`\n",
         f"Machine: {machine_info['nproc']} CPUs, {machine_info['cpu_model']}, "
-        f"Python {machine_info['python']}; pinning: {machine_info['pinning']}; load average (1, 5, 15 min) "
+        f"Python {machine_info['python']}; pinning: {machine_info['pinning']}; scheduling: "
+        f"{machine_info.get('scheduling', 'SCHED_OTHER')}; load average (1, 5, 15 min) "
         f"{machine_info['load_average_start']} at the start, {machine_info['load_average_end']} at the end"
         + (f"; LiteLLM {report['litellm_version']}" if report["litellm_version"] else "") + ".\n",
         "Added latency (proxied - direct, ms) and the ratio LiteLLM/gateway:\n",
@@ -525,6 +540,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--proxy-core", type=int, default=0)
     parser.add_argument("--load-core", type=int, default=1)
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
+    parser.add_argument("--no-realtime", action="store_true",
+                        help="do not run the measured processes under SCHED_FIFO (used when permitted)")
     parser.add_argument("--out-dir", default=".bench/gateway", help="server logs (default .bench/gateway)")
     parser.add_argument("--json-out", help="write the results as JSON here")
     parser.add_argument("--markdown-out", help="write the results as Markdown here")
