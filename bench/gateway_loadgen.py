@@ -14,6 +14,7 @@ and ``data: [DONE]``; vLLM (and the synthetic upstream) write one ``data:`` line
 
 from __future__ import annotations
 
+import gc
 import time
 from dataclasses import dataclass, field
 
@@ -128,7 +129,14 @@ async def run_cell(base_url: str, model: str, *, concurrency: int, requests: int
 
         if warmup:
             await phase(warmup, record=False)
-        started = time.perf_counter()
-        await phase(requests, record=True)
-        result.wall_seconds = time.perf_counter() - started
+        # No collection during the recorded phase: a full collection of this process pauses every
+        # stream at once (tens of ms), which would be counted against whichever target was running.
+        gc.collect()
+        gc.disable()
+        try:
+            started = time.perf_counter()
+            await phase(requests, record=True)
+            result.wall_seconds = time.perf_counter() - started
+        finally:
+            gc.enable()
     return result
