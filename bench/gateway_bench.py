@@ -94,7 +94,7 @@ class Plan:
         return max(self.min_requests, streams * self.requests_per_stream)
 
 
-FULL_PLAN = Plan(concurrency=(1, 50, 200), rounds=2, min_requests=60, requests_per_stream=10,
+FULL_PLAN = Plan(concurrency=(1, 50, 200), rounds=4, min_requests=60, requests_per_stream=10,
                  vllm_min_requests=20, vllm_requests_per_stream=1, vllm_rounds=2,
                  vllm_warmup_per_stream=0, time_limit=15.0, warmup_per_stream=1, warmup_max=50,
                  memory_warmup=500, memory_requests=10_000, memory_chunks=10, memory_concurrency=50,
@@ -211,6 +211,30 @@ def build_tables(cells: Sequence[Cell]) -> tuple[list[list[object]], list[list[o
         overhead_rows.append([upstream, streams, *gw, *ll, ratio(ll[0], gw[0]), ratio(ll[2], gw[2]),
                               ratio(ll[3], gw[3])])
     return rows, overhead_rows
+
+
+NOISE_COLUMNS = ("upstream", "streams", "rounds", "direct_ttft_p50_ms", "direct_ttft_p99_ms",
+                 "direct_total_p50_ms", "direct_total_p99_ms")
+
+
+def noise_rows(cells: Sequence[Cell]) -> list[list[object]]:
+    """The measurement's resolution: direct against direct, odd rounds pooled against even rounds.
+
+    Both halves ran the same load on the same upstream, so any difference is the machine's noise; an
+    added latency smaller than it is not resolved by this run. Needs at least two rounds.
+    """
+    rows: list[list[object]] = []
+    keys = list(dict.fromkeys((c.upstream, c.streams) for c in cells if c.target == "direct"))
+    for upstream, streams in keys:
+        direct = [c for c in cells if (c.upstream, c.streams, c.target) == (upstream, streams, "direct")]
+        if len(direct) < 2:
+            continue
+        odd, even = pool(direct[0::2]), pool(direct[1::2])
+        rows.append([upstream, streams, len(direct),
+                     round(abs(odd.ttft_p50 - even.ttft_p50), 3), round(abs(odd.ttft_p99 - even.ttft_p99), 3),
+                     round(abs(odd.total_p50 - even.total_p50), 3),
+                     round(abs(odd.total_p99 - even.total_p99), 3)])
+    return rows
 
 
 def _cell_text(value: object) -> str:
@@ -482,6 +506,7 @@ def report(args: argparse.Namespace, plan: Plan, info: dict[str, object], starte
         "litellm_version": procs.LITELLM_VERSION if with_litellm else None,
         "table": {"columns": list(TABLE_COLUMNS), "rows": rows},
         "overhead": {"columns": list(OVERHEAD_COLUMNS), "rows": overhead_rows},
+        "noise": {"columns": list(NOISE_COLUMNS), "rows": noise_rows(cells)},
         "memory": asdict(memory) if memory else None,
         "targets": [asdict(c) for c in checks],
     }
@@ -504,6 +529,11 @@ def render_markdown(report: dict[str, object]) -> str:
         "All cells (latencies in ms; proxy CPU = the proxy process's CPU time per request):\n",
         markdown_table(table["columns"], table["rows"]),
     ]
+    noise: dict[str, list] = report["noise"]  # type: ignore[assignment]
+    if noise["rows"]:
+        parts += ["Resolution: direct against direct, odd rounds pooled against even rounds (|difference|, "
+                  "ms); an added latency below these figures is within the machine's noise:\n",
+                  markdown_table(noise["columns"], noise["rows"])]
     if memory:
         parts.append(
             f"Gateway RSS over {memory['requests']} requests ({memory['tokens']}-token streams) at "
