@@ -94,16 +94,16 @@ class Plan:
         return max(self.min_requests, streams * self.requests_per_stream)
 
 
-FULL_PLAN = Plan(concurrency=(1, 50, 200), rounds=2, min_requests=60, requests_per_stream=6,
+FULL_PLAN = Plan(concurrency=(1, 50, 200), rounds=4, min_requests=60, requests_per_stream=10,
                  vllm_min_requests=20, vllm_requests_per_stream=1, vllm_rounds=2,
                  vllm_warmup_per_stream=0, time_limit=15.0, warmup_per_stream=1, warmup_max=50,
                  memory_warmup=500, memory_requests=10_000, memory_chunks=10, memory_concurrency=50,
-                 memory_tokens=8, tokens=32, interval_ms=5.0)
+                 memory_tokens=8, tokens=32, interval_ms=20.0)
 QUICK_PLAN = Plan(concurrency=(1, 50, 200), rounds=1, min_requests=10, requests_per_stream=1,
                   vllm_min_requests=5, vllm_requests_per_stream=1, vllm_rounds=1,
                   vllm_warmup_per_stream=0, time_limit=5.0, warmup_per_stream=0, warmup_max=0,
                   memory_warmup=50, memory_requests=300, memory_chunks=3, memory_concurrency=20,
-                  memory_tokens=8, tokens=32, interval_ms=5.0)
+                  memory_tokens=8, tokens=32, interval_ms=20.0)
 
 
 @dataclass
@@ -213,6 +213,30 @@ def build_tables(cells: Sequence[Cell]) -> tuple[list[list[object]], list[list[o
     return rows, overhead_rows
 
 
+NOISE_COLUMNS = ("upstream", "streams", "rounds", "direct_ttft_p50_ms", "direct_ttft_p99_ms",
+                 "direct_total_p50_ms", "direct_total_p99_ms")
+
+
+def noise_rows(cells: Sequence[Cell]) -> list[list[object]]:
+    """The measurement's resolution: direct against direct, odd rounds pooled against even rounds.
+
+    Both halves ran the same load on the same upstream, so any difference is the machine's noise; an
+    added latency smaller than it is not resolved by this run. Needs at least two rounds.
+    """
+    rows: list[list[object]] = []
+    keys = list(dict.fromkeys((c.upstream, c.streams) for c in cells if c.target == "direct"))
+    for upstream, streams in keys:
+        direct = [c for c in cells if (c.upstream, c.streams, c.target) == (upstream, streams, "direct")]
+        if len(direct) < 2:
+            continue
+        odd, even = pool(direct[0::2]), pool(direct[1::2])
+        rows.append([upstream, streams, len(direct),
+                     round(abs(odd.ttft_p50 - even.ttft_p50), 3), round(abs(odd.ttft_p99 - even.ttft_p99), 3),
+                     round(abs(odd.total_p50 - even.total_p50), 3),
+                     round(abs(odd.total_p99 - even.total_p99), 3)])
+    return rows
+
+
 def _cell_text(value: object) -> str:
     if value is None:
         return "n/a"
@@ -301,29 +325,39 @@ def machine() -> dict[str, object]:
 # --- the run -------------------------------------------------------------------------------------------
 
 
+# Real-time priority for the measured processes when the machine allows it: on a shared machine, other
+# jobs then run only while these sleep, instead of taking the core for a scheduler slice (milliseconds)
+# in the middle of a stream. vLLM is left out: its OpenMP threads spin.
+FIFO_PRIORITY = 10
+
+
 @dataclass
 class Cores:
     proxy: set[int] | None
     load: set[int] | None
+    fifo_priority: int = 0
 
 
-def choose_cores(pin: bool, proxy_core: int, load_core: int) -> Cores:
+def choose_cores(pin: bool, proxy_core: int, load_core: int, realtime: bool = True) -> Cores:
     available = os.sched_getaffinity(0)
+    priority = FIFO_PRIORITY if realtime and procs.fifo_permitted() else 0
     if not pin or proxy_core not in available or load_core not in available or proxy_core == load_core:
-        return Cores(proxy=None, load=None)
-    return Cores(proxy={proxy_core}, load={load_core})
+        return Cores(proxy=None, load=None, fifo_priority=priority)
+    return Cores(proxy={proxy_core}, load={load_core}, fifo_priority=priority)
 
 
 @contextmanager
-def pinned(cores: set[int] | None) -> Iterator[None]:
-    """This process (the load generator) on ``cores`` for the duration; restored afterwards."""
+def pinned(cores: set[int] | None, fifo_priority: int = 0) -> Iterator[None]:
+    """This process (the load generator) on ``cores``, at ``fifo_priority``, for the duration."""
     before = os.sched_getaffinity(0)
-    if cores:
-        os.sched_setaffinity(0, cores)
+    policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
+    # The real vLLM, started from here, must not inherit the priority (its OpenMP threads spin).
+    procs.place(cores, fifo_priority, children_inherit=False)
     try:
         yield
     finally:
         os.sched_setaffinity(0, before)
+        os.sched_setscheduler(0, policy, param)
 
 
 def _progress(message: str) -> None:
@@ -345,7 +379,8 @@ async def measure(upstream: str, urls: dict[str, str], model: str, plan: Plan,
                 cpu_before = server.cpu_seconds() if server else None
                 result = await run_cell(urls[target], model, concurrency=streams,
                                         requests=plan.requests(upstream, streams),
-                                        time_limit=plan.time_limit, warmup=warmup, max_tokens=plan.tokens)
+                                        time_limit=plan.time_limit, warmup=warmup, max_tokens=plan.tokens,
+                                        spread=plan.interval_ms / 1000 if upstream == SYNTHETIC else 0.0)
                 cpu = server.cpu_seconds() - cpu_before if server and cpu_before is not None else None
                 # The warm-up's CPU is in the delta too: scale to the recorded share of the requests.
                 if cpu is not None and result.requests:
@@ -385,7 +420,8 @@ def upstream_server(name: str, stack: ExitStack, args: argparse.Namespace, plan:
     """(base URL, model) of the upstream; it is stopped when ``stack`` closes."""
     if name == SYNTHETIC:
         server = stack.enter_context(procs.fake_upstream(log_dir, cores.load, model=SYNTHETIC_MODEL,
-                                                         tokens=plan.tokens, interval_ms=plan.interval_ms))
+                                                         tokens=plan.tokens, interval_ms=plan.interval_ms,
+                                                         fifo_priority=cores.fifo_priority))
         yield server.url, SYNTHETIC_MODEL
         return
     from tools.stack.env import REPO_ROOT, cache_dir, vllm_python
@@ -420,27 +456,30 @@ def upstream_server(name: str, stack: ExitStack, args: argparse.Namespace, plan:
 def run(args: argparse.Namespace, plan: Plan) -> dict[str, object]:
     log_dir = Path(args.out_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
-    cores = choose_cores(not args.no_pin, args.proxy_core, args.load_core)
+    cores = choose_cores(not args.no_pin, args.proxy_core, args.load_core, realtime=not args.no_realtime)
     info = machine()
     info["pinning"] = (f"proxy on CPU {sorted(cores.proxy)}, load generator and upstream on CPU "
                        f"{sorted(cores.load)}" if cores.proxy and cores.load else "none")
+    info["scheduling"] = (f"SCHED_FIFO priority {cores.fifo_priority} for the proxies, the synthetic "
+                          "upstream and the load generator" if cores.fifo_priority else "SCHED_OTHER")
     litellm_script = None if args.no_litellm else procs.ensure_litellm(procs.litellm_venv())
     # The real vLLM first: it is the part most likely to fail (start-up), so a failure comes early.
     upstreams = [SYNTHETIC] if args.no_vllm else [VLLM, SYNTHETIC]
     cells: list[Cell] = []
     memory: MemoryRun | None = None
     started = dt.datetime.now(dt.UTC)
-    with pinned(cores.load):
+    with pinned(cores.load, cores.fifo_priority):
         for upstream in upstreams:
             with ExitStack() as stack, upstream_server(upstream, stack, args, plan, cores, log_dir) as (
                     upstream_url, model):
                 gateway = stack.enter_context(procs.gateway(log_dir, cores.proxy, upstream_url=upstream_url,
-                                                            model=model))
+                                                            model=model, fifo_priority=cores.fifo_priority))
                 urls = {"direct": upstream_url, "gateway": gateway.url}
                 proxies = {"gateway": gateway}
                 if litellm_script is not None:
-                    litellm = stack.enter_context(procs.litellm(log_dir, cores.proxy, script=litellm_script,
-                                                                upstream_url=upstream_url, model=model))
+                    litellm = stack.enter_context(procs.litellm(
+                        log_dir, cores.proxy, script=litellm_script, upstream_url=upstream_url, model=model,
+                        fifo_priority=cores.fifo_priority))
                     urls["litellm"] = litellm.url
                     proxies["litellm"] = litellm
                 _progress(f"{upstream}: {urls}")
@@ -467,6 +506,7 @@ def report(args: argparse.Namespace, plan: Plan, info: dict[str, object], starte
         "litellm_version": procs.LITELLM_VERSION if with_litellm else None,
         "table": {"columns": list(TABLE_COLUMNS), "rows": rows},
         "overhead": {"columns": list(OVERHEAD_COLUMNS), "rows": overhead_rows},
+        "noise": {"columns": list(NOISE_COLUMNS), "rows": noise_rows(cells)},
         "memory": asdict(memory) if memory else None,
         "targets": [asdict(c) for c in checks],
     }
@@ -480,7 +520,8 @@ def render_markdown(report: dict[str, object]) -> str:
     parts = [
         f"Run {report['started']} ({report['seconds']} s): `{report['command']}`\n",
         f"Machine: {machine_info['nproc']} CPUs, {machine_info['cpu_model']}, "
-        f"Python {machine_info['python']}; pinning: {machine_info['pinning']}; load average (1, 5, 15 min) "
+        f"Python {machine_info['python']}; pinning: {machine_info['pinning']}; scheduling: "
+        f"{machine_info.get('scheduling', 'SCHED_OTHER')}; load average (1, 5, 15 min) "
         f"{machine_info['load_average_start']} at the start, {machine_info['load_average_end']} at the end"
         + (f"; LiteLLM {report['litellm_version']}" if report["litellm_version"] else "") + ".\n",
         "Added latency (proxied - direct, ms) and the ratio LiteLLM/gateway:\n",
@@ -488,6 +529,11 @@ def render_markdown(report: dict[str, object]) -> str:
         "All cells (latencies in ms; proxy CPU = the proxy process's CPU time per request):\n",
         markdown_table(table["columns"], table["rows"]),
     ]
+    noise: dict[str, list] = report["noise"]  # type: ignore[assignment]
+    if noise["rows"]:
+        parts += ["Resolution: direct against direct, odd rounds pooled against even rounds (|difference|, "
+                  "ms); an added latency below these figures is within the machine's noise:\n",
+                  markdown_table(noise["columns"], noise["rows"])]
     if memory:
         parts.append(
             f"Gateway RSS over {memory['requests']} requests ({memory['tokens']}-token streams) at "
@@ -514,6 +560,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="comma-separated stream counts (default 1,50,200)")
     parser.add_argument("--rounds", type=int,
                         help="interleaved rounds per cell (default 3, 2 on vLLM; quick 1)")
+    parser.add_argument("--interval-ms", type=float,
+                        help="the synthetic upstream's gap between tokens (default 20: 50 tokens/s a stream)")
     parser.add_argument("--no-litellm", action="store_true", help="leave LiteLLM's proxy out")
     parser.add_argument("--no-vllm", action="store_true", help="synthetic upstream only")
     parser.add_argument("--vllm-url", help="reuse a running vLLM instead of starting one")
@@ -522,6 +570,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--proxy-core", type=int, default=0)
     parser.add_argument("--load-core", type=int, default=1)
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
+    parser.add_argument("--no-realtime", action="store_true",
+                        help="do not run the measured processes under SCHED_FIFO (used when permitted)")
     parser.add_argument("--out-dir", default=".bench/gateway", help="server logs (default .bench/gateway)")
     parser.add_argument("--json-out", help="write the results as JSON here")
     parser.add_argument("--markdown-out", help="write the results as Markdown here")
@@ -543,6 +593,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error("--rounds must be at least 1")
         overrides["rounds"] = args.rounds
         overrides["vllm_rounds"] = args.rounds
+    if args.interval_ms is not None:
+        if args.interval_ms <= 0:
+            parser.error("--interval-ms must be positive")
+        overrides["interval_ms"] = args.interval_ms
     if overrides:
         plan = Plan(**{**asdict(plan), **overrides})
     previous_handler = signal.signal(signal.SIGTERM, _interrupt)

@@ -71,9 +71,29 @@ class Server:
             self.process.wait(timeout=10)
 
 
-def _pin(cores: set[int] | None) -> None:
+def place(cores: set[int] | None, fifo_priority: int = 0, *, children_inherit: bool = True) -> None:
+    """This process on ``cores``; with ``fifo_priority`` > 0 also under SCHED_FIFO at that priority.
+
+    ``children_inherit=False``: processes it forks start under the default policy (SCHED_RESET_ON_FORK),
+    so only the servers given a priority explicitly run under SCHED_FIFO.
+    """
     if cores:
         os.sched_setaffinity(0, cores)
+    if fifo_priority > 0:
+        policy = os.SCHED_FIFO if children_inherit else os.SCHED_FIFO | os.SCHED_RESET_ON_FORK
+        os.sched_setscheduler(0, policy, os.sched_param(fifo_priority))
+
+
+def fifo_permitted() -> bool:
+    """Whether this process may use SCHED_FIFO (root or CAP_SYS_NICE); its own policy is left as it was."""
+    try:
+        policy = os.sched_getscheduler(0)
+        param = os.sched_getparam(0)
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+        os.sched_setscheduler(0, policy, param)
+    except (OSError, AttributeError):
+        return False
+    return True
 
 
 def _log_tail(path: Path, lines: int = 30) -> str:
@@ -103,13 +123,14 @@ def wait_healthy(server: Server, health_path: str, timeout: float = START_TIMEOU
 @contextmanager
 def run_server(name: str, command: Sequence[str], *, port: int, health_path: str, log_dir: Path,
                cores: set[int] | None, env: Mapping[str, str] | None = None,
-               timeout: float = START_TIMEOUT) -> Iterator[Server]:
+               timeout: float = START_TIMEOUT, fifo_priority: int = 0) -> Iterator[Server]:
     """Start ``command`` pinned to ``cores`` (None: not pinned), wait for ``health_path``, stop at exit."""
     log_path = log_dir / f"{name}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             list(command), stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
-            start_new_session=True, preexec_fn=(lambda: _pin(cores)) if cores else None,
+            start_new_session=True,
+            preexec_fn=(lambda: place(cores, fifo_priority)) if cores or fifo_priority else None,
         )
     server = Server(name=name, url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
     try:
@@ -121,13 +142,13 @@ def run_server(name: str, command: Sequence[str], *, port: int, health_path: str
 
 @contextmanager
 def fake_upstream(log_dir: Path, cores: set[int] | None, *, model: str, tokens: int,
-                  interval_ms: float) -> Iterator[Server]:
+                  interval_ms: float, fifo_priority: int = 0) -> Iterator[Server]:
     port = free_port()
     command = [sys.executable, "-m", "gateway.testing.fake_upstream", "--host", "127.0.0.1",
                "--port", str(port), "--model", model, "--tokens", str(tokens),
-               "--interval-ms", str(interval_ms)]
+               "--interval-ms", str(interval_ms), "--loop", "uvloop"]
     with run_server("fake-upstream", command, port=port, health_path="/health", log_dir=log_dir,
-                    cores=cores) as server:
+                    cores=cores, fifo_priority=fifo_priority) as server:
         yield server
 
 
@@ -147,11 +168,12 @@ def gateway_env(upstream_url: str, model: str) -> dict[str, str]:
 
 
 @contextmanager
-def gateway(log_dir: Path, cores: set[int] | None, *, upstream_url: str, model: str) -> Iterator[Server]:
+def gateway(log_dir: Path, cores: set[int] | None, *, upstream_url: str, model: str,
+            fifo_priority: int = 0) -> Iterator[Server]:
     port = free_port()
     command = [sys.executable, "-m", "gateway", "serve", "--host", "127.0.0.1", "--port", str(port)]
     with run_server("gateway", command, port=port, health_path="/healthz", log_dir=log_dir, cores=cores,
-                    env=gateway_env(upstream_url, model)) as server:
+                    env=gateway_env(upstream_url, model), fifo_priority=fifo_priority) as server:
         yield server
 
 
@@ -200,7 +222,7 @@ def litellm_config(routes: Mapping[str, str]) -> str:
 
 @contextmanager
 def litellm(log_dir: Path, cores: set[int] | None, *, script: Path, upstream_url: str,
-            model: str) -> Iterator[Server]:
+            model: str, fifo_priority: int = 0) -> Iterator[Server]:
     port = free_port()
     config = log_dir / f"litellm-{model}.yaml"
     config.write_text(litellm_config({model: f"{upstream_url}/v1"}))
@@ -216,5 +238,5 @@ def litellm(log_dir: Path, cores: set[int] | None, *, script: Path, upstream_url
         "LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY": "true",
     }
     with run_server("litellm", command, port=port, health_path="/health/liveliness", log_dir=log_dir,
-                    cores=cores, env=env, timeout=180.0) as server:
+                    cores=cores, env=env, timeout=180.0, fifo_priority=fifo_priority) as server:
         yield server

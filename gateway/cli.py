@@ -8,8 +8,10 @@ seconds, cancels what is left, then the lifespan closes the clients.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
+from types import FrameType
 
 import uvicorn
 from pydantic import ValidationError
@@ -39,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings.host = args.host
     if args.port is not None:
         settings.port = args.port
-    configure_logging(settings.log_level)
+    log_writer = configure_logging(settings.log_level)
     config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
@@ -56,6 +58,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         http="httptools",
     )
     server = uvicorn.Server(config)
-    server.run()
+
+    flushed = False
+
+    def flush_logs() -> None:
+        nonlocal flushed
+        if not flushed:
+            flushed = True
+            log_writer.stop()
+
+    def flush_logs_then_exit(signum: int, _frame: FrameType | None) -> None:
+        # uvicorn restores the handlers it found and re-raises the stop signal once it has drained:
+        # this one writes the queued log lines (the shutdown's among them), then lets the signal end
+        # the process as before.
+        flush_logs()
+        signal.signal(signum, signal.SIG_DFL)
+        signal.raise_signal(signum)
+
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, flush_logs_then_exit)
+    try:
+        server.run()
+    finally:
+        flush_logs()
     # uvicorn returns without raising when the lifespan failed to start or the port was taken.
     return 0 if server.started else 3

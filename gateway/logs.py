@@ -6,6 +6,8 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
+from logging.handlers import QueueHandler, QueueListener
+from queue import SimpleQueue
 from typing import Any
 
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
@@ -28,10 +30,19 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def configure_logging(level: str) -> None:
-    """Route the root logger (and uvicorn's) to stdout as JSON lines."""
-    handler = logging.StreamHandler(sys.stdout)
+def configure_logging(level: str) -> QueueListener:
+    """Route the root logger (and uvicorn's) to stdout as JSON lines; returns the writer to stop at exit.
+
+    Records are formatted where they are logged (the line holds the values of that moment) and written
+    by a thread: a write to stdout blocks when the pipe or the disk behind it is slow (a container log
+    reader, page-cache writeback), and on the event loop it would hold up every stream.
+    """
+    writer = logging.StreamHandler(sys.stdout)
+    writer.setFormatter(logging.Formatter("%(message)s"))
+    lines: SimpleQueue[logging.LogRecord] = SimpleQueue()
+    handler = QueueHandler(lines)
     handler.setFormatter(JsonFormatter())
+    listener = QueueListener(lines, writer)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -43,7 +54,5 @@ def configure_logging(level: str) -> None:
     logging.getLogger("asyncio").setLevel(logging.ERROR)
     # The gateway writes its own access line with the request id.
     logging.getLogger("uvicorn.access").disabled = True
-    # httpx logs one INFO line per upstream request: the gateway's own access line already says it, and
-    # formatting it costs CPU on the proxy's hot path.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("httpcore").setLevel(logging.WARNING)
+    listener.start()
+    return listener

@@ -9,12 +9,14 @@ it is a proper HTTP error status; after it, failures become one SSE error event 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+import aiohttp
 import anyio
 import httpx
 from starlette.responses import Response
@@ -106,6 +108,32 @@ async def run_watching_disconnect(receive: Receive, body: Callable[[], Awaitable
     return finished
 
 
+async def read_at_most(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The body up to ``limit`` bytes (an error answer: the rest is not worth waiting for)."""
+    parts: list[bytes] = []
+    size = 0
+    while size < limit:
+        part = await response.content.read(limit - size)
+        if not part:
+            break
+        parts.append(part)
+        size += len(part)
+    return b"".join(parts)
+
+
+def release(response: aiohttp.ClientResponse, complete: bool) -> None:
+    """Hand a fully read response's connection back to the pool; close one read only in part.
+
+    Closing is what tells vLLM the client has gone (it aborts the request on the disconnect), so a
+    response left early must never go back to the pool. Both calls are synchronous: they run even while
+    the relay is being cancelled.
+    """
+    if complete:
+        response.release()
+    else:
+        response.close()
+
+
 async def close_quietly(response: httpx.Response) -> None:
     # Shielded: closing must happen even while the request is being cancelled, or the upstream
     # connection (and vLLM's request on it) would stay open.
@@ -144,20 +172,25 @@ class RelayResponse(Response):
     async def _relay(self, send: Send, arrived: float) -> None:
         settings = self.services.settings
         metrics = self.services.metrics
-        now = anyio.current_time()
+        # The event loop's clock is anyio's on asyncio (the gateway runs on asyncio: aiohttp needs it);
+        # read directly, it costs a fraction of anyio.current_time(), and it is read on every chunk.
+        clock = asyncio.get_running_loop().time
+        now = clock()
         total_deadline = now + settings.upstream_total_timeout
         first_deadline = now + settings.upstream_first_token_timeout if self.stream else total_deadline
         idle = settings.upstream_idle_timeout
-        response: httpx.Response | None = None
+        response: aiohttp.ClientResponse | None = None
+        complete = False
         with anyio.CancelScope(deadline=min(total_deadline, first_deadline)) as timer:
             try:
-                response = await self.services.upstream.open("POST", self.path, self.payload)
-                if response.status_code != 200:
-                    body = await response.aread()
-                    await send_error(send, upstream_http_error(response.status_code, body[:MAX_ERROR_BODY]))
+                response = await self.services.upstream.post(self.path, self.payload)
+                if response.status != 200:
+                    body = await read_at_most(response, MAX_ERROR_BODY)
+                    await send_error(send, upstream_http_error(response.status, body))
                     return
                 if not self.stream:
-                    body = await response.aread()
+                    body = await response.read()
+                    complete = True
                     content_type = response.headers.get("content-type", "application/json").encode()
                     await send({"type": "http.response.start", "status": 200, "headers": [
                         (b"content-type", content_type), (b"content-length", str(len(body)).encode())]})
@@ -168,8 +201,8 @@ class RelayResponse(Response):
                 # (so the idle limit is enforced between 0.9x and 1x), not on every chunk.
                 slack = idle / 10
                 moved_at = -slack
-                async for chunk in response.aiter_raw():
-                    now = anyio.current_time()
+                async for chunk in response.content.iter_any():
+                    now = clock()
                     if now - moved_at >= slack:
                         timer.deadline = min(total_deadline, now + idle)
                         moved_at = now
@@ -187,22 +220,23 @@ class RelayResponse(Response):
                         await send({"type": "http.response.body", "body": data[:end], "more_body": True})
                     else:
                         pending = data
+                complete = True
                 if not self.started:
                     self.started = True
                     await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
                 await send({"type": "http.response.body", "body": pending, "more_body": False})
             except ApiError as error:
                 await self._fail(send, error)
-            except httpx.TransportError as exc:
+            except aiohttp.ClientError as exc:
                 metrics.upstream_errors.labels("midstream" if self.started else "protocol").inc()
                 log.warning("upstream failed", extra={"error": repr(exc), "started": self.started})
                 await self._fail(send, ApiError(502, "The model server connection was lost.",
                                                 code="upstream_disconnected"))
             finally:
                 if response is not None:
-                    await close_quietly(response)
+                    release(response, complete)
         if timer.cancelled_caught:
-            if anyio.current_time() >= total_deadline:
+            if clock() >= total_deadline:
                 kind, message = "total_timeout", "The request exceeded the gateway's total time limit."
             elif not self.started:
                 kind, message = "first_token_timeout", "The model server sent no token in time."

@@ -1,12 +1,23 @@
-"""The vLLM Service: one shared httpx client, connect retries, and the queue poller."""
+"""The vLLM Service: the shared clients, connect retries, and the queue poller.
+
+Two clients, each where it is measured to fit. The OpenAI routes (the hot path: every token of every
+stream) go through one aiohttp session: its C HTTP parser and its connection pool cost the same at
+500 open streams as at 5, whereas httpcore's pool re-examines every pooled connection (one ``poll``
+syscall each) whenever a request is queued or released, which took 9 of 20 s of the gateway's CPU at
+50 streams (bench/README.md). The low-volume calls (health, ``/v1/models``, the queue poller, the
+audience API's question, which reads SSE with httpx-sse) use one httpx client; the queue poller, once a
+second, shares the aiohttp session.
+"""
 
 from __future__ import annotations
 
 import logging
 
+import aiohttp
 import anyio
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
+from yarl import URL
 
 from gateway.errors import ApiError
 from gateway.limits import Admission
@@ -32,17 +43,74 @@ def build_http_client(settings: Settings) -> httpx.AsyncClient:
     # Read timeouts are enforced by the relay (first token, idle gap, total), not per socket read.
     timeout = httpx.Timeout(connect=settings.upstream_connect_timeout, read=None, write=30.0,
                             pool=settings.upstream_connect_timeout)
+    return httpx.AsyncClient(base_url=settings.upstream_url, limits=limits, timeout=timeout,
+                             headers=upstream_headers(settings))
+
+
+def upstream_headers(settings: Settings) -> dict[str, str]:
     headers = {"accept-encoding": "identity"}
     if settings.upstream_api_key is not None:
         headers["authorization"] = f"Bearer {settings.upstream_api_key.get_secret_value()}"
-    return httpx.AsyncClient(base_url=settings.upstream_url, limits=limits, timeout=timeout, headers=headers)
+    return headers
+
+
+def build_stream_session(settings: Settings) -> aiohttp.ClientSession:
+    """The session for the OpenAI routes; create it on the running event loop (the lifespan)."""
+    # Same sizing and keep-alive reasoning as build_http_client. No read timeout either: the relay
+    # enforces first token, idle gap and total itself.
+    connector = aiohttp.TCPConnector(limit=settings.max_in_flight + 64, keepalive_timeout=4.0)
+    timeout = aiohttp.ClientTimeout(total=None, connect=None, sock_connect=settings.upstream_connect_timeout,
+                                    sock_read=None)
+    return aiohttp.ClientSession(
+        connector=connector, timeout=timeout, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(),
+        headers={**upstream_headers(settings), "content-type": "application/json"},
+        skip_auto_headers=("user-agent",),
+    )
 
 
 class Upstream:
-    def __init__(self, client: httpx.AsyncClient, settings: Settings, metrics: GatewayMetrics) -> None:
+    def __init__(self, client: httpx.AsyncClient, session: aiohttp.ClientSession, settings: Settings,
+                 metrics: GatewayMetrics) -> None:
         self.client = client
+        self.session = session
         self.settings = settings
         self.metrics = metrics
+        self._urls: dict[str, URL] = {}
+
+    async def post(self, path: str, body: bytes) -> aiohttp.ClientResponse:
+        """POST ``body`` to ``path`` on the streaming session; the caller reads and closes the response.
+
+        Retried, with exponential backoff, when nothing can have reached vLLM: connection refused, and a
+        pooled keep-alive connection that the server closed as the request went out (vLLM answers
+        nothing on it, so the request never ran). After the last attempt: 503 (refused) or 502.
+        A connect timeout is a 504 at once.
+        """
+        url = self._urls.get(path)
+        if url is None:
+            url = self._urls[path] = URL(self.settings.upstream_url + path)
+        attempts = self.settings.upstream_connect_attempts
+        for attempt in range(attempts):
+            last = attempt + 1 >= attempts
+            try:
+                return await self.session.post(url, data=body)
+            except aiohttp.ConnectionTimeoutError as exc:
+                self.metrics.upstream_errors.labels("connect_timeout").inc()
+                self.metrics.upstream_unavailable.inc()
+                raise ApiError(504, "Timed out connecting to the model server.",
+                               code="upstream_timeout") from exc
+            except aiohttp.ClientConnectorError as exc:
+                self.metrics.upstream_errors.labels("connect").inc()
+                if last:
+                    self.metrics.upstream_unavailable.inc()
+                    raise ApiError(503, "The model server is unavailable.", code="upstream_unavailable",
+                                   retry_after=self.settings.retry_after_seconds) from exc
+            except aiohttp.ClientConnectionError as exc:
+                self.metrics.upstream_errors.labels("protocol").inc()
+                if last:
+                    raise ApiError(502, "The model server closed the connection before answering.",
+                                   code="upstream_error") from exc
+            await anyio.sleep(self.settings.upstream_retry_backoff * (2**attempt))
+        raise AssertionError("unreachable")
 
     async def open(self, method: str, path: str, body: bytes | None = None) -> httpx.Response:
         """Send a request and return the response with its body unread (the caller closes it).
@@ -97,23 +165,24 @@ def parse_waiting(metrics_text: str) -> float:
     return total
 
 
-async def poll_queue(client: httpx.AsyncClient, settings: Settings, admission: Admission,
+async def poll_queue(session: aiohttp.ClientSession, settings: Settings, admission: Admission,
                      metrics: GatewayMetrics) -> None:
     """Keep ``admission.upstream_waiting`` current; unknown (None) whenever a poll fails."""
     interval = settings.upstream_metrics_poll_seconds
-    url = settings.metrics_url
+    url = URL(settings.metrics_url)
+    timeout = aiohttp.ClientTimeout(total=METRICS_TIMEOUT)
     failures = 0
     while True:
         try:
-            response = await client.get(url, timeout=METRICS_TIMEOUT)
-            response.raise_for_status()
-            admission.upstream_waiting = parse_waiting(response.text)
+            async with session.get(url, timeout=timeout) as response:
+                response.raise_for_status()
+                admission.upstream_waiting = parse_waiting(await response.text())
             metrics.upstream_waiting.set(admission.upstream_waiting)
             failures = 0
-        except (httpx.HTTPError, ValueError) as exc:
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             admission.upstream_waiting = None
             metrics.upstream_waiting.set(-1)
             failures += 1
             if failures == 1:
-                log.warning("upstream metrics poll failed", extra={"error": repr(exc), "url": url})
+                log.warning("upstream metrics poll failed", extra={"error": repr(exc), "url": str(url)})
         await anyio.sleep(interval)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -19,11 +20,40 @@ import httpx
 import uvicorn
 from starlette.types import ASGIApp
 
+EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+LOWEST_PORT = 10_000
+
+
+def ephemeral_range() -> tuple[int, int]:
+    """The kernel's range for outgoing connections' local ports (Linux default 32768-60999)."""
+    try:
+        low, high = EPHEMERAL_RANGE_FILE.read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
 
 def free_port() -> int:
+    """A port on 127.0.0.1 that nobody listens on now, chosen below the ephemeral range.
+
+    A server is often started a moment after its port is chosen. A port from the ephemeral range (what
+    binding port 0 returns) can be taken in between as the local end of any outgoing connection on a
+    busy machine; a port below the range never is, so only another server choosing the same port could
+    take it.
+    """
+    low, _ = ephemeral_range()
+    candidates = list(range(LOWEST_PORT, max(low, LOWEST_PORT + 1)))
+    random.shuffle(candidates)
+    for port in candidates[:200]:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        return int(sock.getsockname()[1])
 
 
 @dataclass

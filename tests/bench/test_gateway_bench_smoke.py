@@ -53,8 +53,8 @@ def test_every_cell_has_plausible_positive_latencies(report: dict[str, object]) 
         assert 0 < cell["ttft_p50_ms"] <= cell["ttft_p99_ms"], where
         assert 0 < cell["total_p50_ms"] <= cell["total_p99_ms"], where
         assert cell["ttft_p50_ms"] <= cell["total_p50_ms"], where
-        # 32 chunks 5 ms apart: a stream cannot end in less than 31 intervals.
-        assert cell["total_p50_ms"] >= 31 * 5, where
+        # 32 chunks 20 ms apart on the upstream's clock: a stream cannot end in less than 31 intervals.
+        assert cell["total_p50_ms"] >= 31 * 20, where
         if cell["target"] == "gateway":
             assert cell["proxy_cpu_ms_per_req"] > 0, where
             for column in ("added_ttft_p50_ms", "added_ttft_p99_ms", "added_total_p50_ms",

@@ -55,6 +55,10 @@ def test_sigterm_drains_in_flight_streams_then_exits(gateway_s3):
     assert requests[0]["msg"] == "request"
     assert (requests[0]["route"], requests[0]["status"]) == ("/v1/chat/completions", 200)
     assert all({"ts", "level", "logger", "msg"} <= set(line) for line in log_lines)
+    # Lines are written by a thread: the ones logged while shutting down are flushed before the exit.
+    messages = [line["msg"] for line in log_lines]
+    assert "gateway stopped" in messages
+    assert messages[-1].startswith("Finished server process")
     assert PROMPT not in gateway.log_path.read_text()
 
 

@@ -13,6 +13,7 @@ import anyio
 import httpx
 import openai
 import pytest
+from anyio.abc import SocketAttribute, SocketStream
 
 from gateway.app import create_app
 from gateway.testing.servers import free_port, serve_in_thread, serve_process
@@ -262,3 +263,51 @@ def test_openai_client_raises_on_the_mid_stream_error_event(make_settings):
                                                 max_tokens=5, stream=True)
         with pytest.raises(openai.APIError, match=r"The model server stopped sending tokens\."):
             list(stream)
+
+
+class HangUpFirst:
+    """A TCP server that reads each request and closes the connection without an answer, ``hang_ups``
+    times, then answers vLLM's way: what a pooled keep-alive connection looks like when the server
+    closes it just as a request goes out."""
+
+    def __init__(self, hang_ups: int) -> None:
+        self.hang_ups = hang_ups
+        self.requests = 0
+
+    async def handle(self, stream: SocketStream) -> None:
+        async with stream:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += await stream.receive()
+            self.requests += 1
+            if self.requests <= self.hang_ups:
+                return
+            body = b'data: {"choices":[{"index":0,"delta":{"content":"hi"}}]}\n\ndata: [DONE]\n\n'
+            await stream.send(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+                              b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body))
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("hang_ups", "status"), [(1, 200), (2, 502)])
+async def test_connection_closed_before_an_answer_is_retried_then_502(make_settings, hang_ups, status):
+    server = HangUpFirst(hang_ups)
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(SocketAttribute.local_port)
+    async with listener, anyio.create_task_group() as group:
+        group.start_soon(listener.serve, server.handle)
+        settings = make_settings(upstream_url=f"http://127.0.0.1:{port}", upstream_connect_attempts=2,
+                                 upstream_retry_backoff=0, upstream_metrics_poll_seconds=0)
+        async with gateway_client(settings) as c:
+            response = await c.post("/v1/chat/completions", json=chat(stream=True))
+            metrics = (await c.get("/metrics")).text
+        group.cancel_scope.cancel()
+    assert response.status_code == status
+    if status == 200:
+        assert response.text.endswith("data: [DONE]\n\n")
+    else:
+        assert response.json() == {"error": {
+            "message": "The model server closed the connection before answering.", "type": "server_error",
+            "param": None, "code": "upstream_error"}}
+    assert server.requests == 2
+    assert metric_value(metrics, "gateway_upstream_errors_total", {"kind": "protocol"}) == hang_ups
+    assert metric_value(metrics, "gateway_in_flight_requests") == 0

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import psutil
 
+from gateway.testing.servers import free_port
+
 
 class PortInUseError(RuntimeError):
     """A fixed port the stack was asked to use is already taken."""
@@ -61,13 +63,6 @@ class ProcessRecord:
             return process.create_time() == self.create_time and process.status() != psutil.STATUS_ZOMBIE
         except psutil.NoSuchProcess:
             return False
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def port_is_free(port: int) -> bool:
