@@ -88,6 +88,10 @@ class Plan:
     tokens: int
     interval_ms: float
 
+    def stream_seconds(self) -> float:
+        """How long one synthetic stream lasts: its tokens on the upstream's clock."""
+        return (self.tokens - 1) * self.interval_ms / 1000
+
     def requests(self, upstream: str, streams: int) -> int:
         if upstream == VLLM:
             return max(self.vllm_min_requests, streams * self.vllm_requests_per_stream)
@@ -380,7 +384,7 @@ async def measure(upstream: str, urls: dict[str, str], model: str, plan: Plan,
                 result = await run_cell(urls[target], model, concurrency=streams,
                                         requests=plan.requests(upstream, streams),
                                         time_limit=plan.time_limit, warmup=warmup, max_tokens=plan.tokens,
-                                        spread=plan.interval_ms / 1000 if upstream == SYNTHETIC else 0.0)
+                                        spread=plan.stream_seconds() if upstream == SYNTHETIC else 0.0)
                 cpu = server.cpu_seconds() - cpu_before if server and cpu_before is not None else None
                 # The warm-up's CPU is in the delta too: scale to the recorded share of the requests.
                 if cpu is not None and result.requests:

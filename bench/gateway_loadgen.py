@@ -94,8 +94,10 @@ async def run_cell(base_url: str, model: str, *, concurrency: int, requests: int
 
     ``spread``: stream i of N sends its first request i/N x ``spread`` seconds into each phase. Users'
     requests arrive at independent times; N streams started in the same instant would stay in step
-    (same length, the synthetic upstream's fixed token clock), and every token of every stream would
-    then reach the proxy in one burst. The bench spreads them over one token interval.
+    (same length, the synthetic upstream's fixed token clock): every stream would end, and send its
+    next request, within the same few milliseconds, and every token of every stream would reach the
+    proxy in one burst. The bench spreads them over one stream's length, so that requests arrive at an
+    even rate, as N independent users' would.
     """
     url = f"{base_url}/v1/chat/completions"
     body = chat_body(model, max_tokens)
