@@ -49,6 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         log_config=None,
         access_log=False,
         server_header=False,
+        # The client address comes from X-Forwarded-For with GATEWAY_TRUSTED_HOPS (gateway/limits.py);
+        # uvicorn's own rewriting would apply a second, different rule to the same header.
+        proxy_headers=False,
         timeout_keep_alive=int(settings.keep_alive_seconds),
         timeout_graceful_shutdown=int(settings.shutdown_timeout),
         lifespan="on",

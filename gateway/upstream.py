@@ -92,7 +92,7 @@ class Upstream:
         for attempt in range(attempts):
             last = attempt + 1 >= attempts
             try:
-                return await self.session.post(url, data=body)
+                return await self.session.post(url, data=body, allow_redirects=False)
             except aiohttp.ConnectionTimeoutError as exc:
                 self.metrics.upstream_errors.labels("connect_timeout").inc()
                 self.metrics.upstream_unavailable.inc()
