@@ -10,9 +10,11 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from tools.validate.model import Resource, Severity
+
+T = TypeVar("T")
 
 FAMILIES = ("scaling", "spot", "gpu", "security", "gitops", "schema", "input")
 
@@ -37,6 +39,13 @@ class Context:
     _by_kind: dict[str, list[tuple[int, Resource]]] | None = field(
         default=None, init=False, repr=False, compare=False
     )
+
+    def memo(self, key: str, build: Callable[[], T]) -> T:
+        """`build()` once per overlay, kept in `extras` under `key`: derived data several rules ask for
+        (indexes, parsed commands). What it returns is shared: callers read it and never change it."""
+        if key not in self.extras:
+            self.extras[key] = build()
+        return cast(T, self.extras[key])
 
     def of_kind(self, *kinds: str) -> Iterator[Resource]:
         """The resources of these kinds, in rendered order.

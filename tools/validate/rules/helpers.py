@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any
 
 import promql_parser
 import yaml
@@ -113,18 +113,12 @@ _VLLM_COMMANDS_KEY = "helpers.vllm_commands"
 
 def pod_templates(ctx: Context) -> list[PodTemplate]:
     """The overlay's pod templates in rendered order, found once per overlay (most rules walk them)."""
-    cached = ctx.extras.get(_POD_TEMPLATES_KEY)
-    if cached is None:
-        cached = [t for t in map(pod_template, ctx.of_kind(*WORKLOAD_KINDS)) if t is not None]
-        ctx.extras[_POD_TEMPLATES_KEY] = cached
-    return cast(list[PodTemplate], cached)
+    return ctx.memo(_POD_TEMPLATES_KEY, lambda: [
+        t for t in map(pod_template, ctx.of_kind(*WORKLOAD_KINDS)) if t is not None])
 
 
 def gpu_pod_templates(ctx: Context) -> list[PodTemplate]:
-    cached = ctx.extras.get(_GPU_TEMPLATES_KEY)
-    if cached is None:
-        cached = ctx.extras[_GPU_TEMPLATES_KEY] = [t for t in pod_templates(ctx) if t.gpus_per_pod() > 0]
-    return cast(list[PodTemplate], cached)
+    return ctx.memo(_GPU_TEMPLATES_KEY, lambda: [t for t in pod_templates(ctx) if t.gpus_per_pod() > 0])
 
 
 def vllm_commands_of(ctx: Context, resource: Resource) -> list[VllmCommand]:
@@ -137,15 +131,11 @@ def vllm_commands_of(ctx: Context, resource: Resource) -> list[VllmCommand]:
 
 
 def vllm_workloads(ctx: Context) -> list[tuple[PodTemplate, VllmCommand]]:
-    cached = ctx.extras.get(_VLLM_WORKLOADS_KEY)
-    if cached is None:
-        cached = [
-            (template, command)
-            for template in pod_templates(ctx)
-            for command in vllm_commands_of(ctx, template.resource)
-        ]
-        ctx.extras[_VLLM_WORKLOADS_KEY] = cached
-    return cast(list[tuple[PodTemplate, VllmCommand]], cached)
+    return ctx.memo(_VLLM_WORKLOADS_KEY, lambda: [
+        (template, command)
+        for template in pod_templates(ctx)
+        for command in vllm_commands_of(ctx, template.resource)
+    ])
 
 
 def selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:
@@ -179,10 +169,10 @@ class _SelectorGroup:
 
 def _selector_groups(ctx: Context, kind: str) -> dict[str, list[_SelectorGroup]]:
     """Resources of `kind` by namespace, then by selector, once per overlay."""
-    key = f"helpers.selector_groups.{kind}"
-    cached = ctx.extras.get(key)
-    if cached is not None:
-        return cast(dict[str, list[_SelectorGroup]], cached)
+    return ctx.memo(f"helpers.selector_groups.{kind}", lambda: _group_by_selector(ctx, kind))
+
+
+def _group_by_selector(ctx: Context, kind: str) -> dict[str, list[_SelectorGroup]]:
     by_namespace: dict[str, dict[str, _SelectorGroup]] = {}
     for position, resource in enumerate(ctx.of_kind(kind)):
         selector = (
@@ -195,9 +185,7 @@ def _selector_groups(ctx: Context, kind: str) -> dict[str, list[_SelectorGroup]]
         groups = by_namespace.setdefault(resource.namespace, {})
         group = groups.setdefault(_canonical(selector), _SelectorGroup(selector, []))
         group.members.append((position, resource))
-    out = {namespace: list(groups.values()) for namespace, groups in by_namespace.items()}
-    ctx.extras[key] = out
-    return out
+    return {namespace: list(groups.values()) for namespace, groups in by_namespace.items()}
 
 
 def _selecting_groups(ctx: Context, kind: str, template: PodTemplate) -> Iterator[_SelectorGroup]:
@@ -245,25 +233,26 @@ _SCALED_OBJECTS_KEY = "helpers.scaled_objects_by_target"
 
 def scaled_objects_of(ctx: Context, workload: Resource) -> list[Resource]:
     """The ScaledObjects whose scaleTargetRef is this workload, in rendered order."""
-    by_target = ctx.extras.get(_SCALED_OBJECTS_KEY)
-    if by_target is None:
-        by_target = {}
+    def index() -> dict[tuple[str, str, str], list[Resource]]:
+        by_target: dict[tuple[str, str, str], list[Resource]] = {}
         for so in ctx.of_kind("ScaledObject"):
             by_target.setdefault((so.namespace, *scale_target(so)), []).append(so)
-        ctx.extras[_SCALED_OBJECTS_KEY] = by_target
+        return by_target
+
+    by_target = ctx.memo(_SCALED_OBJECTS_KEY, index)
     return list(by_target.get((workload.namespace, workload.kind, workload.name), ()))
 
 
 def target_of(ctx: Context, scaled_object: Resource) -> Resource | None:
     kind, name = scale_target(scaled_object)
-    key = f"helpers.by_name.{kind}"
-    by_name = ctx.extras.get(key)
-    if by_name is None:
-        by_name = {}
+
+    def index() -> dict[tuple[str, str], Resource]:
+        by_name: dict[tuple[str, str], Resource] = {}
         for resource in ctx.of_kind(kind):
             by_name.setdefault((resource.name, resource.namespace), resource)
-        ctx.extras[key] = by_name
-    return cast(Resource | None, by_name.get((name, scaled_object.namespace)))
+        return by_name
+
+    return ctx.memo(f"helpers.by_name.{kind}", index).get((name, scaled_object.namespace))
 
 
 _HPAS_KEY = "helpers.hpas_by_target"
@@ -271,15 +260,16 @@ _HPAS_KEY = "helpers.hpas_by_target"
 
 def hpas_of(ctx: Context, workload: Resource) -> list[Resource]:
     """The HorizontalPodAutoscalers whose scaleTargetRef is this workload, in rendered order."""
-    by_target = ctx.extras.get(_HPAS_KEY)
-    if by_target is None:
-        by_target = {}
+    def index() -> dict[tuple[str, str, str], list[Resource]]:
+        by_target: dict[tuple[str, str, str], list[Resource]] = {}
         for hpa in ctx.of_kind("HorizontalPodAutoscaler"):
             ref = hpa.get("spec", "scaleTargetRef") or {}
             kind, name = ref.get("kind"), ref.get("name")
             if isinstance(kind, str) and isinstance(name, str):  # anything else names no workload
                 by_target.setdefault((hpa.namespace, kind, name), []).append(hpa)
-        ctx.extras[_HPAS_KEY] = by_target
+        return by_target
+
+    by_target = ctx.memo(_HPAS_KEY, index)
     return list(by_target.get((workload.namespace, workload.kind, workload.name), ()))
 
 
@@ -695,9 +685,10 @@ _POD_TERMS_KEY = "helpers.pod_terms"
 
 def gpu_pools(ctx: Context) -> GpuPools:
     """The overlay's GPU NodePools, worked out once per overlay: every GPU workload of every rule asks."""
-    cached = ctx.extras.get(_GPU_POOLS_KEY)
-    if isinstance(cached, GpuPools):
-        return cached
+    return ctx.memo(_GPU_POOLS_KEY, lambda: _classify_gpu_pools(ctx))
+
+
+def _classify_gpu_pools(ctx: Context) -> GpuPools:
     members: list[PoolMember] = []
     requirements: list[Requirements] = []
     classes: dict[tuple[Any, ...], GpuPoolClass] = {}
@@ -716,9 +707,7 @@ def gpu_pools(ctx: Context) -> GpuPools:
             pool_class = classes[key] = GpuPoolClass(shared, pool)
         pool_class.members.append(member)
         pool_class.members_by_name.setdefault(pool.name, []).append(member)
-    cached = GpuPools(members, requirements, list(classes.values()))
-    ctx.extras[_GPU_POOLS_KEY] = cached
-    return cached
+    return GpuPools(members, requirements, list(classes.values()))
 
 
 @dataclass(frozen=True)
