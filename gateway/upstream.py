@@ -77,6 +77,23 @@ class Upstream:
         self.metrics = metrics
         self._urls: dict[str, URL] = {}
 
+    def _connect_timed_out(self) -> ApiError:
+        self.metrics.upstream_errors.labels("connect_timeout").inc()
+        self.metrics.upstream_unavailable.inc()
+        return ApiError(504, "Timed out connecting to the model server.", code="upstream_timeout")
+
+    def _refused(self, last_attempt: bool) -> ApiError | None:
+        """Count a refused connection; the 503 to answer once no attempt is left (None: retry)."""
+        self.metrics.upstream_errors.labels("connect").inc()
+        if not last_attempt:
+            return None
+        self.metrics.upstream_unavailable.inc()
+        return ApiError(503, "The model server is unavailable.", code="upstream_unavailable",
+                        retry_after=self.settings.retry_after_seconds)
+
+    async def _back_off(self, attempt: int) -> None:
+        await anyio.sleep(self.settings.upstream_retry_backoff * (2**attempt))
+
     async def post(self, path: str, body: bytes) -> aiohttp.ClientResponse:
         """POST ``body`` to ``path`` on the streaming session; the caller reads and closes the response.
 
@@ -94,22 +111,16 @@ class Upstream:
             try:
                 return await self.session.post(url, data=body, allow_redirects=False)
             except aiohttp.ConnectionTimeoutError as exc:
-                self.metrics.upstream_errors.labels("connect_timeout").inc()
-                self.metrics.upstream_unavailable.inc()
-                raise ApiError(504, "Timed out connecting to the model server.",
-                               code="upstream_timeout") from exc
+                raise self._connect_timed_out() from exc
             except aiohttp.ClientConnectorError as exc:
-                self.metrics.upstream_errors.labels("connect").inc()
-                if last:
-                    self.metrics.upstream_unavailable.inc()
-                    raise ApiError(503, "The model server is unavailable.", code="upstream_unavailable",
-                                   retry_after=self.settings.retry_after_seconds) from exc
+                if error := self._refused(last):
+                    raise error from exc
             except aiohttp.ClientConnectionError as exc:
                 self.metrics.upstream_errors.labels("protocol").inc()
                 if last:
                     raise ApiError(502, "The model server closed the connection before answering.",
                                    code="upstream_error") from exc
-            await anyio.sleep(self.settings.upstream_retry_backoff * (2**attempt))
+            await self._back_off(attempt)
         raise AssertionError("unreachable")
 
     async def open(self, method: str, path: str, body: bytes | None = None) -> httpx.Response:
@@ -125,21 +136,15 @@ class Upstream:
             try:
                 return await self.client.send(request, stream=True)
             except httpx.ConnectTimeout as exc:
-                self.metrics.upstream_errors.labels("connect_timeout").inc()
-                self.metrics.upstream_unavailable.inc()
-                raise ApiError(504, "Timed out connecting to the model server.",
-                               code="upstream_timeout") from exc
+                raise self._connect_timed_out() from exc
             except httpx.PoolTimeout as exc:
                 self.metrics.upstream_errors.labels("pool_timeout").inc()
                 raise ApiError(503, "No upstream connection is free; retry shortly.", code="overloaded",
                                retry_after=self.settings.retry_after_seconds) from exc
             except httpx.ConnectError as exc:
-                self.metrics.upstream_errors.labels("connect").inc()
-                if attempt + 1 >= attempts:
-                    self.metrics.upstream_unavailable.inc()
-                    raise ApiError(503, "The model server is unavailable.", code="upstream_unavailable",
-                                   retry_after=self.settings.retry_after_seconds) from exc
-                await anyio.sleep(self.settings.upstream_retry_backoff * (2**attempt))
+                if error := self._refused(attempt + 1 >= attempts):
+                    raise error from exc
+                await self._back_off(attempt)
             except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
                 self.metrics.upstream_errors.labels("protocol").inc()
                 raise ApiError(502, "The model server closed the connection before answering.",
