@@ -24,7 +24,7 @@ from gateway.relay import RelayServices
 from gateway.routers import admin, audience, health, metrics, openai_proxy, ui
 from gateway.settings import Settings
 from gateway.storage import Draws, RecordStore, StateStore, Stats, StorageUnavailable, unavailable
-from gateway.upstream import Upstream, build_http_client, build_stream_session, poll_queue
+from gateway.upstream import Upstream, build_http_client, build_stream_pool, poll_queue
 
 log = logging.getLogger("gateway")
 
@@ -69,14 +69,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         http = build_http_client(settings)
-        stream_session = build_stream_session(settings)
+        stream_pool = build_stream_pool(settings)
         s3 = build_s3_client(settings)
         records = RecordStore(s3, settings, gateway_metrics)
         app.state.services = Services(
             settings=settings,
             metrics=gateway_metrics,
             http=http,
-            relay=RelayServices(settings, Upstream(http, stream_session, settings, gateway_metrics),
+            relay=RelayServices(settings, Upstream(http, stream_pool, settings, gateway_metrics),
                                 admission, gateway_metrics),
             rate_limiter=rate_limiter,
             records=records,
@@ -87,7 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             async with anyio.create_task_group() as background:
                 if settings.upstream_metrics_poll_seconds > 0:
-                    background.start_soon(poll_queue, stream_session, settings, admission, gateway_metrics)
+                    background.start_soon(poll_queue, http, settings, admission, gateway_metrics)
                 log.info("gateway started", extra={"upstream": settings.upstream_url,
                                                    "bucket": settings.s3_bucket})
                 # Everything allocated so far (modules, clients, the app) lives as long as the process:
@@ -98,7 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 background.cancel_scope.cancel()
         finally:
             await http.aclose()
-            await stream_session.close()
+            stream_pool.close()
             s3.close()
             log.info("gateway stopped", extra={"in_flight": admission.in_flight})
 

@@ -16,13 +16,13 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-import aiohttp
 import anyio
 import httpx
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from gateway.errors import ApiError, send_error, sse_error_event
+from gateway.http1 import UpstreamError, UpstreamResponse
 from gateway.limits import Admission
 from gateway.metrics import GatewayMetrics
 from gateway.settings import Settings
@@ -115,32 +115,6 @@ async def run_watching_disconnect(receive: Receive, body: Callable[[], Awaitable
     return finished
 
 
-async def read_at_most(response: aiohttp.ClientResponse, limit: int) -> bytes:
-    """The body up to ``limit`` bytes (an error answer: the rest is not worth waiting for)."""
-    parts: list[bytes] = []
-    size = 0
-    while size < limit:
-        part = await response.content.read(limit - size)
-        if not part:
-            break
-        parts.append(part)
-        size += len(part)
-    return b"".join(parts)
-
-
-def release(response: aiohttp.ClientResponse, complete: bool) -> None:
-    """Hand a fully read response's connection back to the pool; close one read only in part.
-
-    Closing is what tells vLLM the client has gone (it aborts the request on the disconnect), so a
-    response left early must never go back to the pool. Both calls are synchronous: they run even while
-    the relay is being cancelled.
-    """
-    if complete:
-        response.release()
-    else:
-        response.close()
-
-
 async def close_quietly(response: httpx.Response) -> None:
     # Shielded: closing must happen even while the request is being cancelled, or the upstream
     # connection (and vLLM's request on it) would stay open.
@@ -179,25 +153,23 @@ class RelayResponse(Response):
     async def _relay(self, send: Send, arrived: float) -> None:
         settings = self.services.settings
         metrics = self.services.metrics
-        # The event loop's clock is anyio's on asyncio (the gateway runs on asyncio: aiohttp needs it);
+        # The event loop's clock is anyio's on asyncio (the gateway runs on asyncio, see gateway/cli.py);
         # read directly, it costs a fraction of anyio.current_time(), and it is read on every chunk.
         clock = asyncio.get_running_loop().time
         now = clock()
         total_deadline = now + settings.upstream_total_timeout
         first_deadline = now + settings.upstream_first_token_timeout if self.stream else total_deadline
         idle = settings.upstream_idle_timeout
-        response: aiohttp.ClientResponse | None = None
-        complete = False
+        response: UpstreamResponse | None = None
         with anyio.CancelScope(deadline=min(total_deadline, first_deadline)) as timer:
             try:
                 response = await self.services.upstream.post(self.path, self.payload)
                 if response.status != 200:
-                    body = await read_at_most(response, MAX_ERROR_BODY)
+                    body = await response.read(MAX_ERROR_BODY)
                     await send_error(send, upstream_http_error(response.status, body))
                     return
                 if not self.stream:
                     body = await response.read()
-                    complete = True
                     content_type = response.headers.get("content-type", "application/json").encode()
                     await send({"type": "http.response.start", "status": 200, "headers": [
                         (b"content-type", content_type), (b"content-length", str(len(body)).encode())]})
@@ -208,7 +180,7 @@ class RelayResponse(Response):
                 # (so the idle limit is enforced between 0.9x and 1x), not on every chunk.
                 slack = idle / 10
                 moved_at = -slack
-                async for chunk in response.content.iter_any():
+                while chunk := await response.chunk():
                     now = clock()
                     if now - moved_at >= slack:
                         timer.deadline = min(total_deadline, now + idle)
@@ -227,21 +199,20 @@ class RelayResponse(Response):
                         await send({"type": "http.response.body", "body": data[:end], "more_body": True})
                     else:
                         pending = data
-                complete = True
                 if not self.started:
                     self.started = True
                     await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
                 await send({"type": "http.response.body", "body": pending, "more_body": False})
             except ApiError as error:
                 await self._fail(send, error)
-            except aiohttp.ClientError as exc:
+            except UpstreamError as exc:
                 metrics.upstream_errors.labels("midstream" if self.started else "protocol").inc()
                 log.warning("upstream failed", extra={"error": repr(exc), "started": self.started})
                 await self._fail(send, ApiError(502, "The model server connection was lost.",
                                                 code="upstream_disconnected"))
             finally:
                 if response is not None:
-                    release(response, complete)
+                    response.release()
         if timer.cancelled_caught:
             if clock() >= total_deadline:
                 kind, message = "total_timeout", "The request exceeded the gateway's total time limit."

@@ -1,25 +1,30 @@
 """The vLLM Service: the shared clients, connect retries, and the queue poller.
 
-Two clients, each where it is measured to fit. The OpenAI routes (the hot path: every token of every
-stream) go through one aiohttp session: its C HTTP parser and its connection pool cost the same at
-500 open streams as at 5, whereas httpcore's pool re-examines every pooled connection (one ``poll``
-syscall each) whenever a request is queued or released, which took 9 of 20 s of the gateway's CPU at
-50 streams (bench/README.md). The low-volume calls (health, ``/v1/models``, the queue poller, the
-audience API's question, which reads SSE with httpx-sse) use one httpx client; the queue poller, once a
-second, shares the aiohttp session.
+Two clients, each where it is measured to fit. The OpenAI completion routes (the hot path: every token of
+every stream) go through one UpstreamPool (gateway/http1.py): its cost per request is a third of
+aiohttp's and its pool costs the same at 500 open streams as at 5, whereas httpcore's pool re-examines
+every pooled connection (one ``poll`` syscall each) whenever a request is queued or released, which took
+9 of 20 s of the gateway's CPU at 50 streams (bench/README.md). The low-volume calls (health,
+``/v1/models``, the queue poller once a second, the audience API's question, which reads SSE with
+httpx-sse) use one httpx client.
 """
 
 from __future__ import annotations
 
 import logging
 
-import aiohttp
 import anyio
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
-from yarl import URL
 
 from gateway.errors import ApiError
+from gateway.http1 import (
+    ClosedBeforeAnswer,
+    UpstreamConnectError,
+    UpstreamConnectTimeout,
+    UpstreamPool,
+    UpstreamResponse,
+)
 from gateway.limits import Admission
 from gateway.metrics import GatewayMetrics
 from gateway.settings import Settings
@@ -54,28 +59,22 @@ def upstream_headers(settings: Settings) -> dict[str, str]:
     return headers
 
 
-def build_stream_session(settings: Settings) -> aiohttp.ClientSession:
-    """The session for the OpenAI routes; create it on the running event loop (the lifespan)."""
-    # Same sizing and keep-alive reasoning as build_http_client. No read timeout either: the relay
-    # enforces first token, idle gap and total itself.
-    connector = aiohttp.TCPConnector(limit=settings.max_in_flight + 64, keepalive_timeout=4.0)
-    timeout = aiohttp.ClientTimeout(total=None, connect=None, sock_connect=settings.upstream_connect_timeout,
-                                    sock_read=None)
-    return aiohttp.ClientSession(
-        connector=connector, timeout=timeout, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(),
-        headers={**upstream_headers(settings), "content-type": "application/json"},
-        skip_auto_headers=("user-agent",),
-    )
+def build_stream_pool(settings: Settings) -> UpstreamPool:
+    """The pool for the completion routes; create it on the running event loop (the lifespan)."""
+    # Same keep-alive reasoning as build_http_client; every admitted stream may keep its connection
+    # idle between requests. No read timeout: the relay enforces first token, idle gap and total itself.
+    return UpstreamPool(settings.upstream_url, connect_timeout=settings.upstream_connect_timeout,
+                        keepalive=4.0, max_idle=settings.max_in_flight,
+                        headers={**upstream_headers(settings), "content-type": "application/json"})
 
 
 class Upstream:
-    def __init__(self, client: httpx.AsyncClient, session: aiohttp.ClientSession, settings: Settings,
+    def __init__(self, client: httpx.AsyncClient, pool: UpstreamPool, settings: Settings,
                  metrics: GatewayMetrics) -> None:
         self.client = client
-        self.session = session
+        self.pool = pool
         self.settings = settings
         self.metrics = metrics
-        self._urls: dict[str, URL] = {}
 
     def _connect_timed_out(self) -> ApiError:
         self.metrics.upstream_errors.labels("connect_timeout").inc()
@@ -94,28 +93,25 @@ class Upstream:
     async def _back_off(self, attempt: int) -> None:
         await anyio.sleep(self.settings.upstream_retry_backoff * (2**attempt))
 
-    async def post(self, path: str, body: bytes) -> aiohttp.ClientResponse:
-        """POST ``body`` to ``path`` on the streaming session; the caller reads and closes the response.
+    async def post(self, path: str, body: bytes) -> UpstreamResponse:
+        """POST ``body`` to ``path`` on the streaming pool; the caller reads and releases the response.
 
         Retried, with exponential backoff, when nothing can have reached vLLM: connection refused, and a
-        pooled keep-alive connection that the server closed as the request went out (vLLM answers
-        nothing on it, so the request never ran). After the last attempt: 503 (refused) or 502.
-        A connect timeout is a 504 at once.
+        connection that the server closed before answering (a pooled keep-alive connection it closed as
+        the request went out: vLLM answers nothing on it, so the request never ran). After the last
+        attempt: 503 (refused) or 502. A connect timeout is a 504 at once.
         """
-        url = self._urls.get(path)
-        if url is None:
-            url = self._urls[path] = URL(self.settings.upstream_url + path)
         attempts = self.settings.upstream_connect_attempts
         for attempt in range(attempts):
             last = attempt + 1 >= attempts
             try:
-                return await self.session.post(url, data=body, allow_redirects=False)
-            except aiohttp.ConnectionTimeoutError as exc:
+                return await self.pool.post(path, body)
+            except UpstreamConnectTimeout as exc:
                 raise self._connect_timed_out() from exc
-            except aiohttp.ClientConnectorError as exc:
+            except UpstreamConnectError as exc:
                 if error := self._refused(last):
                     raise error from exc
-            except aiohttp.ClientConnectionError as exc:
+            except ClosedBeforeAnswer as exc:
                 self.metrics.upstream_errors.labels("protocol").inc()
                 if last:
                     raise ApiError(502, "The model server closed the connection before answering.",
@@ -170,24 +166,23 @@ def parse_waiting(metrics_text: str) -> float:
     return total
 
 
-async def poll_queue(session: aiohttp.ClientSession, settings: Settings, admission: Admission,
+async def poll_queue(client: httpx.AsyncClient, settings: Settings, admission: Admission,
                      metrics: GatewayMetrics) -> None:
     """Keep ``admission.upstream_waiting`` current; unknown (None) whenever a poll fails."""
     interval = settings.upstream_metrics_poll_seconds
-    url = URL(settings.metrics_url)
-    timeout = aiohttp.ClientTimeout(total=METRICS_TIMEOUT)
+    url = settings.metrics_url
     failures = 0
     while True:
         try:
-            async with session.get(url, timeout=timeout) as response:
-                response.raise_for_status()
-                admission.upstream_waiting = parse_waiting(await response.text())
+            response = await client.get(url, timeout=METRICS_TIMEOUT)
+            response.raise_for_status()
+            admission.upstream_waiting = parse_waiting(response.text)
             metrics.upstream_waiting.set(admission.upstream_waiting)
             failures = 0
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        except (httpx.HTTPError, ValueError) as exc:
             admission.upstream_waiting = None
             metrics.upstream_waiting.set(-1)
             failures += 1
             if failures == 1:
-                log.warning("upstream metrics poll failed", extra={"error": repr(exc), "url": str(url)})
+                log.warning("upstream metrics poll failed", extra={"error": repr(exc), "url": url})
         await anyio.sleep(interval)
