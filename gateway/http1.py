@@ -1,9 +1,9 @@
 """A lean HTTP/1.1 client for the completion routes: one keep-alive pool to the vLLM Service.
 
 Every request of the two completion routes posts here, and the cost of sending it and of reading the
-answer's head is on the request's path to its first token. aiohttp's client took 0.40 ms of CPU per
-request on the benchmark machine; this one, an asyncio protocol over httptools' C parser (the parser
-uvicorn serves the gateway with), takes 0.13 ms (bench/README.md).
+answer's head is on the request's path to its first token. On the benchmark machine aiohttp's client
+took 0.36 ms of CPU per one-token answer; this one, an asyncio protocol over httptools' C parser (the
+parser uvicorn serves the gateway with), takes 0.16 ms (bench/upstream_client_bench.py, bench/README.md).
 
 It does what the relay needs and nothing more: POST a body of known length to one origin, hand back
 the status and the headers, then the body as it arrives (chunked decoding by the parser, reading paused

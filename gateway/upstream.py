@@ -1,8 +1,8 @@
 """The vLLM Service: the shared clients, connect retries, and the queue poller.
 
 Two clients, each where it is measured to fit. The OpenAI completion routes (the hot path: every token of
-every stream) go through one UpstreamPool (gateway/http1.py): its cost per request is a third of
-aiohttp's and its pool costs the same at 500 open streams as at 5, whereas httpcore's pool re-examines
+every stream) go through one UpstreamPool (gateway/http1.py): its cost per request is under half of
+aiohttp's, and its pool costs the same at 500 open streams as at 5, whereas httpcore's pool re-examines
 every pooled connection (one ``poll`` syscall each) whenever a request is queued or released, which took
 9 of 20 s of the gateway's CPU at 50 streams (bench/README.md). The low-volume calls (health,
 ``/v1/models``, the queue poller once a second, the audience API's question, which reads SSE with
