@@ -102,6 +102,11 @@ class UpstreamResponse:
             self._head.exception()
         self._wake()
 
+    def delimited_by_close(self) -> bool:
+        """An answer with neither a length nor chunked encoding: its body runs to the connection's end."""
+        return ("content-length" not in self.headers and "transfer-encoding" not in self.headers
+                and self.status >= 200 and self.status not in (204, 304))
+
     def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
@@ -194,6 +199,9 @@ class _Connection(asyncio.Protocol):
             self.pool.forget(self)
             return
         if response.complete:
+            return
+        if response.status and response.delimited_by_close():
+            response._finish()  # the end of the connection is the end of such an answer (RFC 9112, 6.3)
             return
         if not response.answered:
             response._fail(ClosedBeforeAnswer("the model server closed the connection before answering"))

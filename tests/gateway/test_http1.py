@@ -218,6 +218,24 @@ async def test_a_connection_lost_mid_answer_ends_the_body_with_an_error() -> Non
         assert pool._idle == []
 
 
+async def test_an_answer_without_a_length_ends_with_the_connection() -> None:
+    async def until_close(server: Scripted, reader: asyncio.StreamReader,
+                          writer: asyncio.StreamWriter) -> None:
+        await server.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n{\"ok\": ")
+        await writer.drain()
+        writer.write(b"true}")
+        await writer.drain()
+
+    async with scripted(until_close) as server:
+        pool = pool_for(server.port)
+        response = await pool.post("/v1/completions", BODY)
+        assert await response.read() == b'{"ok": true}'
+        assert response.complete
+        response.release()
+        assert pool._idle == []
+
+
 async def test_an_answer_that_is_not_http_is_an_upstream_error() -> None:
     async def garbage(server: Scripted, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await server.read_request(reader)
