@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -81,3 +82,21 @@ def gateway_process(upstream_url: str, s3: Any, **settings: Any) -> Any:
     }
     env.update({f"GATEWAY_{name.upper()}": str(value) for name, value in settings.items()})
     return serve_process(["gateway", "serve", "--host", "127.0.0.1"], health_path="/healthz", env=env)
+
+
+@contextmanager
+def unanswered_port() -> Iterator[int]:
+    """A loopback port whose listener never accepts and whose backlog is full: a handshake gets no answer."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        fillers = [socket.socket() for _ in range(4)]
+        try:
+            for filler in fillers:
+                filler.setblocking(False)
+                filler.connect_ex(("127.0.0.1", port))
+            yield port
+        finally:
+            for filler in fillers:
+                filler.close()

@@ -25,6 +25,7 @@ from tests.gateway.support import (
     gateway_client,
     gateway_process,
     metric_value,
+    unanswered_port,
 )
 
 
@@ -226,6 +227,20 @@ async def test_connection_refused_is_retried_with_backoff_then_503(make_settings
                                          "code": "upstream_unavailable"}}
     assert metric_value(metrics, "gateway_upstream_errors_total", {"kind": "connect"}) == 3
     assert elapsed >= 0.3  # backoff 0.1 s then 0.2 s
+
+
+@pytest.mark.anyio
+async def test_connect_timeout_is_504_at_once(make_settings):
+    with unanswered_port() as port:
+        settings = make_settings(upstream_url=f"http://127.0.0.1:{port}", upstream_connect_timeout=0.3,
+                                 upstream_connect_attempts=3)
+        async with gateway_client(settings) as c:
+            response = await c.post("/v1/chat/completions", json=chat(stream=True))
+            metrics = (await c.get("/metrics")).text
+    assert response.status_code == 504
+    assert response.json() == {"error": {"message": "Timed out connecting to the model server.",
+                                         "type": "server_error", "param": None, "code": "upstream_timeout"}}
+    assert metric_value(metrics, "gateway_upstream_errors_total", {"kind": "connect_timeout"}) == 1
 
 
 def test_upstream_dying_mid_stream_ends_the_stream_with_an_error_event(make_settings):

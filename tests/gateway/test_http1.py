@@ -17,6 +17,7 @@ from gateway.http1 import (
     UpstreamError,
     UpstreamPool,
 )
+from tests.gateway.support import unanswered_port
 
 pytestmark = pytest.mark.anyio
 
@@ -282,23 +283,8 @@ async def test_refused_and_timed_out_connections() -> None:
     with pytest.raises(UpstreamConnectError, match="cannot connect"):
         await pool_for(closed_port).post("/v1/completions", BODY)
 
-    # A listener that never accepts, its backlog full: the next handshake gets no answer.
-    with socket.socket() as full:
-        full.bind(("127.0.0.1", 0))
-        full.listen(0)
-        port = full.getsockname()[1]
-        fillers = []
-        for _ in range(4):
-            filler = socket.socket()
-            filler.setblocking(False)
-            filler.connect_ex(("127.0.0.1", port))
-            fillers.append(filler)
-        try:
-            with pytest.raises(UpstreamConnectTimeout):
-                await pool_for(port, connect_timeout=0.3).post("/v1/completions", BODY)
-        finally:
-            for filler in fillers:
-                filler.close()
+    with unanswered_port() as port, pytest.raises(UpstreamConnectTimeout):
+        await pool_for(port, connect_timeout=0.3).post("/v1/completions", BODY)
 
 
 def test_only_http_urls_are_accepted() -> None:
