@@ -72,5 +72,9 @@ def configure_logging(level: str) -> QueueListener:
     logging.getLogger("asyncio").setLevel(logging.ERROR)
     # The gateway writes its own access line with the request id.
     logging.getLogger("uvicorn.access").disabled = True
+    # httpx logs one INFO line per request, and the queue poller asks vLLM once a second: the gateway's
+    # own lines already say what matters (the access line, a failed poll).
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
     listener.start()
     return listener

@@ -10,9 +10,11 @@ import pytest
 from gateway.logs import configure_logging
 
 
-def test_lines_carry_the_message_the_extras_and_the_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+def test_lines_carry_the_message_the_extras_and_the_traceback_and_httpx_stays_quiet(
+        capsys: pytest.CaptureFixture[str]) -> None:
     root = logging.getLogger()
-    saved = (root.handlers[:], root.level, logging.getLogger("asyncio").level,
+    quiet = [logging.getLogger(name) for name in ("asyncio", "httpx", "httpcore")]
+    saved = (root.handlers[:], root.level, [logger.level for logger in quiet],
              logging.getLogger("uvicorn.access").disabled)
     writer = configure_logging("info")
     try:
@@ -25,11 +27,13 @@ def test_lines_carry_the_message_the_extras_and_the_traceback(capsys: pytest.Cap
         except ValueError:
             log.exception("failed", extra={"request_id": "r-2"})
         log.debug("below the level")
+        logging.getLogger("httpx").info("HTTP Request: GET http://vllm/metrics \"HTTP/1.1 200 OK\"")
     finally:
         writer.stop()
-        root.handlers[:], level, asyncio_level, access_disabled = saved
+        root.handlers[:], level, quiet_levels, access_disabled = saved
         root.setLevel(level)
-        logging.getLogger("asyncio").setLevel(asyncio_level)
+        for logger, quiet_level in zip(quiet, quiet_levels, strict=True):
+            logger.setLevel(quiet_level)
         logging.getLogger("uvicorn.access").disabled = access_disabled
     first, second = (json.loads(line) for line in capsys.readouterr().out.splitlines())
     assert first.pop("ts").endswith("+00:00")
