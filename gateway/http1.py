@@ -170,7 +170,6 @@ class _Connection(asyncio.Protocol):
         self.parser = httptools.HttpResponseParser(self)
         self.response: UpstreamResponse | None = None
         self.closed = False
-        self.reused = False
         self.keep_alive = False
         self.idle_since = 0.0
         self._paused = False
@@ -311,7 +310,6 @@ class UpstreamPool:
             if now - connection.idle_since > self.keepalive:
                 connection.close()
                 continue
-            connection.reused = True
             return connection
         return None
 
