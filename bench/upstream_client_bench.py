@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import sys
 import time
@@ -25,7 +24,7 @@ from pathlib import Path
 import aiohttp
 
 from bench import gateway_procs as procs
-from bench.gateway_bench import choose_cores
+from bench.gateway_bench import choose_cores, pinned
 from gateway.http1 import UpstreamPool
 
 MODEL = "synthetic"
@@ -97,15 +96,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     body = request_body(args.tokens)
     results: dict[str, list[tuple[float, float]]] = {name: [] for name in CLIENTS}
     with procs.fake_upstream(log_dir, cores.load, model=MODEL, tokens=args.tokens,
-                             interval_ms=0.001) as upstream:
-        affinity = os.sched_getaffinity(0)
-        procs.place(cores.proxy)
-        try:
-            for _ in range(args.rounds):
-                for name, client in CLIENTS.items():
-                    results[name].append(asyncio.run(client(upstream.url, body, args.requests)))
-        finally:
-            os.sched_setaffinity(0, affinity)
+                             interval_ms=0.001) as upstream, pinned(cores.proxy):
+        for _ in range(args.rounds):
+            for name, client in CLIENTS.items():
+                results[name].append(asyncio.run(client(upstream.url, body, args.requests)))
     print(f"{args.requests} requests x {args.rounds} rounds per client, {args.tokens}-token streams; "
           f"client on CPU {sorted(cores.proxy or [])}, upstream on CPU {sorted(cores.load or [])}\n")
     print("| client | CPU µs per request | wall µs per request |\n|---|---:|---:|")
