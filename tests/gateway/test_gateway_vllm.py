@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from collections.abc import Iterator
 from functools import partial
@@ -16,6 +18,9 @@ from gateway.app import create_app
 from gateway.settings import Settings
 from gateway.testing.servers import RunningServer, serve_in_thread
 from tests.gateway.support import metric_value
+from tools.stack.env import REPO_ROOT
+from tools.stack.processes import free_port
+from tools.stack.vllm import dev_overlay_args, local_serving_args, start_vllm
 
 pytestmark = [pytest.mark.vllm, pytest.mark.s3]
 
@@ -96,6 +101,42 @@ def test_client_disconnect_stops_the_vllm_request_within_2_seconds(vllm_server, 
     metrics = httpx.get(f"{vllm_gateway.url}/metrics").text
     assert metric_value(metrics, "gateway_in_flight_requests") == 0
     assert metric_value(metrics, "gateway_client_disconnects_total") == 1
+
+
+def test_vllm_killed_mid_stream_ends_the_stream_with_an_error_event(
+        vllm_server, vllm_python_path, tiny_model, stack_logs, make_settings):
+    """A vLLM of its own (the session's serves the other tests), its process group killed mid-stream."""
+    overlay_args, _source = dev_overlay_args(REPO_ROOT)
+    args = local_serving_args(overlay_args, model_dir=tiny_model, port=free_port(),
+                              max_num_seqs=vllm_server.max_num_seqs)
+    doomed = start_vllm(vllm_python_path, args, log_path=stack_logs / "vllm-killed.log",
+                        max_num_seqs=vllm_server.max_num_seqs)
+    try:
+        assert doomed.pid is not None
+        budget = max_model_len(doomed) - 64
+        with serve_in_thread(create_app(make_settings(upstream_url=doomed.base_url,
+                                                      model=doomed.model))) as gateway:
+            events = []
+            with httpx.stream("POST", f"{gateway.url}/v1/completions", timeout=30, json={
+                    "model": doomed.model, "prompt": "Tell a long story", "max_tokens": budget,
+                    "stream": True, "ignore_eos": True}) as response:
+                for line in response.iter_lines():
+                    if line:
+                        events.append(line.removeprefix("data: "))
+                    if len(events) == 2:
+                        os.killpg(doomed.pid, signal.SIGKILL)
+            assert response.status_code == 200
+            assert events[-1] == "[DONE]"
+            assert json.loads(events[-2]) == {"error": {
+                "message": "The model server connection was lost.", "type": "server_error", "param": None,
+                "code": "upstream_disconnected"}}
+            assert all("choices" in json.loads(event) for event in events[:-2])
+            assert httpx.get(f"{gateway.url}/healthz").status_code == 200
+            metrics = httpx.get(f"{gateway.url}/metrics").text
+        assert metric_value(metrics, "gateway_upstream_errors_total", {"kind": "midstream"}) == 1
+        assert metric_value(metrics, "gateway_in_flight_requests") == 0
+    finally:
+        doomed.stop()
 
 
 # Timing against the real CPU vLLM on a shared 2-core machine (start-up, scheduling, ephemeral
