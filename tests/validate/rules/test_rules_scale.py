@@ -62,8 +62,32 @@ def copies(docs: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
             node_class = ((spec.get("template") or {}).get("spec") or {}).get("nodeClassRef")
             if doc["kind"] == "NodePool" and isinstance(node_class, dict):
                 node_class["name"] += suffix
+            _rename_references(spec, suffix)
             out.append(doc)
     return out
+
+
+def _rename_references(node: Any, suffix: str) -> None:
+    """What kustomize's nameSuffix does to references: ServiceAccount, ConfigMap/Secret and Ingress
+    backend names follow the renamed objects."""
+    if isinstance(node, list):
+        for item in node:
+            _rename_references(item, suffix)
+        return
+    if not isinstance(node, dict):
+        return
+    if isinstance(node.get("serviceAccountName"), str):
+        node["serviceAccountName"] += suffix
+    for key in ("configMapRef", "secretRef", "configMapKeyRef", "secretKeyRef", "configMap", "service"):
+        ref = node.get(key)
+        if isinstance(ref, dict) and isinstance(ref.get("name"), str):
+            ref["name"] += suffix
+    secret = node.get("secret")
+    if isinstance(secret, dict) and isinstance(secret.get("secretName"), str):
+        secret["secretName"] += suffix
+    for key, value in node.items():
+        if key != "selector":
+            _rename_references(value, suffix)
 
 
 def context(docs: list[dict[str, Any]], catalogue: Catalogue) -> Context:

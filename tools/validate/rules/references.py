@@ -1,0 +1,532 @@
+"""references rules: every name, selector and port one rendered object uses to reach another resolves.
+
+Each of these breaks production on the first sync while every object on its own is valid: a
+ScaledObject scaling a Deployment that is not there, a Service selecting no pod, an Ingress naming a
+port its Service does not have, a NodePool naming an EC2NodeClass that does not exist. The checks read
+the whole rendered overlay. Objects that exist in the cluster but come from elsewhere (a Helm chart of
+another Application) are declared per environment in `gate.yaml` through the rule's `external` option,
+as `namespace/name` (or `name` for cluster-scoped kinds), so a reference to them resolves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tools.validate.model import Resource, Severity
+from tools.validate.rules.base import Context, Rule, Violation
+from tools.validate.rules.helpers import (
+    WORKLOAD_KINDS,
+    PodTemplate,
+    pod_templates,
+    selector_matches,
+)
+
+PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
+CONTAINER_LISTS = ("initContainers", "containers")
+
+
+def _declared(options: Mapping[str, Any]) -> set[str]:
+    return {str(item) for item in options.get("external") or ()}
+
+
+def _known(ctx: Context, kind: str, namespace: str, name: str, external: set[str]) -> bool:
+    """Whether an object of `kind` named `name` is rendered in `namespace` (or declared external)."""
+
+    def index() -> set[tuple[str, str]]:
+        return {(resource.namespace, resource.name) for resource in ctx.of_kind(kind)}
+
+    names = ctx.memo(f"references.names.{kind}", index)
+    return (namespace, name) in names or f"{namespace}/{name}" in external or name in external
+
+
+def _where(namespace: str) -> str:
+    return f"in namespace {namespace!r}" if namespace else "in this overlay"
+
+
+# ------------------------------------------------------------------------------------- pod templates
+
+
+def _containers(template: PodTemplate) -> Iterator[tuple[tuple[str | int, ...], Mapping[str, Any]]]:
+    for field_name in CONTAINER_LISTS:
+        for i, container in enumerate(template.spec.get(field_name) or []):
+            if isinstance(container, dict):
+                yield (field_name, i), container
+
+
+def check_service_account_exists(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
+    external = _declared(options)
+    for template in pod_templates(ctx):
+        name = template.spec.get("serviceAccountName")
+        if not name or name == "default":
+            continue
+        namespace = template.resource.namespace
+        if not _known(ctx, "ServiceAccount", namespace, str(name), external):
+            yield Violation(
+                template.resource,
+                template.at("serviceAccountName"),
+                f"ServiceAccount {name!r} does not exist {_where(namespace)}: the pods are never created "
+                "(the ReplicaSet reports 'serviceaccount not found')",
+            )
+
+
+@dataclass(frozen=True)
+class _ConfigRef:
+    kind: str  # ConfigMap or Secret
+    name: str
+    path: tuple[str | int, ...]
+
+
+def _config_refs(template: PodTemplate) -> Iterator[_ConfigRef]:
+    """Every required ConfigMap/Secret the pod reads: env valueFrom, envFrom, volumes (projected too)."""
+    for prefix, container in _containers(template):
+        for i, env in enumerate(container.get("env") or []):
+            source = (env or {}).get("valueFrom") or {}
+            for key, kind in (("configMapKeyRef", "ConfigMap"), ("secretKeyRef", "Secret")):
+                ref = source.get(key)
+                if isinstance(ref, dict) and not ref.get("optional"):
+                    path = (*prefix, "env", i, "valueFrom", key, "name")
+                    yield _ConfigRef(kind, str(ref.get("name", "")), path)
+        for i, env_from in enumerate(container.get("envFrom") or []):
+            for key, kind in (("configMapRef", "ConfigMap"), ("secretRef", "Secret")):
+                ref = (env_from or {}).get(key)
+                if isinstance(ref, dict) and not ref.get("optional"):
+                    yield _ConfigRef(kind, str(ref.get("name", "")), (*prefix, "envFrom", i, key, "name"))
+    for i, volume in enumerate(template.spec.get("volumes") or []):
+        volume = volume or {}
+        config_map, secret = volume.get("configMap"), volume.get("secret")
+        if isinstance(config_map, dict) and not config_map.get("optional"):
+            path = ("volumes", i, "configMap", "name")
+            yield _ConfigRef("ConfigMap", str(config_map.get("name", "")), path)
+        if isinstance(secret, dict) and not secret.get("optional"):
+            path = ("volumes", i, "secret", "secretName")
+            yield _ConfigRef("Secret", str(secret.get("secretName", "")), path)
+        for j, source in enumerate((volume.get("projected") or {}).get("sources") or []):
+            for key, kind in (("configMap", "ConfigMap"), ("secret", "Secret")):
+                ref = (source or {}).get(key)
+                if isinstance(ref, dict) and not ref.get("optional"):
+                    path = ("volumes", i, "projected", "sources", j, key, "name")
+                    yield _ConfigRef(kind, str(ref.get("name", "")), path)
+
+
+def check_config_exists(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
+    external = _declared(options)
+    for template in pod_templates(ctx):
+        namespace = template.resource.namespace
+        for ref in _config_refs(template):
+            if not _known(ctx, ref.kind, namespace, ref.name, external):
+                yield Violation(
+                    template.resource,
+                    template.at(*ref.path),
+                    f"{ref.kind} {ref.name!r} does not exist {_where(namespace)} and the reference is not "
+                    "optional: the container never starts (CreateContainerConfigError)",
+                )
+
+
+def check_claim_exists(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
+    external = _declared(options)
+    for template in pod_templates(ctx):
+        namespace = template.resource.namespace
+        for i, volume in enumerate(template.spec.get("volumes") or []):
+            claim = (volume or {}).get("persistentVolumeClaim")
+            if not isinstance(claim, dict):
+                continue
+            name = str(claim.get("claimName", ""))
+            if not _known(ctx, "PersistentVolumeClaim", namespace, name, external):
+                yield Violation(
+                    template.resource,
+                    template.at("volumes", i, "persistentVolumeClaim", "claimName"),
+                    f"PersistentVolumeClaim {name!r} does not exist {_where(namespace)}: the pods stay "
+                    "Pending",
+                )
+
+
+# ------------------------------------------------------------------------------------ scale targets
+
+
+def check_scale_target_exists(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
+    external = _declared(options)
+    for scaler in ctx.of_kind("HorizontalPodAutoscaler", "ScaledObject"):
+        ref = scaler.get("spec", "scaleTargetRef")
+        if not isinstance(ref, dict):
+            yield Violation(scaler, "spec", f"{scaler.kind} has no scaleTargetRef: it scales nothing")
+            continue
+        default_kind = "Deployment" if scaler.kind == "ScaledObject" else ""
+        kind, name = str(ref.get("kind") or default_kind), str(ref.get("name") or "")
+        if not kind or not _known(ctx, kind, scaler.namespace, name, external):
+            yield Violation(
+                scaler,
+                "spec.scaleTargetRef.name" if "name" in ref else "spec.scaleTargetRef",
+                f"scaleTargetRef {kind or '(no kind)'}/{name} does not exist {_where(scaler.namespace)}: "
+                f"the {scaler.kind} scales nothing and its metrics drive no replica",
+            )
+
+
+# ---------------------------------------------------------------------------------------- selectors
+
+
+def _templates_in(ctx: Context, namespace: str) -> list[PodTemplate]:
+    def index() -> dict[str, list[PodTemplate]]:
+        by_namespace: dict[str, list[PodTemplate]] = {}
+        for template in pod_templates(ctx):
+            by_namespace.setdefault(template.resource.namespace, []).append(template)
+        return by_namespace
+
+    return ctx.memo("references.templates_by_namespace", index).get(namespace, [])
+
+
+def _service_selects(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    """A Service's selector is a plain label map (not a LabelSelector): every pair must match."""
+    return all(labels.get(str(key)) == str(value) for key, value in selector.items())
+
+
+def selected_templates(ctx: Context, resource: Resource) -> list[PodTemplate] | None:
+    """The pod templates a Service, PDB or NetworkPolicy selects; None when it selects by no selector
+    (a Service without one has hand-made endpoints; a policy with an empty podSelector covers all pods)."""
+    templates = _templates_in(ctx, resource.namespace)
+    if resource.kind == "Service":
+        selector = resource.get("spec", "selector")
+        if not isinstance(selector, dict) or not selector:
+            return None
+        return [t for t in templates if _service_selects(selector, t.labels)]
+    field_name = "podSelector" if resource.kind == "NetworkPolicy" else "selector"
+    selector = resource.get("spec", field_name)
+    if not isinstance(selector, dict) or not (
+        selector.get("matchLabels") or selector.get("matchExpressions")
+    ):
+        return None
+    return [t for t in templates if selector_matches(selector, t.labels)]
+
+
+def check_selector_selects_pods(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
+    external = _declared(options)
+    for resource in ctx.of_kind("Service", "PodDisruptionBudget", "NetworkPolicy"):
+        if f"{resource.namespace}/{resource.name}" in external:
+            continue
+        if selected_templates(ctx, resource) == []:
+            field_name = "spec.podSelector" if resource.kind == "NetworkPolicy" else "spec.selector"
+            effect = {
+                "Service": "it has no endpoints and every connection to it is refused",
+                "PodDisruptionBudget": "it protects nothing during node drains",
+                "NetworkPolicy": "its rules apply to no pod",
+            }[resource.kind]
+            yield Violation(
+                resource,
+                field_name,
+                f"{resource.kind} selector matches no pod template {_where(resource.namespace)}: {effect}",
+            )
+
+
+# -------------------------------------------------------------------------------------------- ports
+
+
+def _container_ports(container: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [p for p in container.get("ports") or [] if isinstance(p, dict)]
+
+
+def _has_port(containers: Sequence[Mapping[str, Any]], port: Any) -> bool:
+    for container in containers:
+        for declared in _container_ports(container):
+            if isinstance(port, str) and not port.isdigit():
+                if declared.get("name") == port:
+                    return True
+            elif str(declared.get("containerPort")) == str(port):
+                return True
+    return False
+
+
+def check_service_target_port_exists(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
+    for service in ctx.of_kind("Service"):
+        templates = selected_templates(ctx, service)
+        if not templates:
+            continue  # no selector (hand-made endpoints), or none selected: references/selector-selects-pods
+        for i, port in enumerate(service.get("spec", "ports") or []):
+            if not isinstance(port, dict):
+                continue
+            target = port.get("targetPort", port.get("port"))
+            field_name = "targetPort" if "targetPort" in port else "port"
+            for template in templates:
+                containers = [c for prefix, c in _containers(template) if prefix[0] == "containers"]
+                if not _has_port(containers, target):
+                    yield Violation(
+                        service,
+                        f"spec.ports[{i}].{field_name}",
+                        f"targetPort {target!r} is not a port of any container of "
+                        f"{template.resource.kind}/{template.resource.name}: traffic to port "
+                        f"{port.get('port')} is refused",
+                    )
+
+
+def _probe_ports(probe: Mapping[str, Any]) -> Iterator[tuple[tuple[str, ...], Any]]:
+    for handler in ("httpGet", "tcpSocket", "grpc"):
+        action = probe.get(handler)
+        if isinstance(action, dict) and "port" in action:
+            yield (handler, "port"), action["port"]
+
+
+def check_probe_port_exists(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
+    for template in pod_templates(ctx):
+        for prefix, container in _containers(template):
+            for probe_name in PROBES:
+                probe = container.get(probe_name)
+                if not isinstance(probe, dict):
+                    continue
+                for path, port in _probe_ports(probe):
+                    if not _has_port([container], port):
+                        yield Violation(
+                            template.resource,
+                            template.at(*prefix, probe_name, *path),
+                            f"{probe_name} port {port!r} is not a port container {container.get('name')!r} "
+                            "declares: the probe fails and the pod is never ready (or is restarted)",
+                        )
+
+
+def check_ingress_backend_exists(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
+    external = _declared(options)
+
+    def services() -> dict[tuple[str, str], Resource]:
+        return {(s.namespace, s.name): s for s in ctx.of_kind("Service")}
+
+    by_name = ctx.memo("references.services", services)
+    for ingress in ctx.of_kind("Ingress"):
+        backends: list[tuple[str, Any]] = []
+        default = ingress.get("spec", "defaultBackend", "service")
+        if isinstance(default, dict):
+            backends.append(("spec.defaultBackend.service", default))
+        for i, rule in enumerate(ingress.get("spec", "rules") or []):
+            for j, path in enumerate(((rule or {}).get("http") or {}).get("paths") or []):
+                service = ((path or {}).get("backend") or {}).get("service")
+                if isinstance(service, dict):
+                    backends.append((f"spec.rules[{i}].http.paths[{j}].backend.service", service))
+        for where, backend in backends:
+            name = str(backend.get("name", ""))
+            if f"{ingress.namespace}/{name}" in external:
+                continue
+            service = by_name.get((ingress.namespace, name))
+            if service is None:
+                yield Violation(
+                    ingress,
+                    f"{where}.name",
+                    f"backend Service {name!r} does not exist {_where(ingress.namespace)}: the load balancer "
+                    "answers 503 on this path",
+                )
+                continue
+            port = backend.get("port") or {}
+            ports = [p for p in service.get("spec", "ports") or [] if isinstance(p, dict)]
+            if "name" in port:
+                found = any(p.get("name") == port["name"] for p in ports)
+                wanted = f"named {port['name']!r}"
+            else:
+                found = any(str(p.get("port")) == str(port.get("number")) for p in ports)
+                wanted = str(port.get("number"))
+            if not found:
+                yield Violation(
+                    ingress,
+                    f"{where}.port",
+                    f"Service {name!r} has no port {wanted}: the load balancer has no target for this path",
+                )
+
+
+# ------------------------------------------------------------------------------------ Karpenter, KEDA
+
+
+def check_node_class_exists(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
+    external = _declared(options)
+    for pool in ctx.of_kind("NodePool"):
+        ref = pool.get("spec", "template", "spec", "nodeClassRef")
+        if not isinstance(ref, dict):
+            continue  # required by the schema: the schema check reports it
+        kind, name = str(ref.get("kind", "")), str(ref.get("name", ""))
+        if kind != "EC2NodeClass" or not _known(ctx, "EC2NodeClass", "", name, external):
+            yield Violation(
+                pool,
+                "spec.template.spec.nodeClassRef.name",
+                f"nodeClassRef {kind}/{name} does not exist in this overlay: Karpenter launches no node for "
+                "this NodePool and its pods stay Pending",
+            )
+
+
+def check_trigger_authentication_exists(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
+    external = _declared(options)
+    for scaled in ctx.of_kind("ScaledObject", "ScaledJob"):
+        for i, trigger in enumerate(scaled.get("spec", "triggers") or []):
+            ref = (trigger or {}).get("authenticationRef")
+            if not isinstance(ref, dict):
+                continue
+            kind, name = str(ref.get("kind") or "TriggerAuthentication"), str(ref.get("name", ""))
+            namespace = "" if kind == "ClusterTriggerAuthentication" else scaled.namespace
+            if not _known(ctx, kind, namespace, name, external):
+                yield Violation(
+                    scaled,
+                    f"spec.triggers[{i}].authenticationRef.name",
+                    f"{kind} {name!r} does not exist {_where(namespace)}: KEDA cannot read this trigger "
+                    "and the ScaledObject never becomes ready",
+                )
+
+
+_EXTERNAL: Mapping[str, Any] = {"external": []}
+_WORKLOADS = WORKLOAD_KINDS
+
+RULES = [
+    Rule(
+        id="references/service-account-exists",
+        family="references",
+        title="A pod's ServiceAccount exists",
+        severity=Severity.ERROR,
+        why=(
+            "A pod template naming a ServiceAccount that is not in the namespace is accepted by the API, "
+            "but the ReplicaSet controller cannot create a single pod from it."
+        ),
+        remediation=(
+            "Add the ServiceAccount to the overlay, fix the name, or declare it in gate.yaml under this "
+            "rule's `external` option when another Application creates it."
+        ),
+        scope=_WORKLOADS,
+        check=check_service_account_exists,
+        options=_EXTERNAL,
+        example="spec:\n  template:\n    spec:\n      serviceAccountName: vllm  # no ServiceAccount vllm",
+        use_instead="kind: ServiceAccount\nmetadata:\n  name: vllm",
+    ),
+    Rule(
+        id="references/config-exists",
+        family="references",
+        title="Every ConfigMap and Secret a pod requires exists",
+        severity=Severity.ERROR,
+        why=(
+            "A required ConfigMap or Secret (env valueFrom, envFrom, a volume) that does not exist keeps "
+            "the container in CreateContainerConfigError or ContainerCreating."
+        ),
+        remediation=(
+            "Render the ConfigMap/Secret in the overlay, fix the name, mark the reference `optional: true` "
+            "if the pod works without it, or declare it in this rule's `external` option."
+        ),
+        scope=_WORKLOADS,
+        check=check_config_exists,
+        options=_EXTERNAL,
+        example="envFrom:\n- configMapRef: {name: gateway-settings}  # not rendered",
+        use_instead="envFrom:\n- configMapRef: {name: gateway}  # the ConfigMap the overlay renders",
+    ),
+    Rule(
+        id="references/claim-exists",
+        family="references",
+        title="Every PersistentVolumeClaim a pod mounts exists",
+        severity=Severity.ERROR,
+        why="A pod whose volume names a missing PersistentVolumeClaim is never scheduled.",
+        remediation=(
+            "Add the claim to the overlay, fix claimName, or declare it in this rule's `external` option."
+        ),
+        scope=_WORKLOADS,
+        check=check_claim_exists,
+        options=_EXTERNAL,
+        example="volumes:\n- name: cache\n  persistentVolumeClaim: {claimName: cache}  # not rendered",
+        use_instead="kind: PersistentVolumeClaim\nmetadata:\n  name: cache",
+    ),
+    Rule(
+        id="references/scale-target-exists",
+        family="references",
+        title="HPAs and ScaledObjects scale a workload that exists",
+        severity=Severity.ERROR,
+        why=(
+            "An autoscaler whose scaleTargetRef names no rendered workload scales nothing: the queue it "
+            "watches grows and no replica is added."
+        ),
+        remediation="Point scaleTargetRef at the workload's kind and name as rendered (after name prefixes).",
+        scope=("HorizontalPodAutoscaler", "ScaledObject"),
+        check=check_scale_target_exists,
+        options=_EXTERNAL,
+        example="spec:\n  scaleTargetRef: {name: vllm-server}  # the Deployment is vllm",
+        use_instead="spec:\n  scaleTargetRef: {name: vllm}",
+    ),
+    Rule(
+        id="references/selector-selects-pods",
+        family="references",
+        title="Service, PDB and NetworkPolicy selectors match at least one pod template",
+        severity=Severity.ERROR,
+        why=(
+            "A selector that matches no pod is valid and silent: the Service has no endpoints, the "
+            "PodDisruptionBudget protects nothing, the NetworkPolicy applies to nothing."
+        ),
+        remediation="Make the selector match the labels of the pod template it is meant for.",
+        scope=("Service", "PodDisruptionBudget", "NetworkPolicy"),
+        check=check_selector_selects_pods,
+        options=_EXTERNAL,
+        example="kind: Service\nspec:\n  selector: {app.kubernetes.io/name: vllm-server}",
+        use_instead="kind: Service\nspec:\n  selector: {app.kubernetes.io/name: vllm}",
+    ),
+    Rule(
+        id="references/service-target-port-exists",
+        family="references",
+        title="Every Service targetPort is a port of each selected container",
+        severity=Severity.ERROR,
+        why=(
+            "A targetPort name the selected pods do not declare, or a number they do not listen on, "
+            "leaves the Service without a working endpoint while the pods look healthy."
+        ),
+        remediation="Use the containerPort name (or number) the selected pods declare.",
+        scope=("Service",),
+        check=check_service_target_port_exists,
+        example="ports:\n- port: 8000\n  targetPort: api  # the container's port is named http",
+        use_instead="ports:\n- port: 8000\n  targetPort: http",
+    ),
+    Rule(
+        id="references/probe-port-exists",
+        family="references",
+        title="Probe ports are ports the container declares",
+        severity=Severity.ERROR,
+        why=(
+            "A probe on a port name the container does not declare fails outright; on an undeclared "
+            "number it probes whatever listens there, usually nothing, and the pod never becomes ready."
+        ),
+        remediation="Probe the container's declared port, by its name or number.",
+        scope=_WORKLOADS,
+        check=check_probe_port_exists,
+        example="readinessProbe:\n  httpGet: {path: /health, port: metrics}  # no port named metrics",
+        use_instead="readinessProbe:\n  httpGet: {path: /health, port: http}",
+    ),
+    Rule(
+        id="references/ingress-backend-exists",
+        family="references",
+        title="Ingress backends name a Service and one of its ports",
+        severity=Severity.ERROR,
+        why=(
+            "An Ingress path whose Service or port does not exist gives the load balancer no target: "
+            "users get 503 while every pod is healthy."
+        ),
+        remediation="Name the rendered Service and one of its ports (by name or number).",
+        scope=("Ingress",),
+        check=check_ingress_backend_exists,
+        options=_EXTERNAL,
+        example="backend:\n  service: {name: gateway, port: {name: web}}  # the Service's port is http",
+        use_instead="backend:\n  service: {name: gateway, port: {name: http}}",
+    ),
+    Rule(
+        id="references/node-class-exists",
+        family="references",
+        title="A NodePool's nodeClassRef names an EC2NodeClass that exists",
+        severity=Severity.ERROR,
+        why="Karpenter launches nothing for a NodePool whose EC2NodeClass is missing: its pods stay Pending.",
+        remediation="Point nodeClassRef at an EC2NodeClass the overlay renders (kind EC2NodeClass).",
+        scope=("NodePool", "EC2NodeClass"),
+        check=check_node_class_exists,
+        options=_EXTERNAL,
+        example="nodeClassRef: {group: karpenter.k8s.aws, kind: EC2NodeClass, name: gpu}",
+        use_instead="nodeClassRef: {group: karpenter.k8s.aws, kind: EC2NodeClass, name: gpu-inference}",
+    ),
+    Rule(
+        id="references/trigger-authentication-exists",
+        family="references",
+        title="KEDA triggers' authenticationRef names a TriggerAuthentication that exists",
+        severity=Severity.ERROR,
+        why="KEDA builds no scaler whose TriggerAuthentication is missing: the ScaledObject never scales.",
+        remediation=(
+            "Render the TriggerAuthentication (or ClusterTriggerAuthentication with `kind:`) in the overlay, "
+            "or declare it in this rule's `external` option."
+        ),
+        scope=("ScaledObject", "ScaledJob", "TriggerAuthentication", "ClusterTriggerAuthentication"),
+        check=check_trigger_authentication_exists,
+        options=_EXTERNAL,
+        example="triggers:\n- type: prometheus\n  authenticationRef: {name: prom-auth}  # not rendered",
+        use_instead="kind: TriggerAuthentication\nmetadata:\n  name: prom-auth",
+    ),
+]
