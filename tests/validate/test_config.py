@@ -105,12 +105,39 @@ def test_the_repository_config_requires_warm_replicas_and_on_demand_fallback_in_
         ("- a\n- b\n", "gate.yaml:1: expected a mapping at the top level, found a list"),
         ("a: 1\na: 2\n", "gate.yaml:2: duplicate key 'a'"),
         ("a: [\n", "gate.yaml:2: invalid YAML: did not find expected node content"),
+        ("external:\n  - {kind: Service, name: scaler, namespace: keda}\n",
+         "gate.yaml: external.0.created_by: Field required"),
+        ("external:\n  - {kind: Service, name: s, created_by: c, ports: [{port: 70000}]}\n",
+         "gate.yaml: external.0.ports.0.port: Input should be less than 65536"),
+        ("environments:\n  prod:\n    external: [{kind: Service, name: s, created_by: c, port: 80}]\n",
+         "gate.yaml: environments.prod.external.0.port: unknown key"),
     ],
 )
 def test_config_errors_name_the_file_and_key(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(write(tmp_path, text), REGISTRY, "gate.yaml")
     assert str(caught.value) == message
+
+
+def test_external_objects_are_global_then_per_environment(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, """\
+external:
+  - {kind: Service, namespace: keda, name: scaler, created_by: the add-on chart,
+     ports: [{name: otlp, port: 4317, protocol: otlp-grpc}]}
+environments:
+  prod:
+    external:
+      - {kind: ServiceAccount, namespace: inference, name: puller, created_by: the registry chart}
+"""), REGISTRY, "gate.yaml")
+
+    assert [(e.kind, e.namespace, e.name) for e in config.external_for("prod")] == [
+        ("Service", "keda", "scaler"), ("ServiceAccount", "inference", "puller")]
+    assert [(e.kind, e.name) for e in config.external_for("dev")] == [("Service", "scaler")]
+    service = config.external_for("dev")[0].as_resource("overlays/dev")
+    assert (service.kind, service.namespace, service.name, service.origin) == (
+        "Service", "keda", "scaler", "gate.yaml")
+    assert service.get("spec", "ports") == [{"name": "otlp", "port": 4317, "appProtocol": "otlp-grpc"}]
+    assert service.annotations == {"gate.eks-llm-inference.io/created-by": "the add-on chart"}
 
 
 def test_config_error_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -15,11 +15,19 @@ Shape (every key optional):
       max_alias_nodes: 100000           # nodes YAML aliases may add (alias bombs)
     rules:                              # for every environment
       <rule id>: {enabled: true, severity: error, <option>: <value>}
+    external:                           # objects the overlays reference that something else creates
+      - kind: Service                   # (a Helm chart of another Application), so references resolve
+        namespace: keda
+        name: keda-otel-scaler
+        created_by: apps/base/keda-otel-scaler.yaml
+        labels: {}                      # pod labels, for the kinds that run pods
+        ports: [{name: otlp, port: 4317, protocol: otlp-grpc}]
     environments:
       prod:
         paths: [overlays/prod, clusters/prod]   # directories (and everything below) of this environment
         rules:
           <rule id>: {<option>: <value>, enabled: ..., severity: ...}
+        external: []                    # as above, for this environment only
 
 Options merge as: the rule's defaults < global `rules` < the environment's `rules`. An unknown rule
 id, an unknown option name or a bad value is a `ConfigError` naming the file and the key (exit 2).
@@ -37,12 +45,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tools.validate.loader import InputError, Limits, load_one_mapping
-from tools.validate.model import Severity
+from tools.validate.model import Resource, Severity
 from tools.validate.render import DEFAULT_TIMEOUT_SECONDS
 from tools.validate.rules.base import Registry, Rule
 
 DEFAULT_CONFIG_NAME = "gate.yaml"
 RESERVED_KEYS = ("enabled", "severity")
+EXTERNAL_ANNOTATION = "gate.eks-llm-inference.io/created-by"
 
 
 class ConfigError(Exception):
@@ -65,9 +74,44 @@ class _Limits(_Strict):
     max_alias_nodes: int = Field(default=Limits.max_alias_nodes, gt=0)
 
 
+class _ExternalPort(_Strict):
+    port: int = Field(gt=0, lt=65536)
+    name: str | None = None
+    # What speaks on the port (http, grpc, otlp-grpc, otlp-http, keda-external-scaler, ...), when the
+    # checks should tell one port of the object from another.
+    protocol: str | None = None
+
+
+class External(_Strict):
+    """An object the overlays reference that is created elsewhere, declared so the reference resolves."""
+
+    kind: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+    namespace: str = ""
+    created_by: str = Field(min_length=1)  # where it comes from, for the reviewer: an Application, a chart
+    labels: dict[str, str] = Field(default_factory=dict)
+    ports: list[_ExternalPort] = Field(default_factory=list)
+
+    def as_resource(self, overlay: str) -> Resource:
+        """The object as the rules see rendered ones: ports as a Service's, labels as its pods'."""
+        ports = [
+            {key: value for key, value in (("name", p.name), ("port", p.port), ("appProtocol", p.protocol))
+             if value is not None}
+            for p in self.ports
+        ]
+        doc: dict[str, Any] = {
+            "kind": self.kind,
+            "metadata": {"name": self.name, "namespace": self.namespace, "labels": dict(self.labels),
+                         "annotations": {EXTERNAL_ANNOTATION: self.created_by}},
+            "spec": {"ports": ports},
+        }
+        return Resource(doc, overlay, origin=DEFAULT_CONFIG_NAME)
+
+
 class _Environment(_Strict):
     paths: list[str] = Field(default_factory=list)
     rules: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    external: list[External] = Field(default_factory=list)
 
 
 class _File(_Strict):
@@ -77,6 +121,7 @@ class _File(_Strict):
     kustomize: _Kustomize = Field(default_factory=_Kustomize)
     limits: _Limits = Field(default_factory=_Limits)
     rules: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    external: list[External] = Field(default_factory=list)
     environments: dict[str, _Environment] = Field(default_factory=dict)
 
 
@@ -90,7 +135,13 @@ class GateConfig:
     render_timeout: float = DEFAULT_TIMEOUT_SECONDS
     limits: Limits = field(default_factory=Limits)
     rules: dict[str, dict[str, Any]] = field(default_factory=dict)
+    external: tuple[External, ...] = ()
     environments: dict[str, _Environment] = field(default_factory=dict)
+
+    def external_for(self, env: str | None) -> list[External]:
+        """The objects declared external for every environment, then those of `env`."""
+        environment = self.environments.get(env or "")
+        return [*self.external, *(environment.external if environment is not None else ())]
 
     def environment_of(self, directory: str) -> str | None:
         """The environment of a repository-relative directory."""
@@ -230,6 +281,7 @@ def load_config(path: Path | None, registry: Registry, source: str | None = None
             max_alias_nodes=parsed.limits.max_alias_nodes,
         ),
         rules=parsed.rules,
+        external=tuple(parsed.external),
         environments=dict(parsed.environments),
     )
     config.check(registry)

@@ -215,6 +215,7 @@ def check(rendered: Rendered, env: str | None, options: RunOptions, *, mapper: S
             "duplicates": rendered.duplicates,
             "applications": list(applications),
         },
+        external=[external.as_resource(rendered.overlay) for external in config.external_for(env)],
     )
     kinds = {resource.kind for resource in rendered.resources}
     findings: list[Finding] = []

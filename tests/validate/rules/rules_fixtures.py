@@ -9,6 +9,7 @@ A document of `kind: Fixture` is not a resource; it carries what the rule run ne
     expect:                        # fire.yaml only: the exact (Kind/name, path) set the rule yields
     - [ScaledObject/vllm, spec.maxReplicaCount]
     applications: [...]            # Application documents passed as ctx.extras["applications"]
+    external: [...]                # gate.yaml `external` declarations, passed as ctx.external
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 import yaml
 
 from tools.validate.catalogue import Catalogue
+from tools.validate.config import External
 from tools.validate.model import Resource
 from tools.validate.rules import gitops, gpu, references, scaling, security, spot
 from tools.validate.rules.base import Context, Rule
@@ -45,6 +47,7 @@ class Fixture:
     options: dict[str, Any] = field(default_factory=dict)
     expect: set[tuple[str, str]] = field(default_factory=set)
     applications: list[Resource] = field(default_factory=list)
+    external: list[Resource] = field(default_factory=list)
 
 
 def resources_from(docs: Iterable[Mapping[str, Any]], overlay: str) -> list[Resource]:
@@ -63,6 +66,7 @@ def load_fixture(path: Path) -> Fixture:
         options=dict(meta.get("options") or {}),
         expect={(str(ref), str(p)) for ref, p in meta.get("expect") or []},
         applications=resources_from(meta.get("applications") or [], "apps"),
+        external=[External.model_validate(item).as_resource(overlay) for item in meta.get("external") or []],
     )
 
 
@@ -76,6 +80,7 @@ def context_for(fixture: Fixture, catalogue: Catalogue) -> Context:
         resources=fixture.resources,
         catalogue=catalogue,
         extras=extras,
+        external=fixture.external,
     )
 
 

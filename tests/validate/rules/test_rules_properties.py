@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,14 +22,19 @@ from hypothesis import strategies as st
 from rules_fixtures import FIXTURES, policy_rules, resources_from, run_all
 
 from tools.validate.catalogue import Catalogue, load_catalogue
+from tools.validate.config import load_config
+from tools.validate.rules import default_registry
 from tools.validate.rules.base import Context
 
+REPO = Path(__file__).resolve().parents[3]
 RULES = [r for r in policy_rules() if r.id != "gpu/vllm-flags-accepted"]
 ENV_OPTIONS: dict[str, dict[str, Any]] = {
     "prod": {"min_warm_replicas": 1, "require_on_demand_fallback": True, "forbid_hf_token": True},
     "dev": {"min_warm_replicas": 0, "require_on_demand_fallback": False, "allowed_revisions": ["main"]},
 }
 CATALOGUE: Catalogue = load_catalogue()
+# What the repository's gate.yaml declares external (a Helm chart's Services), as the engine passes it.
+EXTERNAL = load_config(REPO / "gate.yaml", default_registry()).external
 PROPERTY = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 Docs = list[dict[str, Any]]
 
@@ -48,6 +54,7 @@ def violations(env: str, docs: Docs, apps: Docs) -> set[tuple[str, str, str]]:
         resources=resources_from(docs, f"overlays/{env}"),
         catalogue=CATALOGUE,
         extras={"applications": resources_from(apps, f"apps/{env}")},
+        external=[external.as_resource(f"overlays/{env}") for external in EXTERNAL],
     )
     return run_all(RULES, ctx, ENV_OPTIONS[env])
 

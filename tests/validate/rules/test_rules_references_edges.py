@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,13 +19,15 @@ from hypothesis import strategies as st
 from rules_fixtures import run_rule
 
 from tools.validate.catalogue import load_catalogue
+from tools.validate.config import load_config
 from tools.validate.model import Resource
 from tools.validate.render import render
-from tools.validate.rules import references
+from tools.validate.rules import default_registry, references
 from tools.validate.rules.base import Context
 
 REPO = Path(__file__).resolve().parents[3]
 OVERLAYS = ("overlays/dev", "overlays/prod")
+EXTERNAL = load_config(REPO / "gate.yaml", default_registry()).external
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,7 @@ class Edge:
     holder: str  # Kind/name of the resource holding the reference
     target_kind: str
     target_name: str
+    text: str = ""  # for an address written as text: the host name that names the target
 
 
 @functools.cache
@@ -70,7 +74,18 @@ def _edges(overlay: str) -> list[Edge]:
         if resource.kind == "NodePool":
             found.append(Edge(overlay, "references/node-class-exists", holder, "EC2NodeClass",
                               resource.get("spec", "template", "spec", "nodeClassRef", "name")))
+    for address in references.addresses(context(overlay, rendered(overlay))):
+        if references.find(context(overlay, rendered(overlay)), "Service", address.namespace,
+                           address.service) in rendered(overlay):
+            found.append(Edge(overlay, "references/in-cluster-url-resolves",
+                              f"{address.holder.kind}/{address.holder.name}", "Service", address.service,
+                              f"{address.service}.{address.namespace}.svc"))
     return found
+
+
+def context(overlay: str, resources: Sequence[Resource]) -> Context:
+    return Context(overlay, overlay.split("/")[1], list(resources), load_catalogue(),
+                   external=[external.as_resource(overlay) for external in EXTERNAL])
 
 
 def _renamed(resources: tuple[Resource, ...], edge: Edge, end: str) -> list[Resource]:
@@ -92,7 +107,9 @@ def _point_elsewhere(doc: dict[str, Any], edge: Edge) -> None:
     def walk(node: object) -> None:
         if isinstance(node, dict):
             for key, value in node.items():
-                if key in ("name", "serviceAccountName") and value == edge.target_name:
+                if edge.text and isinstance(value, str) and edge.text in value:
+                    node[key] = value.replace(edge.text, edge.text.replace(".", "-missing.", 1))
+                elif not edge.text and key in ("name", "serviceAccountName") and value == edge.target_name:
                     node[key] = f"{value}-missing"
                 else:
                     walk(value)
@@ -100,7 +117,7 @@ def _point_elsewhere(doc: dict[str, Any], edge: Edge) -> None:
             for item in node:
                 walk(item)
 
-    walk(doc.get("spec"))
+    walk(doc.get("spec") if "spec" in doc else doc.get("data"))
 
 
 def _all_edges() -> list[Edge]:
@@ -115,14 +132,14 @@ def test_the_repository_has_an_edge_of_every_reference_rule_it_exercises() -> No
         "references/scale-target-exists",
         "references/ingress-backend-exists",
         "references/node-class-exists",
+        "references/in-cluster-url-resolves",
     }
 
 
 @settings(max_examples=40, deadline=None)
 @given(edge=st.sampled_from(_all_edges()), end=st.sampled_from(["target", "holder"]))
 def test_breaking_one_edge_yields_exactly_its_rule(edge: Edge, end: str) -> None:
-    resources = _renamed(rendered(edge.overlay), edge, end)
-    ctx = Context(edge.overlay, edge.overlay.split("/")[1], resources, load_catalogue())
+    ctx = context(edge.overlay, _renamed(rendered(edge.overlay), edge, end))
     fired = {
         (rule.id, holder)
         for rule in references.RULES

@@ -26,7 +26,9 @@ def test_repository_overlays_pass_every_rule(env: str) -> None:
     found = set()
     for target in (f"overlays/{env}", f"apps/{env}", f"clusters/{env}"):
         rendered = render(REPO / target, REPO)
-        ctx = Context(rendered.overlay, env, rendered.resources, catalogue, extras={"applications": apps})
+        external = [item.as_resource(rendered.overlay) for item in config.external_for(env)]
+        ctx = Context(rendered.overlay, env, rendered.resources, catalogue, extras={"applications": apps},
+                      external=external)
         for rule in policy_rules():
             options = {k: v for k, v in config.options_for(rule, env).items() if k in rule.options}
             found |= {(rule.id, target, *hit) for hit in run_rule(rule, ctx, options)}

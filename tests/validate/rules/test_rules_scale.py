@@ -22,11 +22,13 @@ from rules_fixtures import FIXTURES, policy_rules
 
 from tools.validate import vllm_args
 from tools.validate.catalogue import Catalogue, load_catalogue
+from tools.validate.config import load_config
 from tools.validate.model import Resource
-from tools.validate.rules import gpu, helpers
+from tools.validate.rules import default_registry, gpu, helpers
 from tools.validate.rules.base import Context
 
 BASELINE = FIXTURES / "baseline" / "prod.yaml"
+EXTERNAL = load_config(Path(__file__).resolve().parents[3] / "gate.yaml", default_registry()).external
 # The helpers each (workload, NodePool) or (resource, resource) pair used to call.
 COUNTED = {
     helpers: ("nodepool_requirements", "compatible", "selector_matches", "requirements_from",
@@ -49,6 +51,8 @@ def baseline_docs(path: Path = BASELINE) -> list[dict[str, Any]]:
 def copies(docs: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
     """COUNT copies of DOCS with `-cN` name suffixes; the Namespaces once, first."""
     out = [copy.deepcopy(d) for d in docs if d["kind"] == "Namespace"]
+    services = {(d["metadata"]["name"], d["metadata"].get("namespace", ""))
+                for d in docs if d["kind"] == "Service"}
     for number in range(count):
         suffix = f"-c{number}"
         for original in docs:
@@ -63,8 +67,23 @@ def copies(docs: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
             if doc["kind"] == "NodePool" and isinstance(node_class, dict):
                 node_class["name"] += suffix
             _rename_references(spec, suffix)
+            _rename_addresses(doc, suffix, services)
             out.append(doc)
     return out
+
+
+def _rename_addresses(node: Any, suffix: str, services: set[tuple[str, str]]) -> Any:
+    """In-cluster addresses of the copied Services follow them (kustomize leaves text alone: a real
+    nameSuffix breaks these, which references/in-cluster-url-resolves reports)."""
+    if isinstance(node, list):
+        node[:] = [_rename_addresses(item, suffix, services) for item in node]
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            node[key] = _rename_addresses(value, suffix, services)
+    elif isinstance(node, str):
+        for name, namespace in services:
+            node = node.replace(f"{name}.{namespace}.svc", f"{name}{suffix}.{namespace}.svc")
+    return node
 
 
 def _rename_references(node: Any, suffix: str) -> None:
@@ -92,7 +111,8 @@ def _rename_references(node: Any, suffix: str) -> None:
 
 def context(docs: list[dict[str, Any]], catalogue: Catalogue) -> Context:
     resources = [Resource(doc, "overlays/prod", index=i) for i, doc in enumerate(docs)]
-    return Context(overlay="overlays/prod", env="prod", resources=resources, catalogue=catalogue)
+    return Context(overlay="overlays/prod", env="prod", resources=resources, catalogue=catalogue,
+                   external=[item.as_resource("overlays/prod") for item in EXTERNAL])
 
 
 def findings(ctx: Context) -> list[tuple[str, str, str]]:

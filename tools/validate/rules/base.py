@@ -36,6 +36,8 @@ class Context:
     catalogue: Any = None  # tools.validate.catalogue.Catalogue, loaded once per run
     schemas: Any = None  # tools.validate.schema.SchemaValidator, built once per run
     extras: dict[str, Any] = field(default_factory=dict)
+    # Objects the overlay references that something else creates (gate.yaml `external`).
+    external: Sequence[Resource] = ()
     _by_kind: dict[str, list[tuple[int, Resource]]] | None = field(
         default=None, init=False, repr=False, compare=False
     )

@@ -4,12 +4,13 @@ Each of these breaks production on the first sync while every object on its own 
 ScaledObject scaling a Deployment that is not there, a Service selecting no pod, an Ingress naming a
 port its Service does not have, a NodePool naming an EC2NodeClass that does not exist. The checks read
 the whole rendered overlay. Objects that exist in the cluster but come from elsewhere (a Helm chart of
-another Application) are declared per environment in `gate.yaml` through the rule's `external` option,
-as `namespace/name` (or `name` for cluster-scoped kinds), so a reference to them resolves.
+another Application) are declared once in `gate.yaml` under `external` (`ctx.external`), so a reference
+to them resolves.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,23 +23,26 @@ from tools.validate.rules.helpers import (
     pod_templates,
     selector_matches,
 )
+from tools.validate.vllm_args import dotted
 
 PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
 CONTAINER_LISTS = ("initContainers", "containers")
 
 
-def _declared(options: Mapping[str, Any]) -> set[str]:
-    return {str(item) for item in options.get("external") or ()}
+def find(ctx: Context, kind: str, namespace: str, name: str) -> Resource | None:
+    """The object of `kind` named `name` in `namespace`: rendered, else declared external."""
+
+    def index() -> dict[tuple[str, str], Resource]:
+        by_name: dict[tuple[str, str], Resource] = {}
+        for resource in [*ctx.of_kind(kind), *(r for r in ctx.external if r.kind == kind)]:
+            by_name.setdefault((resource.namespace, resource.name), resource)
+        return by_name
+
+    return ctx.memo(f"references.by_name.{kind}", index).get((namespace, name))
 
 
-def _known(ctx: Context, kind: str, namespace: str, name: str, external: set[str]) -> bool:
-    """Whether an object of `kind` named `name` is rendered in `namespace` (or declared external)."""
-
-    def index() -> set[tuple[str, str]]:
-        return {(resource.namespace, resource.name) for resource in ctx.of_kind(kind)}
-
-    names = ctx.memo(f"references.names.{kind}", index)
-    return (namespace, name) in names or f"{namespace}/{name}" in external or name in external
+def _known(ctx: Context, kind: str, namespace: str, name: str) -> bool:
+    return find(ctx, kind, namespace, name) is not None
 
 
 def _where(namespace: str) -> str:
@@ -56,13 +60,12 @@ def _containers(template: PodTemplate) -> Iterator[tuple[tuple[str | int, ...], 
 
 
 def check_service_account_exists(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
-    external = _declared(options)
     for template in pod_templates(ctx):
         name = template.spec.get("serviceAccountName")
         if not name or name == "default":
             continue
         namespace = template.resource.namespace
-        if not _known(ctx, "ServiceAccount", namespace, str(name), external):
+        if not _known(ctx, "ServiceAccount", namespace, str(name)):
             yield Violation(
                 template.resource,
                 template.at("serviceAccountName"),
@@ -111,11 +114,10 @@ def _config_refs(template: PodTemplate) -> Iterator[_ConfigRef]:
 
 
 def check_config_exists(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
-    external = _declared(options)
     for template in pod_templates(ctx):
         namespace = template.resource.namespace
         for ref in _config_refs(template):
-            if not _known(ctx, ref.kind, namespace, ref.name, external):
+            if not _known(ctx, ref.kind, namespace, ref.name):
                 yield Violation(
                     template.resource,
                     template.at(*ref.path),
@@ -125,7 +127,6 @@ def check_config_exists(ctx: Context, options: Mapping[str, Any]) -> Iterator[Vi
 
 
 def check_claim_exists(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
-    external = _declared(options)
     for template in pod_templates(ctx):
         namespace = template.resource.namespace
         for i, volume in enumerate(template.spec.get("volumes") or []):
@@ -133,7 +134,7 @@ def check_claim_exists(ctx: Context, options: Mapping[str, Any]) -> Iterator[Vio
             if not isinstance(claim, dict):
                 continue
             name = str(claim.get("claimName", ""))
-            if not _known(ctx, "PersistentVolumeClaim", namespace, name, external):
+            if not _known(ctx, "PersistentVolumeClaim", namespace, name):
                 yield Violation(
                     template.resource,
                     template.at("volumes", i, "persistentVolumeClaim", "claimName"),
@@ -146,7 +147,6 @@ def check_claim_exists(ctx: Context, options: Mapping[str, Any]) -> Iterator[Vio
 
 
 def check_scale_target_exists(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
-    external = _declared(options)
     for scaler in ctx.of_kind("HorizontalPodAutoscaler", "ScaledObject"):
         ref = scaler.get("spec", "scaleTargetRef")
         if not isinstance(ref, dict):
@@ -154,7 +154,7 @@ def check_scale_target_exists(ctx: Context, options: Mapping[str, Any]) -> Itera
             continue
         default_kind = "Deployment" if scaler.kind == "ScaledObject" else ""
         kind, name = str(ref.get("kind") or default_kind), str(ref.get("name") or "")
-        if not kind or not _known(ctx, kind, scaler.namespace, name, external):
+        if not kind or not _known(ctx, kind, scaler.namespace, name):
             yield Violation(
                 scaler,
                 "spec.scaleTargetRef.name" if "name" in ref else "spec.scaleTargetRef",
@@ -200,10 +200,7 @@ def selected_templates(ctx: Context, resource: Resource) -> list[PodTemplate] | 
 
 
 def check_selector_selects_pods(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
-    external = _declared(options)
     for resource in ctx.of_kind("Service", "PodDisruptionBudget", "NetworkPolicy"):
-        if f"{resource.namespace}/{resource.name}" in external:
-            continue
         if selected_templates(ctx, resource) == []:
             field_name = "spec.podSelector" if resource.kind == "NetworkPolicy" else "spec.selector"
             effect = {
@@ -283,12 +280,6 @@ def check_probe_port_exists(ctx: Context, options: Mapping[str, Any]) -> Iterato
 
 
 def check_ingress_backend_exists(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
-    external = _declared(options)
-
-    def services() -> dict[tuple[str, str], Resource]:
-        return {(s.namespace, s.name): s for s in ctx.of_kind("Service")}
-
-    by_name = ctx.memo("references.services", services)
     for ingress in ctx.of_kind("Ingress"):
         backends: list[tuple[str, Any]] = []
         default = ingress.get("spec", "defaultBackend", "service")
@@ -301,9 +292,7 @@ def check_ingress_backend_exists(ctx: Context, options: Mapping[str, Any]) -> It
                     backends.append((f"spec.rules[{i}].http.paths[{j}].backend.service", service))
         for where, backend in backends:
             name = str(backend.get("name", ""))
-            if f"{ingress.namespace}/{name}" in external:
-                continue
-            service = by_name.get((ingress.namespace, name))
+            service = find(ctx, "Service", ingress.namespace, name)
             if service is None:
                 yield Violation(
                     ingress,
@@ -332,13 +321,12 @@ def check_ingress_backend_exists(ctx: Context, options: Mapping[str, Any]) -> It
 
 
 def check_node_class_exists(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
-    external = _declared(options)
     for pool in ctx.of_kind("NodePool"):
         ref = pool.get("spec", "template", "spec", "nodeClassRef")
         if not isinstance(ref, dict):
             continue  # required by the schema: the schema check reports it
         kind, name = str(ref.get("kind", "")), str(ref.get("name", ""))
-        if kind != "EC2NodeClass" or not _known(ctx, "EC2NodeClass", "", name, external):
+        if kind != "EC2NodeClass" or not _known(ctx, "EC2NodeClass", "", name):
             yield Violation(
                 pool,
                 "spec.template.spec.nodeClassRef.name",
@@ -348,7 +336,6 @@ def check_node_class_exists(ctx: Context, options: Mapping[str, Any]) -> Iterato
 
 
 def check_trigger_authentication_exists(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
-    external = _declared(options)
     for scaled in ctx.of_kind("ScaledObject", "ScaledJob"):
         for i, trigger in enumerate(scaled.get("spec", "triggers") or []):
             ref = (trigger or {}).get("authenticationRef")
@@ -356,7 +343,7 @@ def check_trigger_authentication_exists(ctx: Context, options: Mapping[str, Any]
                 continue
             kind, name = str(ref.get("kind") or "TriggerAuthentication"), str(ref.get("name", ""))
             namespace = "" if kind == "ClusterTriggerAuthentication" else scaled.namespace
-            if not _known(ctx, kind, namespace, name, external):
+            if not _known(ctx, kind, namespace, name):
                 yield Violation(
                     scaled,
                     f"spec.triggers[{i}].authenticationRef.name",
@@ -365,8 +352,146 @@ def check_trigger_authentication_exists(ctx: Context, options: Mapping[str, Any]
                 )
 
 
-_EXTERNAL: Mapping[str, Any] = {"external": []}
 _WORKLOADS = WORKLOAD_KINDS
+
+
+# ------------------------------------------------------------------------------------- in-cluster URLs
+
+# A Service's cluster DNS name, `name.namespace.svc[.cluster.local]`, with an optional scheme and port. The
+# match only finds the candidates in free text; each one is then split by urllib.
+_SERVICE_HOST = re.compile(
+    r"(?:(?P<scheme>[a-z][a-z0-9+.-]*)://)?"
+    r"(?P<host>[a-z0-9](?:[-a-z0-9]*[a-z0-9])?\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?\.svc(?:\.cluster\.local)?)\.?"
+    r"(?::(?P<port>[0-9]+))?(?![-a-z0-9.])"
+)
+SCHEME_PORTS = {"http": 80, "https": 443}
+# Protocols a port may be declared to speak (a Service port's appProtocol, or its name or name prefix).
+PROTOCOLS = ("http", "https", "h2c", "grpc", "otlp-grpc", "otlp-http", "keda-external-scaler")
+# What the consumer of an address speaks, by where the address is written.
+TRIGGER_PROTOCOLS = {"external": "keda-external-scaler", "kedify-otel": "keda-external-scaler",
+                     "external-push": "keda-external-scaler", "prometheus": "http"}
+EXPORTER_PROTOCOLS = {"otlp": "otlp-grpc", "otlphttp": "otlp-http", "prometheusremotewrite": "http"}
+
+
+@dataclass(frozen=True)
+class Address:
+    """An in-cluster address written in a field: where it is, what it names, what must answer there."""
+
+    holder: Resource
+    path: str
+    text: str
+    service: str
+    namespace: str
+    port: int | None
+    protocol: str | None  # what the consumer speaks, when the field says
+
+
+def _addresses_in(holder: Resource, path: str, value: Any, protocol: str | None) -> Iterator[Address]:
+    if not isinstance(value, str):
+        return
+    for match in _SERVICE_HOST.finditer(value):
+        host = match.group("host")
+        name, namespace = host.split(".")[:2]
+        scheme = match.group("scheme")
+        port = int(match.group("port")) if match.group("port") else SCHEME_PORTS.get(scheme or "")
+        spoken = protocol or ("http" if scheme in ("http", "https") else None)
+        yield Address(holder, path, match.group(0), name, namespace, port, spoken)
+
+
+def addresses(ctx: Context) -> list[Address]:
+    """Every in-cluster Service address in env values, ConfigMap data, collector exporters and KEDA
+    triggers of the overlay, in rendered order."""
+    return ctx.memo("references.addresses", lambda: list(_find_addresses(ctx)))
+
+
+def _find_addresses(ctx: Context) -> Iterator[Address]:
+    for resource in ctx.resources:
+        if resource.kind == "ConfigMap":
+            for key, value in (resource.get("data") or {}).items():
+                yield from _addresses_in(resource, dotted(["data", str(key)]), value, None)
+        elif resource.kind in ("ScaledObject", "ScaledJob"):
+            for i, trigger in enumerate(resource.get("spec", "triggers") or []):
+                metadata = (trigger or {}).get("metadata") or {}
+                speaks = TRIGGER_PROTOCOLS.get(str((trigger or {}).get("type")))
+                for key in ("scalerAddress", "serverAddress"):
+                    protocol = speaks if key == "scalerAddress" else "http"
+                    yield from _addresses_in(resource, f"spec.triggers[{i}].metadata.{key}",
+                                             metadata.get(key), protocol)
+        elif resource.kind == "OpenTelemetryCollector":
+            exporters = resource.get("spec", "config", "exporters") or {}
+            for name, exporter in exporters.items():
+                if not isinstance(exporter, dict):
+                    continue
+                protocol = EXPORTER_PROTOCOLS.get(str(name).split("/")[0])
+                for key in ("endpoint", "traces_endpoint", "metrics_endpoint", "logs_endpoint"):
+                    path = dotted(["spec", "config", "exporters", str(name), key])
+                    yield from _addresses_in(resource, path, exporter.get(key), protocol)
+    for template in pod_templates(ctx):
+        for prefix, container in _containers(template):
+            for i, env in enumerate(container.get("env") or []):
+                path = template.at(*prefix, "env", i, "value")
+                yield from _addresses_in(template.resource, path, (env or {}).get("value"), None)
+
+
+def port_protocol(port: Mapping[str, Any]) -> str | None:
+    """What a Service port says it speaks: its appProtocol, else its name or the name's prefix
+    (`http-metrics` speaks http, `otlp-grpc-receiver` otlp-grpc)."""
+    declared = str(port.get("appProtocol") or "").lower()
+    if declared in PROTOCOLS:
+        return declared
+    name = str(port.get("name") or "").lower()
+    for protocol in sorted(PROTOCOLS, key=len, reverse=True):
+        if name == protocol or name.startswith(f"{protocol}-"):
+            return protocol
+    return None
+
+
+def _speaks(port: Mapping[str, Any], wanted: str) -> bool | None:
+    """Whether the port speaks `wanted`; None when the port does not say."""
+    declared = port_protocol(port)
+    if declared is None:
+        return None
+    if wanted == "http":
+        return declared in ("http", "https", "h2c", "otlp-http")
+    return declared == wanted
+
+
+def check_in_cluster_url_resolves(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
+    for address in addresses(ctx):
+        service = find(ctx, "Service", address.namespace, address.service)
+        if service is None:
+            yield Violation(
+                address.holder,
+                address.path,
+                f"{address.text!r} names Service {address.service!r} in namespace {address.namespace!r}, "
+                "which this overlay does not render and gate.yaml does not declare under `external`: "
+                "nothing answers there",
+            )
+            continue
+        if address.port is None:
+            yield Violation(address.holder, address.path, f"{address.text!r} names no port")
+            continue
+        ports = [p for p in service.get("spec", "ports") or [] if isinstance(p, dict)]
+        port = next((p for p in ports if str(p.get("port")) == str(address.port)), None)
+        offered = ", ".join(str(p.get("port")) for p in ports) or "none"
+        if port is None:
+            yield Violation(
+                address.holder,
+                address.path,
+                f"Service {address.namespace}/{address.service} has no port {address.port} "
+                f"(ports: {offered}): connections are refused",
+            )
+            continue
+        if address.protocol and _speaks(port, address.protocol) is False:
+            right = [str(p.get("port")) for p in ports if _speaks(p, address.protocol)]
+            hint = f"; the port that speaks it is {', '.join(right)}" if right else ""
+            yield Violation(
+                address.holder,
+                address.path,
+                f"port {address.port} of Service {address.namespace}/{address.service} speaks "
+                f"{port_protocol(port)}, but this field needs {address.protocol}{hint}",
+            )
+
 
 RULES = [
     Rule(
@@ -379,12 +504,11 @@ RULES = [
             "but the ReplicaSet controller cannot create a single pod from it."
         ),
         remediation=(
-            "Add the ServiceAccount to the overlay, fix the name, or declare it in gate.yaml under this "
-            "rule's `external` option when another Application creates it."
+            "Add the ServiceAccount to the overlay, fix the name, or declare it under `external` in "
+            "gate.yaml when another Application creates it."
         ),
         scope=_WORKLOADS,
         check=check_service_account_exists,
-        options=_EXTERNAL,
         example="spec:\n  template:\n    spec:\n      serviceAccountName: vllm  # no ServiceAccount vllm",
         use_instead="kind: ServiceAccount\nmetadata:\n  name: vllm",
     ),
@@ -399,11 +523,10 @@ RULES = [
         ),
         remediation=(
             "Render the ConfigMap/Secret in the overlay, fix the name, mark the reference `optional: true` "
-            "if the pod works without it, or declare it in this rule's `external` option."
+            "if the pod works without it, or declare it under `external` in gate.yaml."
         ),
         scope=_WORKLOADS,
         check=check_config_exists,
-        options=_EXTERNAL,
         example="envFrom:\n- configMapRef: {name: gateway-settings}  # not rendered",
         use_instead="envFrom:\n- configMapRef: {name: gateway}  # the ConfigMap the overlay renders",
     ),
@@ -414,11 +537,10 @@ RULES = [
         severity=Severity.ERROR,
         why="A pod whose volume names a missing PersistentVolumeClaim is never scheduled.",
         remediation=(
-            "Add the claim to the overlay, fix claimName, or declare it in this rule's `external` option."
+            "Add the claim to the overlay, fix claimName, or declare it under `external` in gate.yaml."
         ),
         scope=_WORKLOADS,
         check=check_claim_exists,
-        options=_EXTERNAL,
         example="volumes:\n- name: cache\n  persistentVolumeClaim: {claimName: cache}  # not rendered",
         use_instead="kind: PersistentVolumeClaim\nmetadata:\n  name: cache",
     ),
@@ -434,7 +556,6 @@ RULES = [
         remediation="Point scaleTargetRef at the workload's kind and name as rendered (after name prefixes).",
         scope=("HorizontalPodAutoscaler", "ScaledObject"),
         check=check_scale_target_exists,
-        options=_EXTERNAL,
         example="spec:\n  scaleTargetRef: {name: vllm-server}  # the Deployment is vllm",
         use_instead="spec:\n  scaleTargetRef: {name: vllm}",
     ),
@@ -450,7 +571,6 @@ RULES = [
         remediation="Make the selector match the labels of the pod template it is meant for.",
         scope=("Service", "PodDisruptionBudget", "NetworkPolicy"),
         check=check_selector_selects_pods,
-        options=_EXTERNAL,
         example="kind: Service\nspec:\n  selector: {app.kubernetes.io/name: vllm-server}",
         use_instead="kind: Service\nspec:\n  selector: {app.kubernetes.io/name: vllm}",
     ),
@@ -496,7 +616,6 @@ RULES = [
         remediation="Name the rendered Service and one of its ports (by name or number).",
         scope=("Ingress",),
         check=check_ingress_backend_exists,
-        options=_EXTERNAL,
         example="backend:\n  service: {name: gateway, port: {name: web}}  # the Service's port is http",
         use_instead="backend:\n  service: {name: gateway, port: {name: http}}",
     ),
@@ -509,7 +628,6 @@ RULES = [
         remediation="Point nodeClassRef at an EC2NodeClass the overlay renders (kind EC2NodeClass).",
         scope=("NodePool", "EC2NodeClass"),
         check=check_node_class_exists,
-        options=_EXTERNAL,
         example="nodeClassRef: {group: karpenter.k8s.aws, kind: EC2NodeClass, name: gpu}",
         use_instead="nodeClassRef: {group: karpenter.k8s.aws, kind: EC2NodeClass, name: gpu-inference}",
     ),
@@ -521,12 +639,33 @@ RULES = [
         why="KEDA builds no scaler whose TriggerAuthentication is missing: the ScaledObject never scales.",
         remediation=(
             "Render the TriggerAuthentication (or ClusterTriggerAuthentication with `kind:`) in the overlay, "
-            "or declare it in this rule's `external` option."
+            "or declare it under `external` in gate.yaml."
         ),
         scope=("ScaledObject", "ScaledJob", "TriggerAuthentication", "ClusterTriggerAuthentication"),
         check=check_trigger_authentication_exists,
-        options=_EXTERNAL,
         example="triggers:\n- type: prometheus\n  authenticationRef: {name: prom-auth}  # not rendered",
         use_instead="kind: TriggerAuthentication\nmetadata:\n  name: prom-auth",
+    ),
+    Rule(
+        id="references/in-cluster-url-resolves",
+        family="references",
+        title="In-cluster addresses name a Service, one of its ports, and the port that speaks the protocol",
+        severity=Severity.ERROR,
+        why=(
+            "An address such as `vllm.inference.svc:8000` in an env value, a ConfigMap, a collector "
+            "exporter or a KEDA trigger is a reference written as text: no schema checks it. A wrong "
+            "name or port fails only at run time (the gateway cannot reach vLLM, KEDA reads no metric), "
+            "and the right Service on the wrong port (the OTLP receiver instead of the KEDA scaler) "
+            "fails the same way."
+        ),
+        remediation=(
+            "Name a Service the overlay renders (or declare it under `external` in gate.yaml, with its "
+            "ports and the protocol each speaks) and one of its ports; where the field speaks a known "
+            "protocol, the port that speaks it."
+        ),
+        scope=("ConfigMap", "ScaledObject", "ScaledJob", "OpenTelemetryCollector", *WORKLOAD_KINDS),
+        check=check_in_cluster_url_resolves,
+        example="scalerAddress: keda-otel-scaler.keda.svc:4317  # the OTLP receiver, not the KEDA scaler",
+        use_instead="scalerAddress: keda-otel-scaler.keda.svc:4318",
     ),
 ]
