@@ -53,6 +53,7 @@ def copies(docs: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
     out = [copy.deepcopy(d) for d in docs if d["kind"] == "Namespace"]
     services = {(d["metadata"]["name"], d["metadata"].get("namespace", ""))
                 for d in docs if d["kind"] == "Service"}
+    collectors = {d["metadata"]["name"] for d in docs if d["kind"] == "OpenTelemetryCollector"}
     for number in range(count):
         suffix = f"-c{number}"
         for original in docs:
@@ -67,22 +68,25 @@ def copies(docs: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
             if doc["kind"] == "NodePool" and isinstance(node_class, dict):
                 node_class["name"] += suffix
             _rename_references(spec, suffix)
-            _rename_addresses(doc, suffix, services)
+            _rename_addresses(doc, suffix, services, collectors)
             out.append(doc)
     return out
 
 
-def _rename_addresses(node: Any, suffix: str, services: set[tuple[str, str]]) -> Any:
-    """In-cluster addresses of the copied Services follow them (kustomize leaves text alone: a real
-    nameSuffix breaks these, which references/in-cluster-url-resolves reports)."""
+def _rename_addresses(node: Any, suffix: str, services: set[tuple[str, str]], collectors: set[str]) -> Any:
+    """In-cluster addresses of the copied Services, and the pod label the OpenTelemetry operator derives
+    from a collector's name, follow the renamed objects (kustomize leaves both alone: a real nameSuffix
+    breaks them, which the references rules report)."""
     if isinstance(node, list):
-        node[:] = [_rename_addresses(item, suffix, services) for item in node]
+        node[:] = [_rename_addresses(item, suffix, services, collectors) for item in node]
     elif isinstance(node, dict):
         for key, value in node.items():
-            node[key] = _rename_addresses(value, suffix, services)
+            node[key] = _rename_addresses(value, suffix, services, collectors)
     elif isinstance(node, str):
         for name, namespace in services:
             node = node.replace(f"{name}.{namespace}.svc", f"{name}{suffix}.{namespace}.svc")
+        for name in collectors:
+            node = node.replace(f"{name}-collector", f"{name}{suffix}-collector")
     return node
 
 

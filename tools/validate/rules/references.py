@@ -10,35 +10,25 @@ to them resolves.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from tools.validate.model import Resource, Severity
-from tools.validate.rules.base import Context, Rule, Violation
-from tools.validate.rules.helpers import (
-    WORKLOAD_KINDS,
-    PodTemplate,
-    pod_templates,
-    selector_matches,
+from tools.validate.edges import (
+    addresses,
+    config_refs,
+    containers_of,
+    find,
+    has_port,
+    port_protocol,
+    selected_classes,
+    speaks,
 )
-from tools.validate.vllm_args import dotted
+from tools.validate.model import Severity
+from tools.validate.network import cuts, describe, required_connections, scrape_jobs
+from tools.validate.rules.base import Context, Rule, Violation
+from tools.validate.rules.helpers import WORKLOAD_KINDS, pod_templates
 
 PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
-CONTAINER_LISTS = ("initContainers", "containers")
-
-
-def find(ctx: Context, kind: str, namespace: str, name: str) -> Resource | None:
-    """The object of `kind` named `name` in `namespace`: rendered, else declared external."""
-
-    def index() -> dict[tuple[str, str], Resource]:
-        by_name: dict[tuple[str, str], Resource] = {}
-        for resource in [*ctx.of_kind(kind), *(r for r in ctx.external if r.kind == kind)]:
-            by_name.setdefault((resource.namespace, resource.name), resource)
-        return by_name
-
-    return ctx.memo(f"references.by_name.{kind}", index).get((namespace, name))
 
 
 def _known(ctx: Context, kind: str, namespace: str, name: str) -> bool:
@@ -50,13 +40,6 @@ def _where(namespace: str) -> str:
 
 
 # ------------------------------------------------------------------------------------- pod templates
-
-
-def _containers(template: PodTemplate) -> Iterator[tuple[tuple[str | int, ...], Mapping[str, Any]]]:
-    for field_name in CONTAINER_LISTS:
-        for i, container in enumerate(template.spec.get(field_name) or []):
-            if isinstance(container, dict):
-                yield (field_name, i), container
 
 
 def check_service_account_exists(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
@@ -74,49 +57,10 @@ def check_service_account_exists(ctx: Context, options: Mapping[str, Any]) -> It
             )
 
 
-@dataclass(frozen=True)
-class _ConfigRef:
-    kind: str  # ConfigMap or Secret
-    name: str
-    path: tuple[str | int, ...]
-
-
-def _config_refs(template: PodTemplate) -> Iterator[_ConfigRef]:
-    """Every required ConfigMap/Secret the pod reads: env valueFrom, envFrom, volumes (projected too)."""
-    for prefix, container in _containers(template):
-        for i, env in enumerate(container.get("env") or []):
-            source = (env or {}).get("valueFrom") or {}
-            for key, kind in (("configMapKeyRef", "ConfigMap"), ("secretKeyRef", "Secret")):
-                ref = source.get(key)
-                if isinstance(ref, dict) and not ref.get("optional"):
-                    path = (*prefix, "env", i, "valueFrom", key, "name")
-                    yield _ConfigRef(kind, str(ref.get("name", "")), path)
-        for i, env_from in enumerate(container.get("envFrom") or []):
-            for key, kind in (("configMapRef", "ConfigMap"), ("secretRef", "Secret")):
-                ref = (env_from or {}).get(key)
-                if isinstance(ref, dict) and not ref.get("optional"):
-                    yield _ConfigRef(kind, str(ref.get("name", "")), (*prefix, "envFrom", i, key, "name"))
-    for i, volume in enumerate(template.spec.get("volumes") or []):
-        volume = volume or {}
-        config_map, secret = volume.get("configMap"), volume.get("secret")
-        if isinstance(config_map, dict) and not config_map.get("optional"):
-            path = ("volumes", i, "configMap", "name")
-            yield _ConfigRef("ConfigMap", str(config_map.get("name", "")), path)
-        if isinstance(secret, dict) and not secret.get("optional"):
-            path = ("volumes", i, "secret", "secretName")
-            yield _ConfigRef("Secret", str(secret.get("secretName", "")), path)
-        for j, source in enumerate((volume.get("projected") or {}).get("sources") or []):
-            for key, kind in (("configMap", "ConfigMap"), ("secret", "Secret")):
-                ref = (source or {}).get(key)
-                if isinstance(ref, dict) and not ref.get("optional"):
-                    path = ("volumes", i, "projected", "sources", j, key, "name")
-                    yield _ConfigRef(kind, str(ref.get("name", "")), path)
-
-
 def check_config_exists(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
     for template in pod_templates(ctx):
         namespace = template.resource.namespace
-        for ref in _config_refs(template):
+        for ref in config_refs(template):
             if not _known(ctx, ref.kind, namespace, ref.name):
                 yield Violation(
                     template.resource,
@@ -166,42 +110,9 @@ def check_scale_target_exists(ctx: Context, options: Mapping[str, Any]) -> Itera
 # ---------------------------------------------------------------------------------------- selectors
 
 
-def _templates_in(ctx: Context, namespace: str) -> list[PodTemplate]:
-    def index() -> dict[str, list[PodTemplate]]:
-        by_namespace: dict[str, list[PodTemplate]] = {}
-        for template in pod_templates(ctx):
-            by_namespace.setdefault(template.resource.namespace, []).append(template)
-        return by_namespace
-
-    return ctx.memo("references.templates_by_namespace", index).get(namespace, [])
-
-
-def _service_selects(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
-    """A Service's selector is a plain label map (not a LabelSelector): every pair must match."""
-    return all(labels.get(str(key)) == str(value) for key, value in selector.items())
-
-
-def selected_templates(ctx: Context, resource: Resource) -> list[PodTemplate] | None:
-    """The pod templates a Service, PDB or NetworkPolicy selects; None when it selects by no selector
-    (a Service without one has hand-made endpoints; a policy with an empty podSelector covers all pods)."""
-    templates = _templates_in(ctx, resource.namespace)
-    if resource.kind == "Service":
-        selector = resource.get("spec", "selector")
-        if not isinstance(selector, dict) or not selector:
-            return None
-        return [t for t in templates if _service_selects(selector, t.labels)]
-    field_name = "podSelector" if resource.kind == "NetworkPolicy" else "selector"
-    selector = resource.get("spec", field_name)
-    if not isinstance(selector, dict) or not (
-        selector.get("matchLabels") or selector.get("matchExpressions")
-    ):
-        return None
-    return [t for t in templates if selector_matches(selector, t.labels)]
-
-
 def check_selector_selects_pods(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
     for resource in ctx.of_kind("Service", "PodDisruptionBudget", "NetworkPolicy"):
-        if selected_templates(ctx, resource) == []:
+        if selected_classes(ctx, resource) == []:
             field_name = "spec.podSelector" if resource.kind == "NetworkPolicy" else "spec.selector"
             effect = {
                 "Service": "it has no endpoints and every connection to it is refused",
@@ -218,34 +129,20 @@ def check_selector_selects_pods(ctx: Context, options: Mapping[str, Any]) -> Ite
 # -------------------------------------------------------------------------------------------- ports
 
 
-def _container_ports(container: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    return [p for p in container.get("ports") or [] if isinstance(p, dict)]
-
-
-def _has_port(containers: Sequence[Mapping[str, Any]], port: Any) -> bool:
-    for container in containers:
-        for declared in _container_ports(container):
-            if isinstance(port, str) and not port.isdigit():
-                if declared.get("name") == port:
-                    return True
-            elif str(declared.get("containerPort")) == str(port):
-                return True
-    return False
-
-
 def check_service_target_port_exists(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
     for service in ctx.of_kind("Service"):
-        templates = selected_templates(ctx, service)
-        if not templates:
+        classes = selected_classes(ctx, service)
+        if not classes:
             continue  # no selector (hand-made endpoints), or none selected: references/selector-selects-pods
         for i, port in enumerate(service.get("spec", "ports") or []):
             if not isinstance(port, dict):
                 continue
             target = port.get("targetPort", port.get("port"))
             field_name = "targetPort" if "targetPort" in port else "port"
-            for template in templates:
-                containers = [c for prefix, c in _containers(template) if prefix[0] == "containers"]
-                if not _has_port(containers, target):
+            for pod_class in classes:
+                template = pod_class.first
+                containers = [c for prefix, c in containers_of(template) if prefix[0] == "containers"]
+                if not has_port(containers, target):
                     yield Violation(
                         service,
                         f"spec.ports[{i}].{field_name}",
@@ -264,13 +161,13 @@ def _probe_ports(probe: Mapping[str, Any]) -> Iterator[tuple[tuple[str, ...], An
 
 def check_probe_port_exists(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
     for template in pod_templates(ctx):
-        for prefix, container in _containers(template):
+        for prefix, container in containers_of(template):
             for probe_name in PROBES:
                 probe = container.get(probe_name)
                 if not isinstance(probe, dict):
                     continue
                 for path, port in _probe_ports(probe):
-                    if not _has_port([container], port):
+                    if not has_port([container], port):
                         yield Violation(
                             template.resource,
                             template.at(*prefix, probe_name, *path),
@@ -357,105 +254,6 @@ _WORKLOADS = WORKLOAD_KINDS
 
 # ------------------------------------------------------------------------------------- in-cluster URLs
 
-# A Service's cluster DNS name, `name.namespace.svc[.cluster.local]`, with an optional scheme and port. The
-# match only finds the candidates in free text; each one is then split by urllib.
-_SERVICE_HOST = re.compile(
-    r"(?:(?P<scheme>[a-z][a-z0-9+.-]*)://)?"
-    r"(?P<host>[a-z0-9](?:[-a-z0-9]*[a-z0-9])?\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?\.svc(?:\.cluster\.local)?)\.?"
-    r"(?::(?P<port>[0-9]+))?(?![-a-z0-9.])"
-)
-SCHEME_PORTS = {"http": 80, "https": 443}
-# Protocols a port may be declared to speak (a Service port's appProtocol, or its name or name prefix).
-PROTOCOLS = ("http", "https", "h2c", "grpc", "otlp-grpc", "otlp-http", "keda-external-scaler")
-# What the consumer of an address speaks, by where the address is written.
-TRIGGER_PROTOCOLS = {"external": "keda-external-scaler", "kedify-otel": "keda-external-scaler",
-                     "external-push": "keda-external-scaler", "prometheus": "http"}
-EXPORTER_PROTOCOLS = {"otlp": "otlp-grpc", "otlphttp": "otlp-http", "prometheusremotewrite": "http"}
-
-
-@dataclass(frozen=True)
-class Address:
-    """An in-cluster address written in a field: where it is, what it names, what must answer there."""
-
-    holder: Resource
-    path: str
-    text: str
-    service: str
-    namespace: str
-    port: int | None
-    protocol: str | None  # what the consumer speaks, when the field says
-
-
-def _addresses_in(holder: Resource, path: str, value: Any, protocol: str | None) -> Iterator[Address]:
-    if not isinstance(value, str):
-        return
-    for match in _SERVICE_HOST.finditer(value):
-        host = match.group("host")
-        name, namespace = host.split(".")[:2]
-        scheme = match.group("scheme")
-        port = int(match.group("port")) if match.group("port") else SCHEME_PORTS.get(scheme or "")
-        spoken = protocol or ("http" if scheme in ("http", "https") else None)
-        yield Address(holder, path, match.group(0), name, namespace, port, spoken)
-
-
-def addresses(ctx: Context) -> list[Address]:
-    """Every in-cluster Service address in env values, ConfigMap data, collector exporters and KEDA
-    triggers of the overlay, in rendered order."""
-    return ctx.memo("references.addresses", lambda: list(_find_addresses(ctx)))
-
-
-def _find_addresses(ctx: Context) -> Iterator[Address]:
-    for resource in ctx.resources:
-        if resource.kind == "ConfigMap":
-            for key, value in (resource.get("data") or {}).items():
-                yield from _addresses_in(resource, dotted(["data", str(key)]), value, None)
-        elif resource.kind in ("ScaledObject", "ScaledJob"):
-            for i, trigger in enumerate(resource.get("spec", "triggers") or []):
-                metadata = (trigger or {}).get("metadata") or {}
-                speaks = TRIGGER_PROTOCOLS.get(str((trigger or {}).get("type")))
-                for key in ("scalerAddress", "serverAddress"):
-                    protocol = speaks if key == "scalerAddress" else "http"
-                    yield from _addresses_in(resource, f"spec.triggers[{i}].metadata.{key}",
-                                             metadata.get(key), protocol)
-        elif resource.kind == "OpenTelemetryCollector":
-            exporters = resource.get("spec", "config", "exporters") or {}
-            for name, exporter in exporters.items():
-                if not isinstance(exporter, dict):
-                    continue
-                protocol = EXPORTER_PROTOCOLS.get(str(name).split("/")[0])
-                for key in ("endpoint", "traces_endpoint", "metrics_endpoint", "logs_endpoint"):
-                    path = dotted(["spec", "config", "exporters", str(name), key])
-                    yield from _addresses_in(resource, path, exporter.get(key), protocol)
-    for template in pod_templates(ctx):
-        for prefix, container in _containers(template):
-            for i, env in enumerate(container.get("env") or []):
-                path = template.at(*prefix, "env", i, "value")
-                yield from _addresses_in(template.resource, path, (env or {}).get("value"), None)
-
-
-def port_protocol(port: Mapping[str, Any]) -> str | None:
-    """What a Service port says it speaks: its appProtocol, else its name or the name's prefix
-    (`http-metrics` speaks http, `otlp-grpc-receiver` otlp-grpc)."""
-    declared = str(port.get("appProtocol") or "").lower()
-    if declared in PROTOCOLS:
-        return declared
-    name = str(port.get("name") or "").lower()
-    for protocol in sorted(PROTOCOLS, key=len, reverse=True):
-        if name == protocol or name.startswith(f"{protocol}-"):
-            return protocol
-    return None
-
-
-def _speaks(port: Mapping[str, Any], wanted: str) -> bool | None:
-    """Whether the port speaks `wanted`; None when the port does not say."""
-    declared = port_protocol(port)
-    if declared is None:
-        return None
-    if wanted == "http":
-        return declared in ("http", "https", "h2c", "otlp-http")
-    return declared == wanted
-
-
 def check_in_cluster_url_resolves(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
     for address in addresses(ctx):
         service = find(ctx, "Service", address.namespace, address.service)
@@ -482,14 +280,55 @@ def check_in_cluster_url_resolves(ctx: Context, options: Mapping[str, Any]) -> I
                 f"(ports: {offered}): connections are refused",
             )
             continue
-        if address.protocol and _speaks(port, address.protocol) is False:
-            right = [str(p.get("port")) for p in ports if _speaks(p, address.protocol)]
+        if address.protocol and speaks(port, address.protocol) is False:
+            right = [str(p.get("port")) for p in ports if speaks(p, address.protocol)]
             hint = f"; the port that speaks it is {', '.join(right)}" if right else ""
             yield Violation(
                 address.holder,
                 address.path,
                 f"port {address.port} of Service {address.namespace}/{address.service} speaks "
                 f"{port_protocol(port)}, but this field needs {address.protocol}{hint}",
+            )
+
+
+# ------------------------------------------------------------------------------------ network paths
+
+
+def check_network_path_allowed(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
+    seen: set[tuple[str, str, int, str, str]] = set()
+    for connection in required_connections(ctx):
+        for cut in cuts(ctx, connection):
+            key = (describe(connection.source), describe(connection.destination), connection.port,
+                   connection.protocol, cut.side)
+            if key in seen:
+                continue
+            seen.add(key)
+            policy = cut.policies[0]
+            rules_key = cut.side  # spec.ingress / spec.egress
+            path = f"spec.{rules_key}" if policy.get("spec", rules_key) else "spec.podSelector"
+            names = ", ".join(p.name for p in cut.policies)
+            refuses = (
+                f"{describe(connection.destination)} accepts no such connection"
+                if cut.side == "ingress"
+                else f"{describe(connection.source)} may open no such connection"
+            )
+            yield Violation(
+                policy,
+                path,
+                f"the path {describe(connection.source)} -> {describe(connection.destination)} port "
+                f"{connection.port}/{connection.protocol}, needed by {connection.why}, is cut: under "
+                f"NetworkPolicies {names} (isolating {cut.side}) {refuses}",
+            )
+
+
+def check_scrape_target_exists(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
+    for job in scrape_jobs(ctx):
+        if not job.connections:
+            yield Violation(
+                job.collector,
+                job.path,
+                f"scrape job {job.name!r} keeps no pod port of this overlay: its metrics (and every KEDA "
+                "trigger fed by them) read nothing",
             )
 
 
@@ -667,5 +506,50 @@ RULES = [
         check=check_in_cluster_url_resolves,
         example="scalerAddress: keda-otel-scaler.keda.svc:4317  # the OTLP receiver, not the KEDA scaler",
         use_instead="scalerAddress: keda-otel-scaler.keda.svc:4318",
+    ),
+    Rule(
+        id="references/network-path-allowed",
+        family="references",
+        title="The NetworkPolicies let through every connection the system needs",
+        severity=Severity.ERROR,
+        why=(
+            "A NetworkPolicy that isolates a pod refuses everything it does not list. The connections the "
+            "system depends on (the load balancer to the gateway, the gateway to vLLM, the metrics collector "
+            "to every pod it scrapes, DNS from a pod whose egress is isolated) are found in the overlay and "
+            "checked against the policies; a policy that cuts one breaks serving or scaling on the first "
+            "sync while every object is valid."
+        ),
+        remediation=(
+            "Add an ingress (or egress) rule admitting the named source on the named port to a policy that "
+            "selects the pods, or narrow the policy's podSelector so it does not isolate them."
+        ),
+        scope=("NetworkPolicy",),
+        check=check_network_path_allowed,
+        example=(
+            "kind: NetworkPolicy\nspec:\n  podSelector: {matchLabels: {app.kubernetes.io/name: vllm}}\n"
+            "  ingress:\n  - from: [{podSelector: {matchLabels: {app.kubernetes.io/name: web}}}]"
+        ),
+        use_instead=(
+            "  ingress:\n  - from: [{podSelector: {matchLabels: {app.kubernetes.io/name: gateway}}}]\n"
+            "    ports: [{port: 8000}]"
+        ),
+    ),
+    Rule(
+        id="references/scrape-target-exists",
+        family="references",
+        title="Every Kubernetes scrape job of the collector keeps at least one pod port",
+        severity=Severity.ERROR,
+        why=(
+            "A scrape job whose namespaces and keep rules match no pod scrapes nothing and reports no error: "
+            "the queue metrics KEDA scales on are simply absent."
+        ),
+        remediation="Make the job's namespaces and keep relabelings match the pods' labels and port name.",
+        scope=("OpenTelemetryCollector",),
+        check=check_scrape_target_exists,
+        example=(
+            "relabel_configs:\n- source_labels: [__meta_kubernetes_pod_label_app_kubernetes_io_name]\n"
+            "  regex: vllm-server\n  action: keep"
+        ),
+        use_instead="  regex: vllm",
     ),
 ]
