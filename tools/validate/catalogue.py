@@ -30,6 +30,7 @@ class InstanceFamily:
     name: str
     category: str
     gpu: str
+    arch: str = "amd64"
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,18 @@ class InstanceType:
     vcpu: int
     memory_mib: int
     gpus: int
+    gpu_fraction: float = 1.0  # a share of one GPU (g6f: 0.125 of an L4); EC2 still counts 1 GPU
+    gpu_memory_mib: int | None = None  # per GPU, when it differs from the GPU's vram_mib x gpu_fraction
+
+    @property
+    def fractional(self) -> bool:
+        return self.gpu_fraction < 1
+
+
+# Karpenter's well-known labels of an instance type (karpenter.sh/docs/reference/instance-types).
+LABEL_INSTANCE_TYPE = "node.kubernetes.io/instance-type"
+LABEL_ARCH = "kubernetes.io/arch"
+LABEL_PREFIX = "karpenter.k8s.aws/instance-"
 
 
 @dataclass(frozen=True)
@@ -94,6 +107,38 @@ class Catalogue:
     metrics_removed: Mapping[str, tuple[str, str | None]]
     # What the gateway (gateway/metrics.py) exports: the one non-vLLM source a trigger may read.
     gateway_metrics: frozenset[str] = frozenset()
+
+    def gpu_memory_mib(self, itype: InstanceType) -> int:
+        """Memory per GPU of an instance type, as Karpenter's `instance-gpu-memory` label says it."""
+        if itype.gpu_memory_mib is not None:
+            return itype.gpu_memory_mib
+        family = self.families.get(itype.family)
+        gpu = self.gpus.get(family.gpu) if family else None
+        return int(gpu.vram_mib * itype.gpu_fraction) if gpu else 0
+
+    def instance_labels(self, itype: InstanceType) -> dict[str, str]:
+        """The labels Karpenter gives a node of this type, for the keys the catalogue knows: what NodePool
+        requirements and pod node affinity are matched against."""
+        family = self.families.get(itype.family)
+        generation = "".join(ch for ch in itype.family.split("-")[0] if ch.isdigit())
+        labels = {
+            LABEL_INSTANCE_TYPE: itype.name,
+            LABEL_ARCH: family.arch if family else "amd64",
+            f"{LABEL_PREFIX}family": itype.family,
+            f"{LABEL_PREFIX}size": itype.size,
+            f"{LABEL_PREFIX}category": family.category if family else itype.family[0],
+            f"{LABEL_PREFIX}generation": generation,
+            f"{LABEL_PREFIX}cpu": str(itype.vcpu),
+            f"{LABEL_PREFIX}memory": str(itype.memory_mib),
+        }
+        if family is not None:
+            labels |= {
+                f"{LABEL_PREFIX}gpu-name": family.gpu,
+                f"{LABEL_PREFIX}gpu-manufacturer": "nvidia",
+                f"{LABEL_PREFIX}gpu-count": str(itype.gpus),
+                f"{LABEL_PREFIX}gpu-memory": str(self.gpu_memory_mib(itype)),
+            }
+        return labels
 
     def gpus_of_categories(self, categories: Iterable[str]) -> set[str]:
         wanted = set(categories)
@@ -155,7 +200,7 @@ def load_catalogue(path: str | Path | None = None) -> Catalogue:
         for name, v in gpus_doc["gpus"].items()
     }
     families = {
-        name: InstanceFamily(name, str(v["category"]), str(v["gpu"]))
+        name: InstanceFamily(name, str(v["category"]), str(v["gpu"]), str(v.get("arch", "amd64")))
         for name, v in gpus_doc["families"].items()
     }
     for family in families.values():
@@ -164,8 +209,10 @@ def load_catalogue(path: str | Path | None = None) -> Catalogue:
     instance_types = {}
     for name, v in types_doc["instance_types"].items():
         family, _, size = name.partition(".")
+        memory = v.get("gpu_memory_mib")
         instance_types[name] = InstanceType(
-            name, family, size, int(v["vcpu"]), int(v["memory_mib"]), int(v["gpus"])
+            name, family, size, int(v["vcpu"]), int(v["memory_mib"]), int(v["gpus"]),
+            float(v.get("gpu_fraction", 1)), int(memory) if memory is not None else None,
         )
     quantizations = {
         name: Quantization(name, int(v["min_capability"]), str(v.get("source", "")))

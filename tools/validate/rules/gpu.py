@@ -5,10 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
-from tools.validate.catalogue import GIB, Catalogue, ModelProfile
+from tools.validate.catalogue import GIB, Catalogue, InstanceType, ModelProfile
 from tools.validate.model import Resource, Severity
 from tools.validate.rules.base import Context, Rule, Violation
 from tools.validate.rules.helpers import (
+    CATEGORY,
+    FAMILY,
+    GPU_COUNT,
+    GPU_NAME,
     GPU_RESOURCE,
     PodTemplate,
     PoolMatch,
@@ -20,12 +24,16 @@ from tools.validate.rules.helpers import (
     gpu_pool_matches,
     gpu_pools,
     is_gpu_nodepool,
+    matched_pools,
     nodepools,
-    pod_gpu_choices,
+    pod_instance_types,
     pod_requirement_terms,
     pod_templates,
     quantity,
+    requirement_index,
+    requirements_from,
     tolerates,
+    types_admitted,
     vllm_workloads,
 )
 from tools.validate.vllm_args import (
@@ -81,11 +89,11 @@ def check_quantization_supported(ctx: Context, options: Mapping[str, Any]) -> It
         quant = catalogue.quantizations.get(method or "")
         if quant is None:
             continue
-        for_pod = pod_gpu_choices(ctx, template, catalogue)
         found = []
         for match in matches:
-            gpus, deciding = match.pool_class.gpus_admitted(catalogue)
-            unsupported = sorted(g for g in gpus & for_pod if _unsupported(catalogue, method, g))
+            deciding = match.pool_class.gpus_admitted(catalogue)[1]
+            gpus = {catalogue.families[t.family].gpu for t in pod_instance_types(ctx, template, match)}
+            unsupported = sorted(g for g in gpus if _unsupported(catalogue, method, g))
             if unsupported:
                 found.append((match, (unsupported, deciding)))
         for pool, (unsupported, deciding) in _per_pool(found):
@@ -114,18 +122,21 @@ def check_model_fits_memory(ctx: Context, options: Mapping[str, Any]) -> Iterato
         gpus_per_pod = max(template.gpus_per_pod(), 1)
         required = model.required_bytes(max_len, max_seqs)
         method = _effective_quantization(catalogue, command)
-        for_pod = pod_gpu_choices(ctx, template, catalogue)
         found = []
         for match in matches:
-            too_small = []
-            for gpu in sorted(match.pool_class.gpus_admitted(catalogue)[0] & for_pod):
+            too_small: dict[str, float] = {}
+            for itype in pod_instance_types(ctx, template, match):
+                gpu = catalogue.families[itype.family].gpu
                 if _unsupported(catalogue, method, gpu):
                     continue  # reported by gpu/quantization-supported-by-nodepool-gpus
-                usable = catalogue.gpus[gpu].vram_mib * 1024**2 * utilization * gpus_per_pod
+                usable = catalogue.gpu_memory_mib(itype) * 1024**2 * utilization * gpus_per_pod
                 if required > usable:
-                    too_small.append((gpu, usable))
+                    shown = gpu
+                    if itype.fractional:
+                        shown = f"{gpu} ({itype.gpu_fraction:g} of one, {itype.name})"
+                    too_small[shown] = min(usable, too_small.get(shown, usable))
             if too_small:
-                found.append((match, too_small))
+                found.append((match, sorted(too_small.items())))
         for pool, too_small in _per_pool(found):
             for gpu, usable in too_small:
                 yield Violation(
@@ -340,6 +351,110 @@ def check_vllm_flags(ctx: Context, options: Mapping[str, Any]) -> Iterator[Viola
             )
 
 
+# ---------------------------------------------------------------------------- instance types as data
+
+
+def _requirement_path(pool: Resource, *keys: str) -> str:
+    """The path of the first requirement on one of `keys`, else of the requirements."""
+    for key in keys:
+        index = requirement_index(pool, key)
+        if index is not None:
+            return f"spec.template.spec.requirements[{index}]"
+    return "spec.template.spec.requirements"
+
+
+def _emptying_requirement(pool: Resource, catalogue: Catalogue) -> str:
+    """The requirement without which the pool would admit an instance type (the first such), else all."""
+    items = list(pool.get("spec", "template", "spec", "requirements") or [])
+    for i in range(len(items)):
+        rest = [item for j, item in enumerate(items) if j != i]
+        if types_admitted(requirements_from(rest), catalogue):
+            return f"spec.template.spec.requirements[{i}]"
+    return "spec.template.spec.requirements"
+
+
+def check_nodepool_admits_instance_types(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
+    catalogue = ctx.catalogue
+    if catalogue is None:
+        return
+    for pool_class in gpu_pools(ctx).classes:
+        if pool_class.instance_types(catalogue):
+            continue
+        for member in pool_class.members:
+            yield Violation(
+                member.pool,
+                _emptying_requirement(member.pool, catalogue),
+                "the requirements of this GPU NodePool admit no instance type EC2 offers (of the "
+                f"{len(catalogue.instance_types)} GPU types the gate knows): Karpenter launches nothing and "
+                "every rule about the GPUs it may launch would pass on an empty set",
+            )
+
+
+def check_pod_gets_an_instance_type(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
+    if ctx.catalogue is None:
+        return
+    for template in gpu_pod_templates(ctx):
+        matches = gpu_pool_matches(ctx, template)
+        usable = [m for m in matches if m.pool_class.instance_types(ctx.catalogue)]
+        if not usable or any(pod_instance_types(ctx, template, m) for m in usable):
+            continue  # no pool at all (gpu/node-selector-satisfiable), or the pools admit nothing above
+        term = pod_requirement_terms(template)[0]
+        path = next(iter(term.paths.values()), template.at())
+        names = ", ".join(pool.name for pool in matched_pools(usable))
+        yield Violation(
+            template.resource,
+            path,
+            f"no instance type meets both this pod's node affinity and the requirements of the NodePools it "
+            f"may use ({names}): each label is satisfiable alone, but no EC2 GPU type has them all, so the "
+            "pods stay Pending",
+        )
+
+
+def _per_member(
+    ctx: Context, check: Any
+) -> Iterator[tuple[Resource, PodTemplate, list[InstanceType]]]:
+    """(pool, pod template, the instance types of the pool the pod can get that `check` keeps)."""
+    for template in gpu_pod_templates(ctx):
+        for match in gpu_pool_matches(ctx, template):
+            kept = [itype for itype in pod_instance_types(ctx, template, match) if check(template, itype)]
+            if kept:
+                for member in match.members:
+                    yield member.pool, template, kept
+
+
+def check_no_fractional_gpus(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
+    if ctx.catalogue is None:
+        return
+    for pool, template, kept in _per_member(ctx, lambda template, itype: itype.fractional):
+        shares = ", ".join(f"{t.name} ({t.gpu_fraction:g} of an {ctx.catalogue.families[t.family].gpu})"
+                           for t in kept)
+        yield Violation(
+            pool,
+            _requirement_path(pool, FAMILY, GPU_NAME, CATEGORY),
+            f"NodePool may launch fractional-GPU instance types for {template.resource.kind}/"
+            f"{template.resource.name}: {shares}. They report the same GPU name and a GPU count of 1, "
+            "but hold a fraction of its memory: the model does not load",
+        )
+
+
+def check_gpus_per_node_match_request(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
+    if ctx.catalogue is None:
+        return
+    for pool, template, kept in _per_member(
+        ctx, lambda template, itype: itype.gpus > max(template.gpus_per_pod(), 1)
+    ):
+        sizes = ", ".join(f"{t.name} ({t.gpus} GPUs)" for t in kept[:6]) + (" ..." if len(kept) > 6 else "")
+        uses = max(template.gpus_per_pod(), 1)
+        yield Violation(
+            pool,
+            _requirement_path(pool, GPU_COUNT, CATEGORY, FAMILY, GPU_NAME),
+            f"NodePool may launch sizes with more GPUs than {template.resource.kind}/"
+            f"{template.resource.name} uses ({uses}): {sizes}. Several model servers then share a node: "
+            "one Spot reclaim takes them all at once, and after a scale-down the node's idle GPUs are paid "
+            "for until its last pod leaves",
+        )
+
+
 RULES: list[Rule] = [
     Rule(
         id="gpu/quantization-supported-by-nodepool-gpus",
@@ -492,5 +607,79 @@ RULES: list[Rule] = [
         check=check_vllm_flags,
         example="args: [--max-num-seq, '32']",
         use_instead="args: [--max-num-seqs, '32']",
+    ),
+    Rule(
+        id="gpu/nodepool-admits-instance-types",
+        family="gpu",
+        title="A GPU NodePool admits at least one EC2 instance type",
+        severity=Severity.ERROR,
+        why=(
+            "Requirements that no instance type meets (a GPU name in a family that does not carry it, a "
+            "size the category does not have) are valid YAML: Karpenter launches nothing, and every GPU "
+            "rule of the gate would pass vacuously on the empty set."
+        ),
+        remediation="Loosen the named requirement so that at least one EC2 GPU instance type meets them all.",
+        scope=("NodePool",),
+        check=check_nodepool_admits_instance_types,
+        example=(
+            "requirements:\n- {key: karpenter.k8s.aws/instance-family, operator: In, values: [g5]}\n"
+            "- {key: karpenter.k8s.aws/instance-gpu-name, operator: In, values: [l4]}  # g5 carries a10g"
+        ),
+        use_instead="- {key: karpenter.k8s.aws/instance-gpu-name, operator: In, values: [a10g]}",
+    ),
+    Rule(
+        id="gpu/pod-gets-an-instance-type",
+        family="gpu",
+        title="A GPU pod's node affinity and its NodePools' requirements meet in an instance type",
+        severity=Severity.ERROR,
+        why=(
+            "Each label a pod requires can be satisfiable by a NodePool on its own while no instance type "
+            "has them all (an H100 from a pool of category g): the pod stays Pending for ever."
+        ),
+        remediation="Make the pod's nodeSelector / node affinity admit an instance type its NodePools admit.",
+        scope=("Deployment", "StatefulSet", "NodePool"),
+        check=check_pod_gets_an_instance_type,
+        example=(
+            "nodeSelector: {karpenter.k8s.aws/instance-gpu-name: h100}  # the pool admits category g only"
+        ),
+        use_instead="nodeSelector: {karpenter.k8s.aws/instance-gpu-name: l40s}",
+    ),
+    Rule(
+        id="gpu/no-fractional-gpus",
+        family="gpu",
+        title="Model servers never land on fractional-GPU instance types",
+        severity=Severity.ERROR,
+        why=(
+            "g6f and gr6f carry a fraction of an L4 (1/8 to 1/2) and report the same GPU name and a GPU "
+            "count of 1: a NodePool filtering on gpu-name and gpu-count alone admits them, and the model "
+            "and its KV cache do not fit in the fraction."
+        ),
+        remediation=(
+            "Exclude the fractional families (`instance-family NotIn [g6f, gr6f]`) or require a minimum "
+            "`instance-gpu-memory`."
+        ),
+        scope=("NodePool", "Deployment", "StatefulSet"),
+        check=check_no_fractional_gpus,
+        example="- {key: karpenter.k8s.aws/instance-gpu-name, operator: In, values: [l4]}",
+        use_instead=(
+            "- {key: karpenter.k8s.aws/instance-gpu-name, operator: In, values: [l4]}\n"
+            "- {key: karpenter.k8s.aws/instance-family, operator: NotIn, values: [g6f, gr6f]}"
+        ),
+    ),
+    Rule(
+        id="gpu/gpus-per-node-match-request",
+        family="gpu",
+        title="A GPU pod lands only on sizes with as many GPUs as it uses",
+        severity=Severity.WARNING,
+        why=(
+            "Category p and the larger g sizes carry 4 or 8 GPUs. A one-GPU model server there shares the "
+            "node with others: one Spot reclaim takes several replicas at once, and after a scale-down the "
+            "node's idle GPUs are paid for until its last pod leaves."
+        ),
+        remediation="Require `karpenter.k8s.aws/instance-gpu-count In [<GPUs per pod>]`.",
+        scope=("NodePool", "Deployment", "StatefulSet"),
+        check=check_gpus_per_node_match_request,
+        example="- {key: karpenter.k8s.aws/instance-category, operator: In, values: [g, p]}",
+        use_instead="- {key: karpenter.k8s.aws/instance-gpu-count, operator: In, values: ['1']}",
     ),
 ]

@@ -22,7 +22,7 @@ import yaml
 from kubernetes.utils import parse_quantity
 from lark import Lark, LarkError, Token
 
-from tools.validate.catalogue import Catalogue
+from tools.validate.catalogue import Catalogue, InstanceType
 from tools.validate.model import Resource
 from tools.validate.rules.base import Context
 from tools.validate.vllm_args import VllmCommand, dotted, pod_spec_path, vllm_commands
@@ -422,6 +422,7 @@ WELL_KNOWN_PREFIXES = (
 WELL_KNOWN_KEYS = ("kubernetes.io/arch", "kubernetes.io/os", "kubernetes.io/hostname")
 GPU_NAME = "karpenter.k8s.aws/instance-gpu-name"
 FAMILY = "karpenter.k8s.aws/instance-family"
+GPU_COUNT = "karpenter.k8s.aws/instance-gpu-count"
 CATEGORY = "karpenter.k8s.aws/instance-category"
 INSTANCE_TYPE = "node.kubernetes.io/instance-type"
 SIZE = "karpenter.k8s.aws/instance-size"
@@ -644,6 +645,13 @@ class GpuPoolClass:
     members: list[PoolMember] = field(default_factory=list)  # in rendered order
     members_by_name: dict[str, list[PoolMember]] = field(default_factory=dict)
     _gpus: tuple[frozenset[str], str | None] | None = field(default=None, repr=False)
+    _types: list[InstanceType] | None = field(default=None, repr=False)
+
+    def instance_types(self, catalogue: Catalogue) -> list[InstanceType]:
+        """The instance types the class's requirements admit, worked out once."""
+        if self._types is None:
+            self._types = types_admitted(self.requirements, catalogue)
+        return self._types
 
     @property
     def taints(self) -> list[Any]:
@@ -676,7 +684,6 @@ class GpuPools:
     requirements: list[Requirements]  # of each member, as `nodepool_requirements` gives them
     classes: list[GpuPoolClass]
     matches: dict[tuple[Any, ...], list[PoolMatch]] = field(default_factory=dict)
-    pod_gpus: dict[tuple[Any, ...], frozenset[str]] = field(default_factory=dict)
 
 
 _GPU_POOLS_KEY = "helpers.gpu_pools"
@@ -778,14 +785,25 @@ def nodepools_for(ctx: Context, template: PodTemplate) -> list[Resource]:
     return matched_pools(gpu_pool_matches(ctx, template))
 
 
-def pod_gpu_choices(ctx: Context, template: PodTemplate, catalogue: Catalogue) -> frozenset[str]:
-    """The pod half of `gpus_nodepool_may_launch`: GPUs its required node labels admit, in any term."""
-    pools = gpu_pools(ctx)
+def pod_instance_types(ctx: Context, template: PodTemplate, match: PoolMatch) -> list[InstanceType]:
+    """The instance types a pod can get from a class of NodePools: the pool's requirements intersected
+    with each of the pod's node-affinity terms (nodeSelector included), in any term. Once per pool class
+    and pod shape."""
+    catalogue = ctx.catalogue
+    if catalogue is None:
+        return []
     pod = _pod_terms(ctx, template)
-    found = pools.pod_gpus.get(pod.shape)
+    cache: dict[tuple[Any, ...], list[InstanceType]] = ctx.extras.setdefault("helpers.pod_instance_types", {})
+    key = (id(match.pool_class), pod.shape)
+    found = cache.get(key)
     if found is None:
-        found = frozenset().union(*(_gpus_admitted(term.requirements, catalogue)[0] for term in pod.terms))
-        pools.pod_gpus[pod.shape] = found
+        names: dict[str, InstanceType] = {}
+        for term in pod.terms:
+            merged = dict(match.pool_class.requirements)
+            for label, constraint in term.requirements.items():
+                merged[label] = merged[label].merged(constraint) if label in merged else constraint
+            names |= {itype.name: itype for itype in types_admitted(merged, catalogue)}
+        found = cache[key] = [catalogue.instance_types[n] for n in catalogue.instance_types if n in names]
     return found
 
 
@@ -861,22 +879,18 @@ def gpu_admission_path(nodepool: Resource, gpu: str, catalogue: Catalogue) -> st
 
 def admitted_instance_types(nodepool: Resource, catalogue: Catalogue) -> list[str]:
     """Instance types of the catalogue the NodePool's requirements admit."""
-    reqs = nodepool_requirements(nodepool)
+    return [itype.name for itype in types_admitted(nodepool_requirements(nodepool), catalogue)]
+
+
+def types_admitted(reqs: Requirements, catalogue: Catalogue) -> list[InstanceType]:
+    """Instance types of the catalogue whose labels every requirement admits. A requirement on a label the
+    catalogue does not know (a pool's own template label, `karpenter.sh/nodepool`) does not narrow the set;
+    one that needs a well-known label the catalogue does not model is taken as met."""
     out = []
-    for name, itype in catalogue.instance_types.items():
-        family = catalogue.families.get(itype.family)
-        labels = {
-            INSTANCE_TYPE: name,
-            FAMILY: itype.family,
-            SIZE: itype.size,
-            CATEGORY: family.category if family else itype.family[0],
-            GPU_NAME: family.gpu if family else "",
-            "karpenter.k8s.aws/instance-gpu-count": str(itype.gpus),
-            "karpenter.k8s.aws/instance-cpu": str(itype.vcpu),
-            "karpenter.k8s.aws/instance-memory": str(itype.memory_mib),
-        }
-        if all(reqs[k].admits(v) for k, v in labels.items() if k in reqs):
-            out.append(name)
+    for itype in catalogue.instance_types.values():
+        labels = catalogue.instance_labels(itype)
+        if all(reqs[key].admits(value) for key, value in labels.items() if key in reqs):
+            out.append(itype)
     return out
 
 
