@@ -7,7 +7,7 @@ to every rule through `Context.catalogue`.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +107,9 @@ class Catalogue:
     metrics_removed: Mapping[str, tuple[str, str | None]]
     # What the gateway (gateway/metrics.py) exports: the one non-vLLM source a trigger may read.
     gateway_metrics: frozenset[str] = frozenset()
+    # Bottlerocket's settings: every top-level section, and the full keys of the checked sections.
+    bottlerocket_sections: frozenset[str] = frozenset()
+    bottlerocket_keys: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     def gpu_memory_mib(self, itype: InstanceType) -> int:
         """Memory per GPU of an instance type, as Karpenter's `instance-gpu-memory` label says it."""
@@ -194,6 +197,7 @@ def load_catalogue(path: str | Path | None = None) -> Catalogue:
     models_doc = _read(root / "models.yaml")
     metrics_doc = _read(root / "vllm_metrics.yaml")
     gateway_doc = _read(root / "gateway_metrics.yaml")
+    bottlerocket_doc = _read(root / "bottlerocket_settings.yaml")
 
     gpus = {
         name: Gpu(name, int(v["compute_capability"]), int(v["vram_mib"]))
@@ -239,6 +243,8 @@ def load_catalogue(path: str | Path | None = None) -> Catalogue:
         quantizations=quantizations,
         models=models,
         gateway_metrics=frozenset(gateway_doc["current"]),
+        bottlerocket_sections=frozenset(bottlerocket_doc["sections"]),
+        bottlerocket_keys={k: frozenset(v) for k, v in bottlerocket_doc["keys"].items()},
         metrics_current=frozenset(metrics_doc["current"]),
         metrics_deprecated={
             k: (str(v["since"]), v.get("replacement")) for k, v in metrics_doc["deprecated"].items()

@@ -180,7 +180,9 @@ def _running_target_at_or_above_max_num_seqs(draw: st.DrawFn, docs: Docs, apps: 
 
 def _formula_with_unknown_trigger(draw: st.DrawFn, docs: Docs, apps: Docs) -> None:
     unknown = draw(st.sampled_from(["queued", "waitng", "kv_cache", "running_total"]))
-    scaled_object(docs)["spec"]["advanced"]["scalingModifiers"]["formula"] = f"running + ({unknown} * 10)"
+    modifiers = scaled_object(docs)["spec"]["advanced"]["scalingModifiers"]
+    # Only `waiting` is misnamed: the rest of the formula (dev's wake signal among it) stays.
+    modifiers["formula"] = modifiers["formula"].replace("waiting", unknown)
 
 
 def _grace_period_shortened(draw: st.DrawFn, docs: Docs, apps: Docs) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
@@ -455,6 +456,92 @@ def check_gpus_per_node_match_request(ctx: Context, options: Mapping[str, Any]) 
         )
 
 
+# ------------------------------------------------------------------------------- cross-field invariants
+
+PARALLEL_FLAGS = (
+    ("--tensor-parallel-size", "-tp"),
+    ("--pipeline-parallel-size", "-pp"),
+    ("--data-parallel-size", "-dp"),
+)
+
+
+def check_parallelism_matches_gpus(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
+    for template, command in vllm_workloads(ctx):
+        container = template.spec["containers"][command.container_index]
+        limit = quantity(((container.get("resources") or {}).get("limits") or {}).get(GPU_RESOURCE))
+        sizes: list[tuple[str, int]] = []
+        for long_flag, short_flag in PARALLEL_FLAGS:
+            flag = long_flag if command.value(long_flag) is not None else short_flag
+            value = command.int_value(flag)
+            if value is not None:
+                sizes.append((flag, value))
+        wanted = 1
+        for _, value in sizes:
+            wanted *= value
+        if limit is None and wanted == 1:
+            continue  # a CPU model server
+        gpus = int(limit) if limit is not None else 0
+        if wanted == gpus:
+            continue
+        flag = next((f for f, v in sizes if v > 1), sizes[0][0] if sizes else None)
+        path = command.value_path(flag) if flag else f"{command.container_path}.resources.limits"
+        product = " x ".join(f"{f} {v}" for f, v in sizes) or "no parallelism flags (1)"
+        yield Violation(
+            template.resource,
+            path,
+            f"vLLM needs {product} = {wanted} GPUs but the container gets {gpus} ({GPU_RESOURCE} limit): "
+            + ("it fails at start-up" if wanted > gpus else "the other GPUs sit idle at full price"),
+        )
+
+
+def _settings_keys(table: Mapping[str, Any], prefix: str = "") -> Iterator[str]:
+    for key, value in table.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict):
+            yield from _settings_keys(value, name)
+        else:
+            yield name
+
+
+def _is_bottlerocket(node_class: Resource) -> bool:
+    terms = node_class.get("spec", "amiSelectorTerms") or []
+    if any(str((term or {}).get("alias", "")).startswith("bottlerocket@") for term in terms):
+        return True
+    return str(node_class.get("spec", "amiFamily") or "").lower() == "bottlerocket"
+
+
+def check_bottlerocket_user_data(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
+    catalogue = ctx.catalogue
+    if catalogue is None:
+        return
+    for node_class in ctx.of_kind("EC2NodeClass"):
+        text = node_class.get("spec", "userData")
+        if not isinstance(text, str) or not _is_bottlerocket(node_class):
+            continue
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            yield Violation(node_class, "spec.userData",
+                            f"userData is not valid TOML ({exc}): Bottlerocket cannot apply any of it")
+            continue
+        unknown = [f"[{key}]" for key in data if key != "settings"]
+        settings = data.get("settings") if isinstance(data.get("settings"), dict) else {}
+        for section, value in settings.items():
+            if section not in catalogue.bottlerocket_sections:
+                unknown.append(f"settings.{section}")
+                continue
+            keys = catalogue.bottlerocket_keys.get(section)
+            if keys is not None and isinstance(value, dict):
+                unknown += [f"settings.{section}.{key}" for key in _settings_keys(value) if key not in keys]
+        for name in unknown:
+            yield Violation(
+                node_class,
+                "spec.userData",
+                f"{name} is not a Bottlerocket setting: the node's settings API refuses it, so what it was "
+                "meant to do (lazy image loading with SOCI, say) does not happen",
+            )
+
+
 RULES: list[Rule] = [
     Rule(
         id="gpu/quantization-supported-by-nodepool-gpus",
@@ -681,5 +768,43 @@ RULES: list[Rule] = [
         check=check_gpus_per_node_match_request,
         example="- {key: karpenter.k8s.aws/instance-category, operator: In, values: [g, p]}",
         use_instead="- {key: karpenter.k8s.aws/instance-gpu-count, operator: In, values: ['1']}",
+    ),
+    Rule(
+        id="gpu/parallelism-matches-gpus",
+        family="gpu",
+        title="vLLM's tensor x pipeline (x data) parallel size equals the GPUs its container gets",
+        severity=Severity.ERROR,
+        why=(
+            "vLLM starts one worker per GPU of tensor-parallel x pipeline-parallel (x data-parallel) size. "
+            "More than the container's nvidia.com/gpu limit and it fails at start-up; fewer and the rest of "
+            "the GPUs are paid for and idle."
+        ),
+        remediation="Make the product of the parallel sizes equal the container's nvidia.com/gpu limit.",
+        scope=("Deployment", "StatefulSet"),
+        check=check_parallelism_matches_gpus,
+        example="args: [--tensor-parallel-size, '2']\nresources: {limits: {nvidia.com/gpu: 1}}",
+        use_instead="args: [--tensor-parallel-size, '2']\nresources: {limits: {nvidia.com/gpu: 2}}",
+    ),
+    Rule(
+        id="gpu/bottlerocket-user-data-valid",
+        family="gpu",
+        title="A Bottlerocket EC2NodeClass's userData is TOML of known settings",
+        severity=Severity.ERROR,
+        why=(
+            "Karpenter passes userData to Bottlerocket as TOML settings. A syntax error or a misspelt key "
+            "(`soci-snapshoter`) is not caught before a node boots, and the setting it was meant to apply, "
+            "such as SOCI lazy loading that keeps a 10 GB image pull out of the cold start, never applies."
+        ),
+        remediation="Fix the TOML, and use the setting names of Bottlerocket's settings reference.",
+        scope=("EC2NodeClass",),
+        check=check_bottlerocket_user_data,
+        example=(
+            "userData: |\n  [settings.container-runtime-plugins.soci-snapshoter]\n"
+            "  pull-mode = \"parallel-pull-unpack\""
+        ),
+        use_instead=(
+            "userData: |\n  [settings.container-runtime-plugins.soci-snapshotter]\n"
+            "  pull-mode = \"parallel-pull-unpack\""
+        ),
     ),
 ]

@@ -390,6 +390,48 @@ def check_pdb_for_scaled(ctx: Context, options: Mapping[str, Any]) -> Iterator[V
         )
 
 
+# Trigger types that read the scaled pods themselves (KEDA refuses them alone with minReplicaCount 0).
+POD_RESOURCE_TRIGGERS = ("cpu", "memory")
+
+
+def _needs_model_pods(trigger: Mapping[str, Any]) -> bool:
+    """Whether a trigger's metric exists only while model pods run: resource triggers, and queries that
+    read vLLM metrics alone (vLLM exports them; at zero replicas there is no series at all)."""
+    if str(trigger.get("type")) in POD_RESOURCE_TRIGGERS:
+        return True
+    try:
+        query = trigger_query(trigger)
+    except QueryError:
+        return False  # reported by scaling/trigger-metric-exported
+    if query is None or not query.metrics:
+        return False
+    return all(m.startswith(("vllm:", "vllm_")) for m in query.metrics)
+
+
+def check_wake_from_zero(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
+    for so in ctx.of_kind("ScaledObject"):
+        if as_int(so.get("spec", "minReplicaCount"), 0) != 0:
+            continue
+        found = list(triggers(so))
+        formula = so.get(*SCALING_MODIFIERS, "formula")
+        if formula:
+            try:
+                used = set(formula_names(str(formula)))
+            except QueryError:
+                continue  # reported by scaling/formula-valid
+            found = [(i, t) for i, t in found if t.get("name") in used]
+        if not found or any(not _needs_model_pods(t) for _, t in found):
+            continue
+        names = ", ".join(str(t.get("name") or t.get("type")) for _, t in found)
+        yield Violation(
+            so,
+            _nearest(so, "spec", "minReplicaCount"),
+            f"minReplicaCount is 0 but every trigger that drives the scale ({names}) reads metrics only the "
+            "model pods export: at zero replicas those series do not exist, so nothing ever wakes the "
+            "Deployment again",
+        )
+
+
 RULES: list[Rule] = [
     Rule(
         id="scaling/max-replicas-fit-nodepool-limits",
@@ -600,5 +642,25 @@ RULES: list[Rule] = [
         use_instead=(
             "kind: PodDisruptionBudget\nspec:\n  maxUnavailable: 1\n  selector: {matchLabels: {app: vllm}}"
         ),
+    ),
+    Rule(
+        id="scaling/wake-from-zero",
+        family="scaling",
+        title="A ScaledObject that may reach zero replicas has a trigger whose metric exists at zero",
+        severity=Severity.ERROR,
+        why=(
+            "vLLM's queue metrics come from the vLLM pods. At zero replicas there is no series at all, so a "
+            "formula of running and waiting requests stays at 0 for ever: KEDA never activates and every "
+            "request fails. Something outside the model pods (the gateway's unserved or held requests) "
+            "must be in the formula."
+        ),
+        remediation=(
+            "Add a trigger on a metric the gateway exports (requests it could not serve or holds) and use it "
+            "in the formula, or keep minReplicaCount at 1 or more."
+        ),
+        scope=("ScaledObject",),
+        check=check_wake_from_zero,
+        example="minReplicaCount: 0\nadvanced:\n  scalingModifiers:\n    formula: running + (waiting * 10)",
+        use_instead="    formula: running + (waiting * 10) + (unserved * 25)  # unserved: a gateway metric",
     ),
 ]

@@ -10,12 +10,14 @@ from tools.validate.rules.base import Context, Rule, Violation
 from tools.validate.rules.helpers import (
     CAPACITY_TYPE,
     PodTemplate,
+    any_selecting,
     as_int,
     gpu_pool_matches,
     is_gpu_nodepool,
     matched_pools,
     pod_templates,
     requirement_index,
+    tolerates,
     vllm_commands_of,
     vllm_workloads,
 )
@@ -193,6 +195,44 @@ def check_expire_after(ctx: Context, options: Mapping[str, Any]) -> Iterator[Vio
             )
 
 
+def _blocks_eviction(ctx: Context, template: PodTemplate) -> str | None:
+    """What keeps a drain from evicting these pods: the do-not-disrupt annotation or a PDB."""
+    if str(template.annotations.get(DO_NOT_DISRUPT, "")).lower() == "true":
+        return f"the {DO_NOT_DISRUPT} annotation"
+    if any_selecting(ctx, "PodDisruptionBudget", template):
+        return "a PodDisruptionBudget"
+    return None
+
+
+def check_expiry_drain_bounded(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
+    reported: set[int] = set()
+    for template in pod_templates(ctx):
+        blocker = _blocks_eviction(ctx, template)
+        if blocker is None:
+            continue
+        tolerations = template.spec.get("tolerations") or []
+        landing = [
+            match for match in gpu_pool_matches(ctx, template)
+            if all(tolerates(tolerations, taint) for taint in match.pool_class.taints
+                   if taint.get("effect") in ("NoSchedule", "NoExecute"))
+        ]
+        for pool in matched_pools(landing):
+            spec = pool.get("spec", "template", "spec") or {}
+            if id(pool) in reported or str(spec.get("expireAfter", "720h")) == "Never":
+                continue
+            if spec.get("terminationGracePeriod") is not None:
+                continue
+            reported.add(id(pool))
+            yield Violation(
+                pool,
+                "spec.template.spec.expireAfter" if "expireAfter" in spec else "spec.template.spec",
+                f"nodes expire (expireAfter {spec.get('expireAfter', '720h, the default')}) but the NodePool "
+                f"sets no terminationGracePeriod, and {template.resource.kind}/{template.resource.name} is "
+                f"protected from eviction by {blocker}: an expired node drains for ever, and drift never "
+                "replaces a node running such a pod",
+            )
+
+
 RULES: list[Rule] = [
     Rule(
         id="spot/on-demand-fallback",
@@ -301,5 +341,27 @@ RULES: list[Rule] = [
         check=check_expire_after,
         example="template:\n  spec:\n    expireAfter: Never",
         use_instead="template:\n  spec:\n    expireAfter: 720h",
+    ),
+    Rule(
+        id="spot/expiry-drain-bounded",
+        family="spot",
+        title="NodePools whose nodes expire bound the drain with terminationGracePeriod",
+        severity=Severity.ERROR,
+        why=(
+            "Karpenter v1's expireAfter is forceful, but the drain still waits for pods that block eviction "
+            "(karpenter.sh/do-not-disrupt, PodDisruptionBudgets) until the NodePool's "
+            "terminationGracePeriod. Without one, an expired node stays tainted and draining for ever, and "
+            "drift never replaces a node that runs such a pod."
+        ),
+        remediation=(
+            "Set spec.template.spec.terminationGracePeriod on the NodePool (long enough for a replacement "
+            "replica to start, e.g. 30m)."
+        ),
+        scope=("NodePool",),
+        check=check_expiry_drain_bounded,
+        example="spec:\n  template:\n    spec:\n      expireAfter: 720h",
+        use_instead=(
+            "spec:\n  template:\n    spec:\n      expireAfter: 720h\n      terminationGracePeriod: 30m"
+        ),
     ),
 ]
