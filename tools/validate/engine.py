@@ -11,7 +11,7 @@ import datetime as dt
 import importlib
 import os
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,12 +24,14 @@ from tools.validate.model import Finding, Report, Resource, Severity
 from tools.validate.render import (
     KUSTOMIZATION_FILES,
     Rendered,
+    RenderError,
     RenderOptions,
     is_kustomization_dir,
     render,
     repo_relative,
 )
 from tools.validate.rules.base import Context, Registry, Rule
+from tools.validate.rules.helpers import app_sources
 from tools.validate.sources import SourceMapper
 
 TARGET_ROOTS = ("overlays", "apps", "clusters")
@@ -127,12 +129,13 @@ def run(targets: Sequence[Path], options: RunOptions) -> Report:
     everything = render_all([*targets, *context_dirs], options.repo_root, render_options)
     rendered_targets = everything[: len(targets)]
     apps_by_env = _applications_by_env(everything, config)
+    sources = application_sources(everything, options.repo_root, render_options)
     for rendered, env in zip(rendered_targets, target_envs, strict=True):
         overlays.append(rendered.overlay)
         resource_count += len(rendered.resources)
         findings.extend(
             check(rendered, env, options, mapper=mapper, schemas=schemas, catalogue=catalogue, today=today,
-                  applications=apps_by_env.get(env or "", []), notes=notes)
+                  applications=apps_by_env.get(env or "", []), notes=notes, application_sources=sources)
         )
     return Report(
         findings=findings,
@@ -178,6 +181,37 @@ def _applications_by_env(rendered: Sequence[Rendered], config: GateConfig) -> di
     return out
 
 
+def application_sources(
+    rendered: Sequence[Rendered], repo_root: Path, options: RenderOptions
+) -> dict[str, str | None]:
+    """What became of each repository path an Argo CD Application of this run syncs: None when it renders,
+    else why not. Paths rendered in this run are not rendered again; a path outside the repository is
+    never opened."""
+    done = {one.overlay.strip("/") for one in rendered}
+    root = repo_root.resolve()
+    out: dict[str, str | None] = {}
+    for one in rendered:
+        for app in (r for r in one.resources if r.kind == "Application" and r.group == "argoproj.io"):
+            for _, source in app_sources(app):
+                path = str(source.get("path") or "").strip("/")
+                if source.get("chart") or not path or path in out:
+                    continue
+                directory = (root / path).resolve()
+                if not directory.is_relative_to(root):
+                    out[path] = "is outside the repository"
+                elif not directory.is_dir():
+                    out[path] = "does not exist in the repository"
+                elif path in done or not is_kustomization_dir(directory):
+                    out[path] = None  # rendered above, or a plain directory of manifests
+                else:
+                    try:
+                        render(directory, repo_root, options)
+                        out[path] = None
+                    except (RenderError, InputError) as exc:
+                        out[path] = f"does not render: {exc}"
+    return out
+
+
 def render_all(targets: Sequence[Path], repo_root: Path, options: RenderOptions) -> list[Rendered]:
     """Render every target, kustomize processes running side by side (one per core).
 
@@ -193,7 +227,8 @@ def render_all(targets: Sequence[Path], repo_root: Path, options: RenderOptions)
 
 def check(rendered: Rendered, env: str | None, options: RunOptions, *, mapper: SourceMapper,
           schemas: Any, catalogue: Any, today: dt.date,
-          applications: Sequence[Resource] = (), notes: list[str] | None = None) -> list[Finding]:
+          applications: Sequence[Resource] = (), notes: list[str] | None = None,
+          application_sources: Mapping[str, str | None] | None = None) -> list[Finding]:
     """Run every enabled rule whose scope matches on one rendered overlay.
 
     `applications` are the Argo CD Applications of the overlay's environment rendered elsewhere
@@ -214,6 +249,7 @@ def check(rendered: Rendered, env: str | None, options: RunOptions, *, mapper: S
             "today": today,
             "duplicates": rendered.duplicates,
             "applications": list(applications),
+            "application_sources": dict(application_sources or {}),
         },
         external=[external.as_resource(rendered.overlay) for external in config.external_for(env)],
     )

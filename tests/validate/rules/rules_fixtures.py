@@ -10,6 +10,8 @@ A document of `kind: Fixture` is not a resource; it carries what the rule run ne
     - [ScaledObject/vllm, spec.maxReplicaCount]
     applications: [...]            # Application documents passed as ctx.extras["applications"]
     external: [...]                # gate.yaml `external` declarations, passed as ctx.external
+    application_sources: {overlays/prod: null, overlays/gone: does not exist in the repository}
+                                   # ctx.extras["application_sources"], as the engine finds them
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class Fixture:
     expect: set[tuple[str, str]] = field(default_factory=set)
     applications: list[Resource] = field(default_factory=list)
     external: list[Resource] = field(default_factory=list)
+    application_sources: dict[str, str | None] = field(default_factory=dict)
 
 
 def resources_from(docs: Iterable[Mapping[str, Any]], overlay: str) -> list[Resource]:
@@ -67,6 +70,7 @@ def load_fixture(path: Path) -> Fixture:
         expect={(str(ref), str(p)) for ref, p in meta.get("expect") or []},
         applications=resources_from(meta.get("applications") or [], "apps"),
         external=[External.model_validate(item).as_resource(overlay) for item in meta.get("external") or []],
+        application_sources=dict(meta.get("application_sources") or {}),
     )
 
 
@@ -74,6 +78,8 @@ def context_for(fixture: Fixture, catalogue: Catalogue) -> Context:
     extras: dict[str, Any] = {}
     if fixture.applications:
         extras["applications"] = fixture.applications
+    if fixture.application_sources:
+        extras["application_sources"] = fixture.application_sources
     return Context(
         overlay=fixture.overlay,
         env=fixture.env,

@@ -8,7 +8,8 @@ Application in sight they report nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import fnmatch
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -196,6 +197,100 @@ def check_skip_dry_run(ctx: Context, options: Mapping[str, Any]) -> Iterator[Vio
         )
 
 
+def check_application_source_exists(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
+    statuses: Mapping[str, str | None] = ctx.extras.get("application_sources") or {}
+    for app in ctx.of_kind("Application"):
+        for path, source in app_sources(app):
+            relative = str(source.get("path") or "").strip("/")
+            if source.get("chart") or not relative:
+                continue
+            if relative not in statuses:
+                ctx.extras.setdefault("notes", []).append(
+                    f"gitops/application-source-exists: the path {relative!r} of Application/{app.name} was "
+                    "not looked up in this run")
+                continue
+            problem = statuses[relative]
+            if problem is not None:
+                yield Violation(
+                    app,
+                    f"{path}.path",
+                    f"source path {relative!r} {problem}: Argo CD cannot generate the manifests and the "
+                    "Application stays in ComparisonError",
+                )
+
+
+def _normalized_repo(url: str) -> str:
+    return url.strip().rstrip("/").removesuffix(".git").lower()
+
+
+def _glob_permits(patterns: Sequence[Any], value: str, normalize: Any = str) -> bool:
+    """Argo CD's allow-list semantics: some pattern matches (globs) and no `!pattern` does."""
+    allowed = denied = False
+    for pattern in (str(p) for p in patterns):
+        negated = pattern.startswith("!")
+        if fnmatch.fnmatchcase(normalize(value), normalize(pattern.removeprefix("!"))):
+            denied = denied or negated
+            allowed = allowed or not negated
+    return allowed and not denied
+
+
+# Argo CD's name for the cluster it runs in, and that cluster's API server address.
+IN_CLUSTER = ("in-cluster", "https://kubernetes.default.svc")
+
+
+def _cluster(destination: Mapping[str, Any]) -> str:
+    """A destination's cluster as a server address where the name is the in-cluster one."""
+    if destination.get("server"):
+        return str(destination["server"]).rstrip("/")
+    name = str(destination.get("name") or "")
+    return IN_CLUSTER[1] if name == IN_CLUSTER[0] else f"name:{name}"
+
+
+def _destination_permitted(project: Resource, destination: Mapping[str, Any]) -> bool:
+    namespace = str(destination.get("namespace") or "")
+    cluster = _cluster(destination)
+    for allowed in project.get("spec", "destinations") or []:
+        allowed = allowed or {}
+        if not (allowed.get("server") or allowed.get("name")):
+            continue
+        pattern = "*" if "*" in (allowed.get("server"), allowed.get("name")) else _cluster(allowed)
+        if _glob_permits([pattern], cluster) and _glob_permits([allowed.get("namespace", "")], namespace):
+            return True
+    return False
+
+
+def check_project_permits_application(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
+    projects = {project.name: project for project in ctx.of_kind("AppProject")}
+    for app in ctx.of_kind("Application"):
+        name = str(app.get("spec", "project") or "")
+        project = projects.get(name)
+        if project is None:
+            yield Violation(
+                app,
+                "spec.project" if name else "spec",
+                f"AppProject {name!r} is not rendered with this Application: Argo CD refuses to sync an "
+                "Application of a project it does not have",
+            )
+            continue
+        for path, source in app_sources(app):
+            repo = str(source.get("repoURL") or "")
+            if not _glob_permits(project.get("spec", "sourceRepos") or [], repo, _normalized_repo):
+                yield Violation(
+                    app,
+                    f"{path}.repoURL",
+                    f"AppProject/{name} does not permit the source repository {repo!r} (sourceRepos): the "
+                    "sync is refused",
+                )
+        destination = app.get("spec", "destination") or {}
+        if not _destination_permitted(project, destination):
+            where = ", ".join(f"{k} {v!r}" for k, v in destination.items())
+            yield Violation(
+                app,
+                "spec.destination",
+                f"AppProject/{name} does not permit the destination ({where}): the sync is refused",
+            )
+
+
 RULES: list[Rule] = [
     Rule(
         id="gitops/revision-pinned",
@@ -277,5 +372,40 @@ RULES: list[Rule] = [
         check=check_skip_dry_run,
         example="syncPolicy:\n  syncOptions: [CreateNamespace=true]",
         use_instead="syncPolicy:\n  syncOptions: [CreateNamespace=true, SkipDryRunOnMissingResource=true]",
+    ),
+    Rule(
+        id="gitops/application-source-exists",
+        family="gitops",
+        title="Every repository path an Application syncs exists and renders",
+        severity=Severity.ERROR,
+        why=(
+            "An Application whose source path was renamed, deleted or no longer renders is valid YAML; "
+            "Argo CD reports ComparisonError and keeps the cluster as it was, so a change merged to Git "
+            "silently never reaches it."
+        ),
+        remediation="Point spec.source.path at a directory of this repository that renders.",
+        scope=("Application",),
+        check=check_application_source_exists,
+        example="source:\n  path: overlays/production  # the directory is overlays/prod",
+        use_instead="source:\n  path: overlays/prod",
+    ),
+    Rule(
+        id="gitops/project-permits-application",
+        family="gitops",
+        title="The Application's AppProject permits its repository and destination",
+        severity=Severity.ERROR,
+        why=(
+            "Argo CD refuses to sync an Application whose source repository or destination its AppProject "
+            "does not list (or whose AppProject does not exist): the error shows only in Argo CD, after "
+            "the merge."
+        ),
+        remediation=(
+            "Add the repository to the AppProject's sourceRepos and the server and namespace to its "
+            "destinations, or move the Application to a project that permits them."
+        ),
+        scope=("Application", "AppProject"),
+        check=check_project_permits_application,
+        example="destination:\n  namespace: observability  # not in the project's destinations",
+        use_instead="destination:\n  namespace: monitoring",
     ),
 ]
