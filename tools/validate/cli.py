@@ -10,7 +10,9 @@
 `validate` with no PATHS checks every kustomization the repository deploys: for each of overlays/,
 apps/ and clusters/, the directory itself when it holds a kustomization, else each immediate
 subdirectory that does. `--env ENV` keeps only the discovered directories of that environment, and
-forces the environment of PATHS given explicitly.
+forces the environment of PATHS given explicitly. A PATH that is not a kustomization is taken as
+manifests already rendered (by Helm or another tool): a YAML or JSON file, a directory of them, or `-`
+for standard input; findings then point at the lines of those files.
 
 Exit status: 0 clean; 1 findings at or above the fail level (suppressed findings never count);
 2 the gate could not run (a render failure, a bad config, unreadable input), with a one-line
@@ -32,7 +34,8 @@ from tools.validate.config import ConfigError, find_config, load_config
 from tools.validate.engine import GateError, RunOptions, discover_targets, run
 from tools.validate.loader import InputError
 from tools.validate.model import Report, Severity
-from tools.validate.render import RenderError
+from tools.validate.render import RenderError, is_kustomization_dir
+from tools.validate.rendered_input import STDIN, RenderedInput, read_stdin, read_target
 from tools.validate.rules import default_registry
 
 PROG = "gate"
@@ -61,7 +64,11 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     validate = sub.add_parser("validate", help="render and check overlays (default: every deployed one)")
-    validate.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="kustomization directories")
+    validate.add_argument(
+        "paths", nargs="*", type=Path, metavar="PATH",
+        help="kustomization directories to render; or rendered manifests: a YAML/JSON file, a directory "
+             "of them, or - for standard input",
+    )
     validate.add_argument("--env", help="environment of the paths (and filter for discovered ones)")
     validate.add_argument(
         "--format", action="append", default=[], metavar="FORMAT[=FILE]",
@@ -135,11 +142,18 @@ def _validate(args: argparse.Namespace) -> int:
     if args.fail_level:
         config.fail_level = Severity.parse(args.fail_level)
     outputs = _outputs(args.format)
+    rendered_inputs: list[RenderedInput] = []
     if args.paths:
-        targets = [path.resolve() for path in args.paths]
-        for target in targets:
-            if not target.is_dir():
-                raise GateError(f"{_display(target, repo_root)}: no such directory")
+        targets = []
+        for path in args.paths:
+            if str(path) == STDIN:
+                rendered_inputs.append(read_stdin(sys.stdin.read(), config.limits))
+            elif path.is_dir() and is_kustomization_dir(path):
+                targets.append(path.resolve())
+            elif path.exists():
+                rendered_inputs.append(read_target(path, repo_root, config.limits))
+            else:
+                raise GateError(f"{_display(path, repo_root)}: no such file or directory")
     else:
         targets = discover_targets(repo_root)
         if args.env:
@@ -159,6 +173,7 @@ def _validate(args: argparse.Namespace) -> int:
             crd_dirs=[crd.resolve() for crd in args.crd],
             kubernetes_version=args.kubernetes_version,
         ),
+        rendered_inputs,
     )
     _write(report, outputs)
     return 1 if report.failing() else 0

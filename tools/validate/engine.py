@@ -30,6 +30,7 @@ from tools.validate.render import (
     render,
     repo_relative,
 )
+from tools.validate.rendered_input import RenderedInput
 from tools.validate.rules.base import Context, Registry, Rule
 from tools.validate.rules.helpers import app_sources
 from tools.validate.sources import SourceMapper
@@ -110,8 +111,11 @@ def discover_targets(repo_root: Path, limits: Limits | None = None) -> list[Path
     return [c for c in candidates if c.resolve() not in referenced and c.resolve() not in components]
 
 
-def run(targets: Sequence[Path], options: RunOptions) -> Report:
-    """Render and check every target; raises `GateError` when the gate cannot run."""
+def run(
+    targets: Sequence[Path], options: RunOptions, rendered_inputs: Sequence[RenderedInput] = ()
+) -> Report:
+    """Render and check every target, then check every already rendered input (files, standard input);
+    raises `GateError` when the gate cannot run."""
     today = options.today or suppress.today_utc()
     config = options.config
     render_options = RenderOptions(
@@ -128,6 +132,12 @@ def run(targets: Sequence[Path], options: RunOptions) -> Report:
     context_dirs = _context_entry_points(targets, target_envs, options)
     everything = render_all([*targets, *context_dirs], options.repo_root, render_options)
     rendered_targets = everything[: len(targets)]
+    for given in rendered_inputs:
+        for origin, text in given.texts.items():
+            mapper.add_text(origin, text)
+        everything.append(given.rendered)
+        rendered_targets.append(given.rendered)
+        target_envs.append(options.env)
     apps_by_env = _applications_by_env(everything, config)
     sources = application_sources(everything, options.repo_root, render_options)
     for rendered, env in zip(rendered_targets, target_envs, strict=True):

@@ -105,6 +105,13 @@ class SourceMapper:
         found = _walk(document, segments, resource.doc) if segments else None
         return SourceLocation(resource.origin, _line_of(found) if found is not None else document.line)
 
+    def add_text(self, file: str, text: str) -> None:
+        """Parse `text` as the content of `file` (standard input, a file outside the repository)."""
+        try:
+            self._files[file] = compose_with_lines(text, file, self.limits)
+        except InputError:
+            self._files[file] = []
+
     def document_line(self, resource: Resource) -> SourceLocation | None:
         return self.locate(resource, "")
 
