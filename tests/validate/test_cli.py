@@ -121,7 +121,7 @@ def test_without_paths_every_entry_point_is_validated(tree: Path, formats: None,
 
 def test_missing_path_exits_2(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["validate", str(tree / "overlays" / "qa"), "--repo-root", str(tree)]) == 2
-    assert capsys.readouterr().err == "gate: overlays/qa: no such directory\n"
+    assert capsys.readouterr().err == "gate: overlays/qa: no such file or directory\n"
 
 
 def test_rules_lists_every_registered_rule(capsys: pytest.CaptureFixture[str]) -> None:

@@ -36,13 +36,16 @@ def _findings(out: Path) -> list[tuple[object, ...]]:
     return [(f["rule"], f["file"], f["line"], f["path"]) for f in report["findings"]]
 
 
-def test_a_rendered_file_is_checked_and_findings_point_at_its_lines(rendered_prod: str, tmp_path: Path) -> None:
+def test_a_rendered_file_is_checked_and_findings_point_at_its_lines(
+    rendered_prod: str, tmp_path: Path
+) -> None:
     text, line = _cold_prod(rendered_prod)
     manifests = tmp_path / "prod.yaml"
     manifests.write_text(text, encoding="utf-8")
     out = tmp_path / "out.json"
 
-    code = main(["validate", str(manifests), "--env", "prod", "--repo-root", str(REPO), "--format", f"json={out}"])
+    code = main(["validate", str(manifests), "--env", "prod", "--repo-root", str(REPO),
+                 "--format", f"json={out}"])
 
     assert _findings(out) == [("scaling/min-warm-replicas", str(manifests), line, "spec.minReplicaCount")]
     assert code == 1
