@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tools.validate.model import Resource
+from tools.validate.model import Resource, mapping, mappings, sequence
 from tools.validate.rules.base import Context
 from tools.validate.rules.helpers import PodTemplate, pod_templates, selector_matches
 from tools.validate.vllm_args import dotted
@@ -37,7 +37,7 @@ def find(ctx: Context, kind: str, namespace: str, name: str) -> Resource | None:
 def containers_of(template: PodTemplate) -> Iterator[tuple[tuple[str | int, ...], Mapping[str, Any]]]:
     """Init containers, then containers, each with its path below the pod spec."""
     for field_name in CONTAINER_LISTS:
-        for i, container in enumerate(template.spec.get(field_name) or []):
+        for i, container in enumerate(sequence(template.spec.get(field_name))):
             if isinstance(container, dict):
                 yield (field_name, i), container
 
@@ -52,20 +52,20 @@ class ConfigRef:
 def config_refs(template: PodTemplate) -> Iterator[ConfigRef]:
     """Every required ConfigMap/Secret the pod reads: env valueFrom, envFrom, volumes (projected too)."""
     for prefix, container in containers_of(template):
-        for i, env in enumerate(container.get("env") or []):
-            source = (env or {}).get("valueFrom") or {}
+        for i, env in enumerate(sequence(container.get("env"))):
+            source = mapping(mapping(env).get("valueFrom"))
             for key, kind in (("configMapKeyRef", "ConfigMap"), ("secretKeyRef", "Secret")):
                 ref = source.get(key)
                 if isinstance(ref, dict) and not ref.get("optional"):
                     path = (*prefix, "env", i, "valueFrom", key, "name")
                     yield ConfigRef(kind, str(ref.get("name", "")), path)
-        for i, env_from in enumerate(container.get("envFrom") or []):
+        for i, env_from in enumerate(sequence(container.get("envFrom"))):
             for key, kind in (("configMapRef", "ConfigMap"), ("secretRef", "Secret")):
-                ref = (env_from or {}).get(key)
+                ref = mapping(env_from).get(key)
                 if isinstance(ref, dict) and not ref.get("optional"):
                     yield ConfigRef(kind, str(ref.get("name", "")), (*prefix, "envFrom", i, key, "name"))
-    for i, volume in enumerate(template.spec.get("volumes") or []):
-        volume = volume or {}
+    for i, volume in enumerate(sequence(template.spec.get("volumes"))):
+        volume = mapping(volume)
         config_map, secret = volume.get("configMap"), volume.get("secret")
         if isinstance(config_map, dict) and not config_map.get("optional"):
             path = ("volumes", i, "configMap", "name")
@@ -73,9 +73,9 @@ def config_refs(template: PodTemplate) -> Iterator[ConfigRef]:
         if isinstance(secret, dict) and not secret.get("optional"):
             path = ("volumes", i, "secret", "secretName")
             yield ConfigRef("Secret", str(secret.get("secretName", "")), path)
-        for j, source in enumerate((volume.get("projected") or {}).get("sources") or []):
+        for j, source in enumerate(mapping(volume.get("projected")).get("sources") or []):
             for key, kind in (("configMap", "ConfigMap"), ("secret", "Secret")):
-                ref = (source or {}).get(key)
+                ref = mapping(source).get(key)
                 if isinstance(ref, dict) and not ref.get("optional"):
                     path = ("volumes", i, "projected", "sources", j, key, "name")
                     yield ConfigRef(kind, str(ref.get("name", "")), path)
@@ -152,7 +152,7 @@ def selected_templates(ctx: Context, resource: Resource) -> list[PodTemplate] | 
 
 
 def container_ports(container: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    return [p for p in container.get("ports") or [] if isinstance(p, dict)]
+    return mappings(container.get("ports"))
 
 
 def has_port(candidates: Sequence[Mapping[str, Any]], port: Any) -> bool:
@@ -217,18 +217,18 @@ def addresses(ctx: Context) -> list[Address]:
 def find_addresses(ctx: Context) -> Iterator[Address]:
     for resource in ctx.resources:
         if resource.kind == "ConfigMap":
-            for key, value in (resource.get("data") or {}).items():
+            for key, value in mapping(resource.get("data")).items():
                 yield from addresses_in(resource, dotted(["data", str(key)]), value, None)
         elif resource.kind in ("ScaledObject", "ScaledJob"):
-            for i, trigger in enumerate(resource.get("spec", "triggers") or []):
-                metadata = (trigger or {}).get("metadata") or {}
-                speaks = TRIGGER_PROTOCOLS.get(str((trigger or {}).get("type")))
+            for i, trigger in enumerate(sequence(resource.get("spec", "triggers"))):
+                metadata = mapping(mapping(trigger).get("metadata"))
+                speaks = TRIGGER_PROTOCOLS.get(str(mapping(trigger).get("type")))
                 for key in ("scalerAddress", "serverAddress"):
                     protocol = speaks if key == "scalerAddress" else "http"
                     yield from addresses_in(resource, f"spec.triggers[{i}].metadata.{key}",
                                              metadata.get(key), protocol)
         elif resource.kind == "OpenTelemetryCollector":
-            exporters = resource.get("spec", "config", "exporters") or {}
+            exporters = mapping(resource.get("spec", "config", "exporters"))
             for name, exporter in exporters.items():
                 if not isinstance(exporter, dict):
                     continue
@@ -238,9 +238,9 @@ def find_addresses(ctx: Context) -> Iterator[Address]:
                     yield from addresses_in(resource, path, exporter.get(key), protocol)
     for template in pod_templates(ctx):
         for prefix, container in containers_of(template):
-            for i, env in enumerate(container.get("env") or []):
+            for i, env in enumerate(sequence(container.get("env"))):
                 path = template.at(*prefix, "env", i, "value")
-                yield from addresses_in(template.resource, path, (env or {}).get("value"), None)
+                yield from addresses_in(template.resource, path, mapping(env).get("value"), None)
 
 
 def port_protocol(port: Mapping[str, Any]) -> str | None:

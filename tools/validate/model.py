@@ -30,6 +30,22 @@ class SourceLocation:
     line: int
 
 
+def mapping(value: Any) -> Mapping[str, Any]:
+    """`value` when it is a mapping, else an empty one: rules read malformed resources (the schema
+    rules report the shape) without crashing on them."""
+    return value if isinstance(value, dict) else {}
+
+
+def sequence(value: Any) -> list[Any]:
+    """`value` when it is a list, else an empty one (see `mapping`)."""
+    return value if isinstance(value, list) else []
+
+
+def mappings(value: Any) -> list[Mapping[str, Any]]:
+    """The mapping items of a list (other items, and a value that is no list, give nothing)."""
+    return [item for item in sequence(value) if isinstance(item, dict)]
+
+
 @dataclass
 class Resource:
     """One rendered object, with where it came from.
@@ -58,19 +74,19 @@ class Resource:
 
     @property
     def name(self) -> str:
-        return str((self.doc.get("metadata") or {}).get("name", ""))
+        return str(mapping(self.doc.get("metadata")).get("name", ""))
 
     @property
     def namespace(self) -> str:
-        return str((self.doc.get("metadata") or {}).get("namespace", "") or "")
+        return str(mapping(self.doc.get("metadata")).get("namespace", "") or "")
 
     @property
     def annotations(self) -> Mapping[str, str]:
-        return (self.doc.get("metadata") or {}).get("annotations") or {}
+        return mapping(mapping(self.doc.get("metadata")).get("annotations"))
 
     @property
     def labels(self) -> Mapping[str, str]:
-        return (self.doc.get("metadata") or {}).get("labels") or {}
+        return mapping(mapping(self.doc.get("metadata")).get("labels"))
 
     @property
     def gvk(self) -> str:

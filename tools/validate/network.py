@@ -29,9 +29,9 @@ import re2
 
 from tools.validate.config import EXTERNAL_ANNOTATION
 from tools.validate.edges import addresses, config_refs, find, pod_classes, selected_classes
-from tools.validate.model import Resource
+from tools.validate.model import Resource, mapping, mappings, sequence
 from tools.validate.rules.base import Context
-from tools.validate.rules.helpers import PodTemplate, pod_templates, selector_matches
+from tools.validate.rules.helpers import PodTemplate, as_int, pod_templates, selector_matches
 
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 DNS_NAMESPACE = "kube-system"
@@ -54,16 +54,16 @@ class Pods:
         share it, so each class of pods is checked once."""
         ports: list[tuple[str, int]] = []
         for _, container in self.template.containers() if self.template else ():
-            for port in container.get("ports") or []:
+            for port in sequence(container.get("ports")):
                 if isinstance(port, dict) and port.get("name"):
-                    ports.append((str(port["name"]), int(port.get("containerPort") or 0)))
+                    ports.append((str(port["name"]), as_int(port.get("containerPort"), 0) or 0))
         return (self.namespace, tuple(sorted(self.labels.items())), tuple(sorted(ports)))
 
     def container_port(self, name: str) -> int | None:
         for _, container in self.template.containers() if self.template else ():
-            for port in container.get("ports") or []:
+            for port in sequence(container.get("ports")):
                 if isinstance(port, dict) and port.get("name") == name:
-                    return int(port.get("containerPort", 0)) or None
+                    return as_int(port.get("containerPort"))
         return None
 
 
@@ -128,7 +128,7 @@ def isolating(ctx: Context, pods: Pods, direction: str) -> list[Resource]:
     if key not in cache:
         cache[key] = [
             policy for policy in _policies_by_namespace(ctx).get((pods.namespace, direction), [])
-            if selector_matches(policy.get("spec", "podSelector") or {}, pods.labels)
+            if selector_matches(mapping(policy.get("spec", "podSelector")), pods.labels)
         ]
     return cache[key]
 
@@ -139,7 +139,7 @@ def _peer_label_pairs(peer: Mapping[str, Any]) -> set[tuple[str, str]] | None:
     selector = peer.get("podSelector")
     if "ipBlock" in peer or not isinstance(selector, dict):
         return None
-    pairs = {(str(k), str(v)) for k, v in (selector.get("matchLabels") or {}).items()}
+    pairs = {(str(k), str(v)) for k, v in (mapping(selector.get("matchLabels"))).items()}
     return pairs or None
 
 
@@ -151,8 +151,8 @@ def _candidates(ctx: Context, direction: str, other: Pods) -> set[int]:
         open_to_any: set[int] = set()
         key, peers_key = ("ingress", "from") if direction == "Ingress" else ("egress", "to")
         for policy in ctx.of_kind("NetworkPolicy"):
-            for rule in policy.get("spec", key) or []:
-                peers = (rule or {}).get(peers_key)
+            for rule in sequence(policy.get("spec", key)):
+                peers = sequence(mapping(rule).get(peers_key))
                 for peer in peers or [None]:
                     pairs = _peer_label_pairs(peer) if isinstance(peer, dict) else None
                     if pairs is None:
@@ -169,8 +169,10 @@ def _candidates(ctx: Context, direction: str, other: Pods) -> set[int]:
 
 
 def _peer_matches(ctx: Context, peer: Mapping[str, Any], policy: Resource, other: Pods, egress: bool) -> bool:
+    if not isinstance(peer, dict):
+        return False
     if "ipBlock" in peer:
-        block = peer.get("ipBlock") or {}
+        block = mapping(peer.get("ipBlock"))
         everything = block.get("cidr") in ("0.0.0.0/0", "::/0") and not block.get("except")
         return other.namespace is None or (egress and everything)
     if other.namespace is None:
@@ -184,27 +186,26 @@ def _peer_matches(ctx: Context, peer: Mapping[str, Any], policy: Resource, other
 
 
 def _port_matches(rule_port: Mapping[str, Any], connection: Connection) -> bool:
-    if str(rule_port.get("protocol") or "TCP") != connection.protocol:
+    if not isinstance(rule_port, dict) or str(rule_port.get("protocol") or "TCP") != connection.protocol:
         return False
     port = rule_port.get("port")
     if port is None:
         return True
     if isinstance(port, str) and not port.isdigit():
         return connection.destination.container_port(port) == connection.port
-    end = rule_port.get("endPort")
-    return int(port) <= connection.port <= int(end if end is not None else port)
+    first, last = as_int(port), as_int(rule_port.get("endPort", port))
+    return first is not None and last is not None and first <= connection.port <= last
 
 
 def _admits(ctx: Context, policy: Resource, connection: Connection, direction: str) -> bool:
     key, peers_key = ("ingress", "from") if direction == "Ingress" else ("egress", "to")
     other = connection.source if direction == "Ingress" else connection.destination
-    for rule in policy.get("spec", key) or []:
-        rule = rule or {}
-        peers = rule.get(peers_key)
-        ports = rule.get("ports")
+    for rule in mappings(policy.get("spec", key)):
+        peers = sequence(rule.get(peers_key))
+        ports = sequence(rule.get("ports"))
         peer_ok = not peers or any(
-            _peer_matches(ctx, peer or {}, policy, other, direction == "Egress") for peer in peers)
-        port_ok = not ports or any(_port_matches(port or {}, connection) for port in ports)
+            _peer_matches(ctx, peer, policy, other, direction == "Egress") for peer in peers)
+        port_ok = not ports or any(_port_matches(port, connection) for port in ports)
         if peer_ok and port_ok:
             return True
     return False
@@ -223,7 +224,7 @@ def cuts(ctx: Context, connection: Connection) -> Iterator[Cut]:
             # The policy written for these pods (rules of this direction, a selector) first: where a fix goes.
             rules_key = direction.lower()
             ranked = sorted(policies, key=lambda p: (not p.get("spec", rules_key),
-                                                     not (p.get("spec", "podSelector") or {})))
+                                                     not (mapping(p.get("spec", "podSelector")))))
             yield Cut(connection, rules_key, tuple(ranked))
 
 
@@ -239,7 +240,7 @@ def _target_port(service_port: Mapping[str, Any], destination: Pods) -> int | No
     target = service_port.get("targetPort", service_port.get("port"))
     if isinstance(target, str) and not target.isdigit():
         return destination.container_port(target)
-    return int(target) if target is not None else None
+    return as_int(target)
 
 
 def _service_connections(
@@ -251,7 +252,7 @@ def _service_connections(
             yield Connection(source, Pods(f"Service/{service.name}", service.namespace, dict(service.labels)),
                              int(port.get("port", 0)), "TCP", why, holder, holder_path)
         return
-    for pod_class in selected_classes(ctx, service) or []:
+    for pod_class in sequence(selected_classes(ctx, service)):
         destination = pods_of(pod_class.first)
         number = _target_port(port, destination)
         if number is not None:
@@ -295,12 +296,12 @@ def required_connections(ctx: Context) -> list[Connection]:
 
 def _required(ctx: Context) -> Iterator[Connection]:
     for ingress in ctx.of_kind("Ingress"):
-        for i, rule in enumerate(ingress.get("spec", "rules") or []):
-            for j, path in enumerate(((rule or {}).get("http") or {}).get("paths") or []):
-                backend = ((path or {}).get("backend") or {}).get("service") or {}
+        for i, rule in enumerate(sequence(ingress.get("spec", "rules"))):
+            for j, path in enumerate(sequence(mapping(mapping(rule).get("http")).get("paths"))):
+                backend = mapping(mapping(mapping(path).get("backend")).get("service"))
                 service = find(ctx, "Service", ingress.namespace, str(backend.get("name", "")))
-                wanted = backend.get("port") or {}
-                port = next((p for p in (service.get("spec", "ports") or []) if isinstance(p, dict) and (
+                wanted = mapping(backend.get("port"))
+                port = next((p for p in mappings(service.get("spec", "ports")) if (
                     p.get("name") == wanted.get("name") if "name" in wanted
                     else str(p.get("port")) == str(wanted.get("number")))), None) if service else None
                 if service is not None and port is not None:
@@ -309,7 +310,7 @@ def _required(ctx: Context) -> Iterator[Connection]:
                         f"spec.rules[{i}].http.paths[{j}].backend")
     for address in addresses(ctx):
         service = find(ctx, "Service", address.namespace, address.service)
-        port = next((p for p in (service.get("spec", "ports") or []) if isinstance(p, dict)
+        port = next((p for p in (sequence(service.get("spec", "ports"))) if isinstance(p, dict)
                      and str(p.get("port")) == str(address.port)), None) if service else None
         if address.holder.kind == "ConfigMap":
             sources = [pods_of(t) for t in _consumers(ctx, address.holder)]
@@ -368,21 +369,21 @@ def _collector_pods(collector: Resource) -> Pods:
 
 
 def _scrape_configs(collector: Resource) -> Iterator[tuple[str, Mapping[str, Any]]]:
-    receivers = collector.get("spec", "config", "receivers") or {}
+    receivers = mapping(collector.get("spec", "config", "receivers"))
     for receiver_name, receiver in receivers.items():
         if str(receiver_name).split("/")[0] != "prometheus" or not isinstance(receiver, dict):
             continue
-        for k, scrape in enumerate(((receiver.get("config") or {}).get("scrape_configs")) or []):
-            yield f"spec.config.receivers.{receiver_name}.config.scrape_configs[{k}]", scrape or {}
+        for k, scrape in enumerate(sequence(mapping(receiver.get("config")).get("scrape_configs"))):
+            yield f"spec.config.receivers.{receiver_name}.config.scrape_configs[{k}]", mapping(scrape)
 
 
 def _pod_namespaces(scrape: Mapping[str, Any]) -> set[str] | None:
     """The namespaces a scrape config discovers pods in; None for all, an empty set for no pod role."""
     namespaces: set[str] | None = set()
-    for sd in scrape.get("kubernetes_sd_configs") or []:
-        if (sd or {}).get("role") != "pod":
+    for sd in sequence(scrape.get("kubernetes_sd_configs")):
+        if mapping(sd).get("role") != "pod":
             continue
-        names = ((sd or {}).get("namespaces") or {}).get("names")
+        names = sequence(mapping(mapping(sd).get("namespaces")).get("names"))
         if not names:
             namespaces = None
         elif namespaces is not None:
@@ -406,7 +407,7 @@ def _scrape_config_connections(
     relabels otherwise is taken to keep what those rules keep.
     """
     namespaces = _pod_namespaces(scrape)
-    keeps = [r for r in scrape.get("relabel_configs") or [] if (r or {}).get("action", "replace") == "keep"]
+    keeps = [r for r in mappings(scrape.get("relabel_configs")) if r.get("action", "replace") == "keep"]
     for namespace in namespaces if namespaces is not None else _all_namespaces(ctx):
         for pod_class in pod_classes(ctx, namespace):
             yield from _kept_ports(collector, source, scrape, path, keeps, pod_class.first)
@@ -424,9 +425,9 @@ def _kept_ports(
     if not all(_keeps_pod(rule, pods.labels) for rule in keeps):
         return
     for _, container in template.containers():
-        for port in container.get("ports") or []:
+        for port in sequence(container.get("ports")):
             if isinstance(port, dict) and all(_keeps_port(rule, port) for rule in keeps):
-                yield Connection(source, pods, int(port.get("containerPort", 0)), "TCP",
+                yield Connection(source, pods, as_int(port.get("containerPort"), 0) or 0, "TCP",
                                  f"scrape job {scrape.get('job_name')!r}", collector, path)
 
 
@@ -446,7 +447,7 @@ def _fullmatch(pattern: str, value: str) -> bool:
 
 
 def _keeps_pod(rule: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
-    sources = [str(s) for s in rule.get("source_labels") or []]
+    sources = [str(s) for s in sequence(rule.get("source_labels"))]
     if len(sources) != 1 or not sources[0].startswith(_POD_LABEL_META):
         return True
     wanted = sources[0][len(_POD_LABEL_META):]
@@ -455,7 +456,7 @@ def _keeps_pod(rule: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
 
 
 def _keeps_port(rule: Mapping[str, Any], port: Mapping[str, Any]) -> bool:
-    sources = [str(s) for s in rule.get("source_labels") or []]
+    sources = [str(s) for s in sequence(rule.get("source_labels"))]
     fields = {"__meta_kubernetes_pod_container_port_name": "name",
               "__meta_kubernetes_pod_container_port_number": "containerPort"}
     if len(sources) != 1 or sources[0] not in fields:

@@ -193,8 +193,8 @@ def vllm_commands(resource: Resource) -> Iterator[VllmCommand]:
     spec_path = pod_spec_path(resource)
     if spec_path is None:
         return
-    containers = resource.get(*spec_path, "containers") or []
-    for index, container in enumerate(containers):
+    containers = resource.get(*spec_path, "containers")
+    for index, container in enumerate(containers if isinstance(containers, list) else []):
         if isinstance(container, dict):
             parsed = parse_container(resource, index, container)
             if parsed is not None:

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import PurePosixPath
 from typing import Any
 
-from tools.validate.model import Resource, Severity
+from tools.validate.model import Resource, Severity, mapping, sequence
 from tools.validate.rules.base import Context, Rule, Violation
 from tools.validate.rules.helpers import app_sources, applications, sync_options, sync_wave, target_of
 
@@ -129,15 +129,15 @@ def check_sync_wave_order(ctx: Context, options: Mapping[str, Any]) -> Iterator[
 def _ignores_replicas(app: Resource, deployment: Resource) -> bool:
     if "RespectIgnoreDifferences=true" not in sync_options(app):
         return False
-    for entry in app.get("spec", "ignoreDifferences") or []:
+    for entry in sequence(app.get("spec", "ignoreDifferences")):
         if entry.get("kind") != deployment.kind or entry.get("group", "apps") not in ("apps", ""):
             continue
         if entry.get("name") not in (None, deployment.name):
             continue
         if entry.get("namespace") not in (None, deployment.namespace):
             continue
-        pointers = [str(p).rstrip("/") for p in entry.get("jsonPointers") or []]
-        jq = [str(p).strip() for p in entry.get("jqPathExpressions") or []]
+        pointers = [str(p).rstrip("/") for p in sequence(entry.get("jsonPointers"))]
+        jq = [str(p).strip() for p in sequence(entry.get("jqPathExpressions"))]
         if "/spec/replicas" in pointers or ".spec.replicas" in jq:
             return True
     return False
@@ -198,7 +198,7 @@ def check_skip_dry_run(ctx: Context, options: Mapping[str, Any]) -> Iterator[Vio
 
 
 def check_application_source_exists(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
-    statuses: Mapping[str, str | None] = ctx.extras.get("application_sources") or {}
+    statuses: Mapping[str, str | None] = mapping(ctx.extras.get("application_sources"))
     for app in ctx.of_kind("Application"):
         for path, source in app_sources(app):
             relative = str(source.get("path") or "").strip("/")
@@ -249,7 +249,7 @@ def _cluster(destination: Mapping[str, Any]) -> str:
 def _destination_permitted(project: Resource, destination: Mapping[str, Any]) -> bool:
     namespace = str(destination.get("namespace") or "")
     cluster = _cluster(destination)
-    for allowed in project.get("spec", "destinations") or []:
+    for allowed in sequence(project.get("spec", "destinations")):
         allowed = allowed or {}
         if not (allowed.get("server") or allowed.get("name")):
             continue
@@ -274,14 +274,14 @@ def check_project_permits_application(ctx: Context, options: Mapping[str, Any]) 
             continue
         for path, source in app_sources(app):
             repo = str(source.get("repoURL") or "")
-            if not _glob_permits(project.get("spec", "sourceRepos") or [], repo, _normalized_repo):
+            if not _glob_permits(sequence(project.get("spec", "sourceRepos")), repo, _normalized_repo):
                 yield Violation(
                     app,
                     f"{path}.repoURL",
                     f"AppProject/{name} does not permit the source repository {repo!r} (sourceRepos): the "
                     "sync is refused",
                 )
-        destination = app.get("spec", "destination") or {}
+        destination = mapping(app.get("spec", "destination"))
         if not _destination_permitted(project, destination):
             where = ", ".join(f"{k} {v!r}" for k, v in destination.items())
             yield Violation(

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 from tools.validate.catalogue import GIB, Catalogue, InstanceType, ModelProfile
-from tools.validate.model import Resource, Severity
+from tools.validate.model import Resource, Severity, mapping, sequence
 from tools.validate.rules.base import Context, Rule, Violation
 from tools.validate.rules.helpers import (
     CATEGORY,
@@ -153,7 +153,7 @@ def check_model_fits_memory(ctx: Context, options: Mapping[str, Any]) -> Iterato
 
 def check_taints_tolerated(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
     for template in gpu_pod_templates(ctx):
-        tolerations = template.spec.get("tolerations") or []
+        tolerations = sequence(template.spec.get("tolerations"))
         found = []
         for match in gpu_pool_matches(ctx, template):
             blocking = [
@@ -200,7 +200,7 @@ def check_limits_admit_instance(ctx: Context, options: Mapping[str, Any]) -> Ite
     if catalogue is None:
         return
     for pool in nodepools(ctx):
-        limits = pool.get("spec", "limits") or {}
+        limits = mapping(pool.get("spec", "limits"))
         if not limits or not is_gpu_nodepool(pool, catalogue):
             continue
         types = [catalogue.instance_types[n] for n in admitted_instance_types(pool, catalogue)]
@@ -246,9 +246,9 @@ def check_limits_admit_instance(ctx: Context, options: Mapping[str, Any]) -> Ite
 def check_gpu_request_equals_limit(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
     for template in pod_templates(ctx):
         for index, container in template.containers():
-            resources = container.get("resources") or {}
-            request = quantity((resources.get("requests") or {}).get(GPU_RESOURCE))
-            limit = quantity((resources.get("limits") or {}).get(GPU_RESOURCE))
+            resources = mapping(container.get("resources"))
+            request = quantity(mapping(resources.get("requests")).get(GPU_RESOURCE))
+            limit = quantity(mapping(resources.get("limits")).get(GPU_RESOURCE))
             if request is None or request == limit:
                 continue
             yield Violation(
@@ -366,7 +366,7 @@ def _requirement_path(pool: Resource, *keys: str) -> str:
 
 def _emptying_requirement(pool: Resource, catalogue: Catalogue) -> str:
     """The requirement without which the pool would admit an instance type (the first such), else all."""
-    items = list(pool.get("spec", "template", "spec", "requirements") or [])
+    items = list(sequence(pool.get("spec", "template", "spec", "requirements")))
     for i in range(len(items)):
         rest = [item for j, item in enumerate(items) if j != i]
         if types_admitted(requirements_from(rest), catalogue):
@@ -468,7 +468,7 @@ PARALLEL_FLAGS = (
 def check_parallelism_matches_gpus(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
     for template, command in vllm_workloads(ctx):
         container = template.spec["containers"][command.container_index]
-        limit = quantity(((container.get("resources") or {}).get("limits") or {}).get(GPU_RESOURCE))
+        limit = quantity(mapping(mapping(container.get("resources")).get("limits")).get(GPU_RESOURCE))
         sizes: list[tuple[str, int]] = []
         for long_flag, short_flag in PARALLEL_FLAGS:
             flag = long_flag if command.value(long_flag) is not None else short_flag
@@ -504,8 +504,8 @@ def _settings_keys(table: Mapping[str, Any], prefix: str = "") -> Iterator[str]:
 
 
 def _is_bottlerocket(node_class: Resource) -> bool:
-    terms = node_class.get("spec", "amiSelectorTerms") or []
-    if any(str((term or {}).get("alias", "")).startswith("bottlerocket@") for term in terms):
+    terms = sequence(node_class.get("spec", "amiSelectorTerms"))
+    if any(str(mapping(term).get("alias", "")).startswith("bottlerocket@") for term in terms):
         return True
     return str(node_class.get("spec", "amiFamily") or "").lower() == "bottlerocket"
 

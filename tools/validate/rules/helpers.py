@@ -18,12 +18,12 @@ from decimal import Decimal
 from typing import Any
 
 import promql_parser
-import yaml
 from kubernetes.utils import parse_quantity
 from lark import Lark, LarkError, Token
 
 from tools.validate.catalogue import Catalogue, InstanceType
-from tools.validate.model import Resource
+from tools.validate.loader import InputError, load_text
+from tools.validate.model import Resource, mapping, mappings, sequence
 from tools.validate.rules.base import Context
 from tools.validate.vllm_args import VllmCommand, dotted, pod_spec_path, vllm_commands
 
@@ -70,29 +70,29 @@ class PodTemplate:
 
     @property
     def labels(self) -> Mapping[str, str]:
-        return self.resource.get(*self.metadata_path, "labels") or {}
+        return {str(k): str(v) for k, v in mapping(self.resource.get(*self.metadata_path, "labels")).items()}
 
     @property
     def annotations(self) -> Mapping[str, str]:
-        return self.resource.get(*self.metadata_path, "annotations") or {}
+        return mapping(self.resource.get(*self.metadata_path, "annotations"))
 
     def containers(self) -> list[tuple[int, Mapping[str, Any]]]:
-        return [(i, c) for i, c in enumerate(self.spec.get("containers") or []) if isinstance(c, dict)]
+        return [(i, c) for i, c in enumerate(sequence(self.spec.get("containers"))) if isinstance(c, dict)]
 
     def gpus_per_pod(self) -> int:
         total = 0
         for _, container in self.containers():
-            limit = quantity(((container.get("resources") or {}).get("limits") or {}).get(GPU_RESOURCE))
+            limit = quantity(mapping(mapping(container.get("resources")).get("limits")).get(GPU_RESOURCE))
             total += int(limit) if limit is not None else 0
         return total
 
     def requests(self, resource_name: str) -> Decimal:
         total = Decimal(0)
         for _, container in self.containers():
-            resources = container.get("resources") or {}
-            value = quantity((resources.get("requests") or {}).get(resource_name))
+            resources = mapping(container.get("resources"))
+            value = quantity((mapping(resources.get("requests"))).get(resource_name))
             if value is None:
-                value = quantity((resources.get("limits") or {}).get(resource_name))
+                value = quantity((mapping(resources.get("limits"))).get(resource_name))
             total += value or 0
         return total
 
@@ -142,11 +142,14 @@ def selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, st
     """A LabelSelector (matchLabels + matchExpressions) against labels; an empty selector matches all."""
     if not selector:
         return True
-    for key, value in (selector.get("matchLabels") or {}).items():
+    if not isinstance(selector, dict):
+        return False  # not a selector: it selects nothing (the schema rules report its shape)
+    for key, value in mapping(selector.get("matchLabels")).items():
         if labels.get(key) != value:
             return False
-    for expr in selector.get("matchExpressions") or []:
-        key, op, values = expr.get("key"), expr.get("operator"), set(expr.get("values") or [])
+    for expr in mappings(selector.get("matchExpressions")):
+        key, op = expr.get("key"), expr.get("operator")
+        values = {str(v) for v in sequence(expr.get("values"))}
         if op == "In" and labels.get(key) not in values:
             return False
         if op == "NotIn" and key in labels and labels[key] in values:
@@ -224,7 +227,7 @@ def any_selecting(
 
 
 def scale_target(scaled_object: Resource) -> tuple[str, str]:
-    ref = scaled_object.get("spec", "scaleTargetRef") or {}
+    ref = mapping(scaled_object.get("spec", "scaleTargetRef"))
     return str(ref.get("kind") or "Deployment"), str(ref.get("name") or "")
 
 
@@ -263,7 +266,7 @@ def hpas_of(ctx: Context, workload: Resource) -> list[Resource]:
     def index() -> dict[tuple[str, str, str], list[Resource]]:
         by_target: dict[tuple[str, str, str], list[Resource]] = {}
         for hpa in ctx.of_kind("HorizontalPodAutoscaler"):
-            ref = hpa.get("spec", "scaleTargetRef") or {}
+            ref = mapping(hpa.get("spec", "scaleTargetRef"))
             kind, name = ref.get("kind"), ref.get("name")
             if isinstance(kind, str) and isinstance(name, str):  # anything else names no workload
                 by_target.setdefault((hpa.namespace, kind, name), []).append(hpa)
@@ -274,7 +277,8 @@ def hpas_of(ctx: Context, workload: Resource) -> list[Resource]:
 
 
 def triggers(scaled_object: Resource) -> list[tuple[int, Mapping[str, Any]]]:
-    return [(i, t) for i, t in enumerate(scaled_object.get("spec", "triggers") or []) if isinstance(t, dict)]
+    listed = sequence(scaled_object.get("spec", "triggers"))
+    return [(i, t) for i, t in enumerate(listed) if isinstance(t, dict)]
 
 
 class QueryError(ValueError):
@@ -332,7 +336,7 @@ class TriggerQuery:
 
 def trigger_query(trigger: Mapping[str, Any]) -> TriggerQuery | None:
     """The metric names a trigger's query reads; None for triggers without a metrics query."""
-    metadata = trigger.get("metadata") or {}
+    metadata = mapping(trigger.get("metadata"))
     kind = trigger.get("type")
     if kind == "prometheus" and "query" in metadata:
         return TriggerQuery("query", tuple(promql_metrics(str(metadata["query"]))))
@@ -343,7 +347,7 @@ def trigger_query(trigger: Mapping[str, Any]) -> TriggerQuery | None:
 
 def trigger_target(trigger: Mapping[str, Any]) -> tuple[str, float] | None:
     """(metadata field, value) of the trigger's per-replica target."""
-    metadata = trigger.get("metadata") or {}
+    metadata = mapping(trigger.get("metadata"))
     for key in ("threshold", "targetValue", "value"):
         if key in metadata:
             try:
@@ -514,8 +518,10 @@ Requirements = dict[str, KeyConstraint]
 def requirements_from(items: Iterable[Mapping[str, Any]]) -> Requirements:
     out: Requirements = {}
     for item in items:
+        if not isinstance(item, dict):
+            continue
         key = str(item.get("key", ""))
-        out.setdefault(key, KeyConstraint()).add(str(item.get("operator", "")), item.get("values") or [])
+        out.setdefault(key, KeyConstraint()).add(str(item.get("operator", "")), sequence(item.get("values")))
     return out
 
 
@@ -525,8 +531,8 @@ def is_well_known(key: str) -> bool:
 
 def nodepool_requirements(nodepool: Resource) -> Requirements:
     """The NodePool's requirements plus its template labels (a label is `In [value]`) and its name."""
-    reqs = requirements_from(nodepool.get("spec", "template", "spec", "requirements") or [])
-    for key, value in (nodepool.get("spec", "template", "metadata", "labels") or {}).items():
+    reqs = requirements_from(sequence(nodepool.get("spec", "template", "spec", "requirements")))
+    for key, value in (mapping(nodepool.get("spec", "template", "metadata", "labels"))).items():
         reqs.setdefault(str(key), KeyConstraint()).add("In", [value])
     reqs.setdefault(NODEPOOL_NAME, KeyConstraint()).add("In", [nodepool.name])
     return reqs
@@ -555,9 +561,9 @@ def pod_requirement_terms(template: PodTemplate) -> list[PodRequirementTerm]:
     """nodeSelector AND each required node-affinity term (the terms are ORed)."""
     base_items = [
         {"key": k, "operator": "In", "values": [v]}
-        for k, v in (template.spec.get("nodeSelector") or {}).items()
+        for k, v in (mapping(template.spec.get("nodeSelector"))).items()
     ]
-    base_paths = {k: template.at("nodeSelector", k) for k in (template.spec.get("nodeSelector") or {})}
+    base_paths = {k: template.at("nodeSelector", k) for k in (mapping(template.spec.get("nodeSelector")))}
     terms_path = (
         "affinity",
         "nodeAffinity",
@@ -572,7 +578,7 @@ def pod_requirement_terms(template: PodTemplate) -> list[PodRequirementTerm]:
         return [PodRequirementTerm(requirements_from(base_items), base_paths)]
     out = []
     for t, term in enumerate(terms):
-        exprs = (term or {}).get("matchExpressions") or []
+        exprs = mappings(mapping(term).get("matchExpressions"))
         paths = dict(base_paths)
         for e, expr in enumerate(exprs):
             paths.setdefault(str(expr.get("key", "")), template.at(*terms_path, t, "matchExpressions", e))
@@ -585,7 +591,7 @@ def nodepools(ctx: Context) -> list[Resource]:
 
 
 def _is_gpu_pool(nodepool: Resource, reqs: Requirements, catalogue: Catalogue | None) -> bool:
-    if (nodepool.get("spec", "limits") or {}).get(GPU_RESOURCE) is not None:
+    if (mapping(nodepool.get("spec", "limits"))).get(GPU_RESOURCE) is not None:
         return True
     if any(k.startswith("karpenter.k8s.aws/instance-gpu-") for k in reqs):
         return True
@@ -655,10 +661,10 @@ class GpuPoolClass:
 
     @property
     def taints(self) -> list[Any]:
-        return self.representative.get("spec", "template", "spec", "taints") or []
+        return mappings(self.representative.get("spec", "template", "spec", "taints"))
 
     def limit(self, resource_name: str) -> Decimal | None:
-        return quantity((self.representative.get("spec", "limits") or {}).get(resource_name))
+        return quantity((mapping(self.representative.get("spec", "limits"))).get(resource_name))
 
     def gpus_admitted(self, catalogue: Catalogue) -> tuple[frozenset[str], str | None]:
         """The pool half of `gpus_nodepool_may_launch`: GPUs the requirements admit and the deciding key."""
@@ -808,8 +814,8 @@ def pod_instance_types(ctx: Context, template: PodTemplate, match: PoolMatch) ->
 
 
 def requirement_index(nodepool: Resource, key: str) -> int | None:
-    for i, item in enumerate(nodepool.get("spec", "template", "spec", "requirements") or []):
-        if item.get("key") == key:
+    for i, item in enumerate(sequence(nodepool.get("spec", "template", "spec", "requirements"))):
+        if mapping(item).get("key") == key:
             return i
     return None
 
@@ -866,12 +872,12 @@ def gpu_admission_path(nodepool: Resource, gpu: str, catalogue: Catalogue) -> st
         FAMILY: {f.name for f in families},
         CATEGORY: {f.category for f in families},
     }
-    items = nodepool.get("spec", "template", "spec", "requirements") or []
+    items = sequence(nodepool.get("spec", "template", "spec", "requirements"))
     for key in (GPU_NAME, FAMILY, CATEGORY):
         for i, item in enumerate(items):
             if item.get("key") != key or item.get("operator") != "In":
                 continue
-            for j, value in enumerate(item.get("values") or []):
+            for j, value in enumerate(sequence(item.get("values"))):
                 if str(value) in wanted[key]:
                     return f"spec.template.spec.requirements[{i}].values[{j}]"
     return None
@@ -895,7 +901,9 @@ def types_admitted(reqs: Requirements, catalogue: Catalogue) -> list[InstanceTyp
 
 
 def tolerates(tolerations: Iterable[Mapping[str, Any]], taint: Mapping[str, Any]) -> bool:
-    for tol in tolerations:
+    if not isinstance(taint, dict):
+        return True  # not a taint: it keeps nothing off the node
+    for tol in mappings(list(tolerations) if not isinstance(tolerations, list) else tolerations):
         effect = tol.get("effect")
         if effect and effect != taint.get("effect"):
             continue
@@ -918,7 +926,7 @@ def tolerates(tolerations: Iterable[Mapping[str, Any]], taint: Mapping[str, Any]
 def applications(ctx: Context) -> list[Resource]:
     """Argo CD Applications of the overlay plus those rendered from apps/ (`ctx.extras["applications"]`)."""
     seen: dict[tuple[str, str], Resource] = {}
-    for app in [*ctx.of_kind("Application"), *(ctx.extras.get("applications") or [])]:
+    for app in [*ctx.of_kind("Application"), *(sequence(ctx.extras.get("applications")))]:
         if isinstance(app, Resource) and app.kind == "Application":
             seen.setdefault((app.namespace, app.name), app)
     return list(seen.values())
@@ -929,7 +937,7 @@ def app_sources(app: Resource) -> list[tuple[str, Mapping[str, Any]]]:
     out = []
     if isinstance(app.get("spec", "source"), dict):
         out.append(("spec.source", app.get("spec", "source")))
-    for i, source in enumerate(app.get("spec", "sources") or []):
+    for i, source in enumerate(sequence(app.get("spec", "sources"))):
         if isinstance(source, dict):
             out.append((f"spec.sources[{i}]", source))
     return out
@@ -943,7 +951,7 @@ def sync_wave(resource: Resource) -> int:
 
 
 def sync_options(app: Resource) -> set[str]:
-    return {str(o) for o in app.get("spec", "syncPolicy", "syncOptions") or []}
+    return {str(o) for o in sequence(app.get("spec", "syncPolicy", "syncOptions"))}
 
 
 def otel_renames(ctx: Context) -> list[tuple[re.Pattern[str], str]]:
@@ -952,14 +960,18 @@ def otel_renames(ctx: Context) -> list[tuple[re.Pattern[str], str]]:
     for collector in ctx.of_kind("OpenTelemetryCollector"):
         config = collector.get("spec", "config")
         if isinstance(config, str):  # v1alpha1 keeps the collector config as a YAML string
-            config = yaml.safe_load(config)
-        processors = (config or {}).get("processors") or {}
+            try:
+                documents = load_text(config, f"{collector.ref()} spec.config").documents
+            except InputError:
+                continue  # not YAML (or over the loader's limits): it configures no rename
+            config = documents[0] if documents else None
+        processors = mapping(mapping(config).get("processors"))
         for name, processor in processors.items():
             if not str(name).startswith("transform") or not isinstance(processor, dict):
                 continue
-            for group in processor.get("metric_statements") or []:
-                statements = group.get("statements") if isinstance(group, dict) else [group]
-                for statement in statements or []:
+            for group in sequence(processor.get("metric_statements")):
+                statements = sequence(group.get("statements")) if isinstance(group, dict) else [group]
+                for statement in statements:
                     rename = _ottl_rename(str(statement))
                     if rename is not None:
                         out.append(rename)

@@ -23,7 +23,7 @@ from tools.validate.edges import (
     selected_classes,
     speaks,
 )
-from tools.validate.model import Severity
+from tools.validate.model import Severity, mapping, mappings, sequence
 from tools.validate.network import cuts, describe, required_connections, scrape_jobs
 from tools.validate.rules.base import Context, Rule, Violation
 from tools.validate.rules.helpers import WORKLOAD_KINDS, pod_templates
@@ -73,8 +73,8 @@ def check_config_exists(ctx: Context, options: Mapping[str, Any]) -> Iterator[Vi
 def check_claim_exists(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
     for template in pod_templates(ctx):
         namespace = template.resource.namespace
-        for i, volume in enumerate(template.spec.get("volumes") or []):
-            claim = (volume or {}).get("persistentVolumeClaim")
+        for i, volume in enumerate(sequence(template.spec.get("volumes"))):
+            claim = mapping(volume).get("persistentVolumeClaim")
             if not isinstance(claim, dict):
                 continue
             name = str(claim.get("claimName", ""))
@@ -134,7 +134,7 @@ def check_service_target_port_exists(ctx: Context, options: Mapping[str, Any]) -
         classes = selected_classes(ctx, service)
         if not classes:
             continue  # no selector (hand-made endpoints), or none selected: references/selector-selects-pods
-        for i, port in enumerate(service.get("spec", "ports") or []):
+        for i, port in enumerate(sequence(service.get("spec", "ports"))):
             if not isinstance(port, dict):
                 continue
             target = port.get("targetPort", port.get("port"))
@@ -182,9 +182,9 @@ def check_ingress_backend_exists(ctx: Context, options: Mapping[str, Any]) -> It
         default = ingress.get("spec", "defaultBackend", "service")
         if isinstance(default, dict):
             backends.append(("spec.defaultBackend.service", default))
-        for i, rule in enumerate(ingress.get("spec", "rules") or []):
-            for j, path in enumerate(((rule or {}).get("http") or {}).get("paths") or []):
-                service = ((path or {}).get("backend") or {}).get("service")
+        for i, rule in enumerate(sequence(ingress.get("spec", "rules"))):
+            for j, path in enumerate(sequence(mapping(mapping(rule).get("http")).get("paths"))):
+                service = mapping(mapping(path).get("backend")).get("service")
                 if isinstance(service, dict):
                     backends.append((f"spec.rules[{i}].http.paths[{j}].backend.service", service))
         for where, backend in backends:
@@ -198,8 +198,8 @@ def check_ingress_backend_exists(ctx: Context, options: Mapping[str, Any]) -> It
                     "answers 503 on this path",
                 )
                 continue
-            port = backend.get("port") or {}
-            ports = [p for p in service.get("spec", "ports") or [] if isinstance(p, dict)]
+            port = mapping(backend.get("port"))
+            ports = mappings(service.get("spec", "ports"))
             if "name" in port:
                 found = any(p.get("name") == port["name"] for p in ports)
                 wanted = f"named {port['name']!r}"
@@ -234,8 +234,8 @@ def check_node_class_exists(ctx: Context, options: Mapping[str, Any]) -> Iterato
 
 def check_trigger_authentication_exists(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
     for scaled in ctx.of_kind("ScaledObject", "ScaledJob"):
-        for i, trigger in enumerate(scaled.get("spec", "triggers") or []):
-            ref = (trigger or {}).get("authenticationRef")
+        for i, trigger in enumerate(sequence(scaled.get("spec", "triggers"))):
+            ref = mapping(trigger).get("authenticationRef")
             if not isinstance(ref, dict):
                 continue
             kind, name = str(ref.get("kind") or "TriggerAuthentication"), str(ref.get("name", ""))
@@ -269,7 +269,7 @@ def check_in_cluster_url_resolves(ctx: Context, options: Mapping[str, Any]) -> I
         if address.port is None:
             yield Violation(address.holder, address.path, f"{address.text!r} names no port")
             continue
-        ports = [p for p in service.get("spec", "ports") or [] if isinstance(p, dict)]
+        ports = [p for p in sequence(service.get("spec", "ports")) if isinstance(p, dict)]
         port = next((p for p in ports if str(p.get("port")) == str(address.port)), None)
         offered = ", ".join(str(p.get("port")) for p in ports) or "none"
         if port is None:

@@ -419,7 +419,7 @@ def check_wake_from_zero(ctx: Context, options: Mapping[str, Any]) -> Iterator[V
                 used = set(formula_names(str(formula)))
             except QueryError:
                 continue  # reported by scaling/formula-valid
-            found = [(i, t) for i, t in found if t.get("name") in used]
+            found = [(i, t) for i, t in found if str(t.get("name")) in used]
         if not found or any(not _needs_model_pods(t) for _, t in found):
             continue
         names = ", ".join(str(t.get("name") or t.get("type")) for _, t in found)

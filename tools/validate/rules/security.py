@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from tools.validate.model import Resource, Severity
+from tools.validate.model import Resource, Severity, mapping, sequence
 from tools.validate.rules.base import Context, Rule, Violation
 from tools.validate.rules.helpers import PodTemplate, any_selecting, as_int, pod_templates, vllm_workloads
 
@@ -16,7 +16,7 @@ HF_TOKEN_VARS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HUGGINGFACE_HUB_TOKEN")
 
 def _all_containers(template: PodTemplate) -> Iterator[tuple[str, int, Mapping[str, Any]]]:
     for field in ("initContainers", "containers"):
-        for index, container in enumerate(template.spec.get(field) or []):
+        for index, container in enumerate(sequence(template.spec.get(field))):
             if isinstance(container, dict):
                 yield field, index, container
 
@@ -46,8 +46,8 @@ def _container_security(
     template: PodTemplate, field: str, index: int, container: Mapping[str, Any], key: str
 ) -> tuple[Any, str]:
     """The effective securityContext `key` (container over pod) and the path to report."""
-    container_ctx = container.get("securityContext") or {}
-    pod_ctx = template.spec.get("securityContext") or {}
+    container_ctx = mapping(container.get("securityContext"))
+    pod_ctx = mapping(template.spec.get("securityContext"))
     if key in container_ctx:
         return container_ctx[key], template.at(field, index, "securityContext", key)
     if key in pod_ctx:
@@ -70,7 +70,7 @@ def check_run_as_non_root(ctx: Context, options: Mapping[str, Any]) -> Iterator[
 def check_no_privilege_escalation(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
     for template in pod_templates(ctx):
         for field, index, container in _all_containers(template):
-            sc = container.get("securityContext") or {}
+            sc = mapping(container.get("securityContext"))
             if sc.get("allowPrivilegeEscalation") is not False or sc.get("privileged") is True:
                 key = "privileged" if sc.get("privileged") is True else "allowPrivilegeEscalation"
                 path = (
@@ -91,9 +91,9 @@ def check_no_privilege_escalation(ctx: Context, options: Mapping[str, Any]) -> I
 def check_drop_all_capabilities(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
     for template in pod_templates(ctx):
         for field, index, container in _all_containers(template):
-            sc = container.get("securityContext") or {}
-            caps = sc.get("capabilities") or {}
-            if "ALL" not in [str(c).upper() for c in caps.get("drop") or []]:
+            sc = mapping(container.get("securityContext"))
+            caps = mapping(sc.get("capabilities"))
+            if "ALL" not in [str(c).upper() for c in sequence(caps.get("drop"))]:
                 if "drop" in caps:
                     path = template.at(field, index, "securityContext", "capabilities", "drop")
                 elif "capabilities" in sc:
@@ -113,7 +113,9 @@ def check_no_static_credentials(ctx: Context, options: Mapping[str, Any]) -> Ite
     forbid_hf = bool(options["forbid_hf_token"])
     for template in pod_templates(ctx):
         for field, index, container in _all_containers(template):
-            for j, env in enumerate(container.get("env") or []):
+            for j, env in enumerate(sequence(container.get("env"))):
+                if not isinstance(env, dict):
+                    continue
                 name = str(env.get("name", ""))
                 path = template.at(field, index, "env", j)
                 if name in CREDENTIAL_VARS:
@@ -135,7 +137,7 @@ def check_no_static_credentials(ctx: Context, options: Mapping[str, Any]) -> Ite
 
 def check_imds(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
     for node_class in ctx.of_kind("EC2NodeClass"):
-        options_ = node_class.get("spec", "metadataOptions") or {}
+        options_ = mapping(node_class.get("spec", "metadataOptions"))
         tokens = options_.get("httpTokens")
         if tokens is not None and tokens != "required":
             yield Violation(
@@ -154,7 +156,7 @@ def check_imds(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
 
 
 def _restricts_ingress(policy: Resource) -> bool:
-    return "Ingress" in (policy.get("spec", "policyTypes") or ["Ingress"])
+    return "Ingress" in (sequence(policy.get("spec", "policyTypes")) or ["Ingress"])
 
 
 def check_network_policy(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
@@ -177,7 +179,7 @@ def check_seccomp(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violatio
     for template in pod_templates(ctx):
         for field, index, container in _all_containers(template):
             profile, path = _container_security(template, field, index, container, "seccompProfile")
-            kind = (profile or {}).get("type") if isinstance(profile, dict) else None
+            kind = mapping(profile).get("type") if isinstance(profile, dict) else None
             if kind not in ("RuntimeDefault", "Localhost"):
                 yield Violation(
                     template.resource,
@@ -190,7 +192,7 @@ def check_seccomp(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violatio
 def check_read_only_root(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
     for template in pod_templates(ctx):
         for field, index, container in _all_containers(template):
-            sc = container.get("securityContext") or {}
+            sc = mapping(container.get("securityContext"))
             if sc.get("readOnlyRootFilesystem") is not True:
                 if "readOnlyRootFilesystem" in sc:
                     path = template.at(field, index, "securityContext", "readOnlyRootFilesystem")

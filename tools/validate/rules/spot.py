@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from tools.validate.model import Severity
+from tools.validate.model import Severity, mapping, sequence
 from tools.validate.rules.base import Context, Rule, Violation
 from tools.validate.rules.helpers import (
     CAPACITY_TYPE,
@@ -48,10 +48,10 @@ def check_on_demand_fallback(ctx: Context, options: Mapping[str, Any]) -> Iterat
 
 
 def _prestop_seconds(container: Mapping[str, Any]) -> int:
-    pre_stop = (container.get("lifecycle") or {}).get("preStop") or {}
+    pre_stop = mapping(mapping(container.get("lifecycle")).get("preStop"))
     if isinstance(pre_stop.get("sleep"), dict):
         return as_int(pre_stop["sleep"].get("seconds"), 0) or 0
-    command = (pre_stop.get("exec") or {}).get("command") or []
+    command = (mapping(pre_stop.get("exec"))).get("command") or []
     for i, token in enumerate(command):
         words = str(token).split()
         for j, word in enumerate(words):
@@ -210,14 +210,14 @@ def check_expiry_drain_bounded(ctx: Context, options: Mapping[str, Any]) -> Iter
         blocker = _blocks_eviction(ctx, template)
         if blocker is None:
             continue
-        tolerations = template.spec.get("tolerations") or []
+        tolerations = sequence(template.spec.get("tolerations"))
         landing = [
             match for match in gpu_pool_matches(ctx, template)
             if all(tolerates(tolerations, taint) for taint in match.pool_class.taints
                    if taint.get("effect") in ("NoSchedule", "NoExecute"))
         ]
         for pool in matched_pools(landing):
-            spec = pool.get("spec", "template", "spec") or {}
+            spec = mapping(pool.get("spec", "template", "spec"))
             if id(pool) in reported or str(spec.get("expireAfter", "720h")) == "Never":
                 continue
             if spec.get("terminationGracePeriod") is not None:
