@@ -134,7 +134,10 @@ async def _proxy(request: Request, path: str, kind: str) -> Response:
         body = json.dumps(raw_payload).encode()
     else:
         body = await request.body()  # cached by Starlette: the bytes as received
+    relay = RelayResponse(services, path, body, stream, request.scope["route"].path)
     limiter: RateLimiter = app_services.rate_limiter
+    if not limiter.buckets.enabled:
+        return relay  # per-client limits off (GATEWAY_RATE_LIMIT_PER_SECOND=0): one load generator
     client = limiter.client(request.scope)
     limiter.slots.acquire(client)
     try:
@@ -143,8 +146,7 @@ async def _proxy(request: Request, path: str, kind: str) -> Response:
     except ApiError:
         limiter.slots.release(client)
         raise
-    return ClientHeld(RelayResponse(services, path, body, stream, request.scope["route"].path),
-                      lambda: limiter.slots.release(client))
+    return ClientHeld(relay, lambda: limiter.slots.release(client))
 
 
 class ClientHeld(Response):
