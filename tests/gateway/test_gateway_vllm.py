@@ -146,7 +146,8 @@ def test_vllm_killed_mid_stream_ends_the_stream_with_an_error_event(
 def test_sheds_on_the_real_vllm_queue(vllm_server, gateway_s3, make_settings):
     """max-num-seqs 4: eight long streams leave four waiting; the gateway sheds above 2."""
     settings: Settings = make_settings(upstream_url=vllm_server.base_url, model=vllm_server.model,
-                                       upstream_metrics_poll_seconds=0.1, shed_queue_waiting=2)
+                                       upstream_metrics_poll_seconds=0.1, shed_queue_waiting=2,
+                                       allow_ignore_eos=True)
     budget = max_model_len(vllm_server) - 64
     body = {"model": vllm_server.model, "prompt": "Count", "max_tokens": budget, "stream": True,
             "ignore_eos": True}
