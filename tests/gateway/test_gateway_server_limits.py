@@ -7,10 +7,12 @@ import socket
 import time
 from collections.abc import Iterator
 
+import httpx
 import psutil
 import pytest
 
-from tests.gateway.support import Upstream, gateway_process
+from gateway.errors import error_body
+from tests.gateway.support import Upstream, chat, fake_upstream_process, gateway_process
 
 LIMITS = {"max_header_bytes": 65536, "max_header_count": 100, "header_timeout": 1.5, "body_timeout": 1.5}
 
@@ -133,3 +135,21 @@ def test_ten_unfinished_20_mb_headers_do_not_grow_the_process(gateway):
     for answer in answers:
         assert answer == b"" or status_and_body(answer)[0] == b"HTTP/1.1 431 Request Header Fields Too Large"
     assert peak - baseline < 16 * 1_048_576, (baseline, peak)
+
+
+def test_an_answer_over_the_cap_is_refused_without_holding_it(gateway_s3):
+    with fake_upstream_process("--interval-ms", "0") as upstream, gateway_process(
+            upstream.url, gateway_s3, max_tokens=400_000, max_response_bytes=1_048_576) as gateway:
+        process = psutil.Process(gateway.process.pid)
+        baseline = process.memory_info().rss
+        started = time.monotonic()
+        # a 167-byte request whose answer is some 3 MB
+        response = httpx.post(f"{gateway.url}/v1/chat/completions", json=chat(max_tokens=400_000), timeout=60)
+        elapsed = time.monotonic() - started
+        grown = process.memory_info().rss - baseline
+    assert response.status_code == 502
+    assert response.json() == error_body(
+        502, "The model server's answer is larger than this gateway's limit of 1048576 bytes; ask for fewer "
+             "or shorter completions, or stream.", code="response_too_large")
+    assert elapsed < 30
+    assert grown < 2 * 1_048_576, grown
