@@ -17,9 +17,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from gateway.errors import install_error_handlers
-from gateway.limits import Admission, RateLimiter, TokenBuckets
+from gateway.identity import EntrantCookies, SurveyEntries
+from gateway.limits import Admission, ClientSlots, RateLimiter, TokenBuckets
 from gateway.metrics import GatewayMetrics
 from gateway.middleware import GatewayMiddleware
+from gateway.model_info import ModelContext
 from gateway.relay import RelayServices
 from gateway.routers import admin, audience, health, metrics, openai_proxy, ui
 from gateway.settings import Settings
@@ -38,6 +40,8 @@ class Services:
     http: httpx.AsyncClient
     relay: RelayServices
     rate_limiter: RateLimiter
+    lookups: RateLimiter
+    model_context: ModelContext
     records: RecordStore
     state: StateStore
     stats: Stats
@@ -64,7 +68,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                           gateway_metrics)
     buckets = TokenBuckets(settings.rate_limit_per_second, settings.rate_limit_burst,
                            settings.rate_limit_max_clients)
-    rate_limiter = RateLimiter(buckets, settings.trusted_hops, gateway_metrics)
+    slots = ClientSlots(settings.max_in_flight_per_client, settings.retry_after_seconds, gateway_metrics)
+    rate_limiter = RateLimiter(buckets, settings.trusted_hops, gateway_metrics, slots)
+    lookup_buckets = TokenBuckets(settings.lookup_rate_per_second, settings.lookup_burst,
+                                  settings.rate_limit_max_clients)
+    lookups = RateLimiter(lookup_buckets, settings.trusted_hops, gateway_metrics)
+    admin_failures = TokenBuckets(settings.admin_failures_per_minute / 60, settings.admin_failures_burst,
+                                  settings.rate_limit_max_clients)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -79,6 +89,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             relay=RelayServices(settings, Upstream(http, stream_pool, settings, gateway_metrics),
                                 admission, gateway_metrics),
             rate_limiter=rate_limiter,
+            lookups=lookups,
+            model_context=ModelContext(http, settings),
             records=records,
             state=StateStore(records, settings),
             stats=Stats(records, settings),
@@ -90,6 +102,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     background.start_soon(poll_queue, http, settings, admission, gateway_metrics)
                 log.info("gateway started", extra={"upstream": settings.upstream_url,
                                                    "bucket": settings.s3_bucket})
+                if settings.admin_disabled_reason:
+                    log.warning("admin endpoints disabled", extra={"reason": settings.admin_disabled_reason})
+                if settings.client_cookie_secret is None:
+                    log.warning("client cookie secret not set", extra={
+                        "reason": "GATEWAY_CLIENT_COOKIE_SECRET is not set: each replica signs survey "
+                                  "cookies with its own random key, so a browser moving between replicas "
+                                  "counts as a new entrant"})
                 # Everything allocated so far (modules, clients, the app) lives as long as the process:
                 # out of the collector's reach, a full collection no longer walks it, which takes the
                 # longest pauses out of the streams' latency.
@@ -107,6 +126,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = gateway_metrics
     app.state.admission = admission
+    app.state.admin_failures = admin_failures
+    app.state.cookies = EntrantCookies(settings)
+    app.state.entries = SurveyEntries(settings.survey_entries_per_address)
     install_error_handlers(app)
 
     async def storage_unavailable(_request: Request, _exc: Exception) -> JSONResponse:

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from gateway.app import create_app
 from gateway.logs import configure_logging
+from gateway.server import protocol_factory
 from gateway.settings import Settings
 
 
@@ -58,7 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # asyncio, not uvloop: under load uvloop left disconnected clients undetected while their writes
         # were paused, so their upstream requests ran on (see gateway/README.md).
         loop="asyncio",
-        http="httptools",
+        # httptools' protocol with header size and count limits and header and body timeouts.
+        http=protocol_factory(settings),
     )
     server = uvicorn.Server(config)
 

@@ -80,6 +80,42 @@ def upstream_http_error(status: int, body: bytes) -> ApiError:
     return ApiError(502, f"The model server failed ({status}): {message}".rstrip(": "), code="upstream_error")
 
 
+def answer_too_large(limit: int) -> ApiError:
+    return ApiError(502, f"The model server's answer is larger than this gateway's limit of {limit} bytes; "
+                         "ask for fewer or shorter completions, or stream.", code="response_too_large")
+
+
+async def relay_answer(response: UpstreamResponse, send: Send, limit: int,
+                       on_start: Callable[[], None]) -> None:
+    """A non-streamed answer, never held whole beyond ``limit`` bytes (``on_start`` when its head is sent).
+
+    With a Content-Length (vLLM always gives one) the answer is refused up front when too large and
+    otherwise passed through chunk by chunk as it arrives. Without one it is read up to ``limit`` and
+    refused past it.
+    """
+    content_type = response.headers.get("content-type", "application/json").encode()
+    declared = response.headers.get("content-length", "")
+    if not declared.isdigit():
+        body = await response.read(limit + 1)
+        if len(body) > limit:
+            raise answer_too_large(limit)
+        declared = str(len(body))
+        chunks = [body]
+    elif int(declared) > limit:
+        raise answer_too_large(limit)
+    else:
+        chunks = []
+    on_start()
+    await send({"type": "http.response.start", "status": 200, "headers": [
+        (b"content-type", content_type), (b"content-length", declared.encode())]})
+    for chunk in chunks:
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    if not chunks:
+        while chunk := await response.chunk():
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
 async def _watch_disconnect(receive: Receive, on_disconnect: Callable[[], None]) -> None:
     while True:
         message = await receive()
@@ -169,11 +205,7 @@ class RelayResponse(Response):
                     await send_error(send, upstream_http_error(response.status, body))
                     return
                 if not self.stream:
-                    body = await response.read()
-                    content_type = response.headers.get("content-type", "application/json").encode()
-                    await send({"type": "http.response.start", "status": 200, "headers": [
-                        (b"content-type", content_type), (b"content-length", str(len(body)).encode())]})
-                    await send({"type": "http.response.body", "body": body, "more_body": False})
+                    await relay_answer(response, send, settings.max_response_bytes, self._mark_started)
                     return
                 pending = b""
                 # Moving the deadline reschedules a timer: do it at most every tenth of the idle timeout
@@ -223,7 +255,14 @@ class RelayResponse(Response):
             metrics.upstream_errors.labels(kind).inc()
             await self._fail(send, ApiError(504, message, code="upstream_timeout"))
 
+    def _mark_started(self) -> None:
+        self.started = True
+
     async def _fail(self, send: Send, error: ApiError) -> None:
+        if self.started and not self.stream:
+            # A JSON answer cut after its head: ending it short closes the connection, which the
+            # client sees as the failure (its Content-Length was not met).
+            return
         if self.started:
             await send({"type": "http.response.body", "body": sse_error_event(error), "more_body": False})
         else:

@@ -13,6 +13,8 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 STATIC_DIR = Path(__file__).parent / "static"
+# A bearer token anyone on the internet may guess at: 32 characters of a random token are ~190 bits.
+ADMIN_TOKEN_MIN_CHARS = 32
 
 
 def _split_csv(value: object) -> object:
@@ -34,6 +36,11 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_prompts: bool = False
     static_dir: Path = STATIC_DIR
+    # What a client may make the server hold before the app sees a request (gateway/server.py)
+    max_header_bytes: int = Field(default=65_536, ge=1024, description="request line and headers, in bytes")
+    max_header_count: int = Field(default=100, ge=8)
+    header_timeout: float = Field(default=10.0, gt=0, description="first byte to the end of the headers")
+    body_timeout: float = Field(default=30.0, gt=0, description="end of the headers to the end of the body")
 
     # Upstream (the vLLM Service)
     upstream_url: str = "http://127.0.0.1:8000"
@@ -53,8 +60,10 @@ class Settings(BaseSettings):
     max_in_flight: int = Field(default=256, ge=1)
     shed_queue_waiting: int = Field(default=64, ge=0, description="shed while vLLM's waiting queue is above")
     retry_after_seconds: int = Field(default=1, ge=1)
-    rate_limit_per_second: float = Field(default=10.0, ge=0, description="per client; 0 disables")
-    rate_limit_burst: int = Field(default=40, ge=1)
+    # Charged in tokens of work (prompt estimate + n x max_tokens), not in requests: gateway/limits.py
+    rate_limit_per_second: float = Field(default=400.0, ge=0, description="tokens per client; 0 disables")
+    rate_limit_burst: int = Field(default=16_384, ge=1, description="tokens")
+    max_in_flight_per_client: int = Field(default=8, ge=1)
     rate_limit_max_clients: int = Field(default=100_000, ge=1)
     trusted_hops: int = Field(default=0, ge=0, description="proxies in front that append to X-Forwarded-For")
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
@@ -62,6 +71,19 @@ class Settings(BaseSettings):
     max_message_chars: int = Field(default=32_000, ge=1)
     max_tokens: int = Field(default=1024, ge=1)
     max_tokens_policy: Literal["clamp", "reject"] = "clamp"
+    # The model server's context when its /v1/models answer (max_model_len) cannot be read
+    model_max_len: int = Field(default=4096, ge=16)
+    max_n: int = Field(default=4, ge=1, description="n and best_of")
+    max_logprobs: int = Field(default=5, ge=0, description="logprobs (legacy) and top_logprobs")
+    max_prompts: int = Field(default=16, ge=1, description="list prompts of /v1/completions")
+    max_min_tokens: int = Field(default=256, ge=0)
+    allow_ignore_eos: bool = False
+    max_stop_sequences: int = Field(default=4, ge=0)
+    max_tools: int = Field(default=32, ge=0, description="tools (or functions) and tool calls per message")
+    max_tools_chars: int = Field(default=32_000, ge=0, description="the tools' JSON, in characters")
+    max_name_chars: int = Field(default=64, ge=1, description="message, tool and function names")
+    max_logit_bias: int = Field(default=300, ge=0)
+    max_response_bytes: int = Field(default=4 * 1_048_576, ge=65_536, description="a non-streamed answer")
 
     # S3 records
     s3_bucket: str = "eks-llm-inference-responses-000000000000"
@@ -77,7 +99,15 @@ class Settings(BaseSettings):
     # Audience API
     public_url: str = "http://127.0.0.1:8080"
     default_mode: Literal["quiz", "survey"] = "quiz"
+    # Shorter than ADMIN_TOKEN_MIN_CHARS (or unset): the admin endpoints are off (gateway/routers/admin.py)
     admin_token: SecretStr | None = None
+    admin_failures_burst: int = Field(default=5, ge=1, description="failed admin attempts per client")
+    admin_failures_per_minute: float = Field(default=1.0, gt=0)
+    # Signs the per-browser cookie that identifies a survey entrant; shared by every replica
+    client_cookie_secret: SecretStr | None = None
+    survey_entries_per_address: int = Field(default=200, ge=1, description="per session and replica")
+    lookup_rate_per_second: float = Field(default=0.5, ge=0, description="winner lookups per client")
+    lookup_burst: int = Field(default=10, ge=1)
     question_max_chars: int = Field(default=500, ge=1)
     question_max_tokens: int = Field(default=256, ge=1)
     question_system_prompt: str = "You are a helpful assistant at a conference talk. Answer briefly."
@@ -96,7 +126,7 @@ class Settings(BaseSettings):
         value = value.rstrip("/")
         return value.removesuffix("/v1")
 
-    @field_validator("s3_endpoint_url", mode="before")
+    @field_validator("s3_endpoint_url", "admin_token", "client_cookie_secret", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value
@@ -104,6 +134,16 @@ class Settings(BaseSettings):
     @property
     def model_allow_list(self) -> frozenset[str]:
         return frozenset(self.allowed_models or [self.model])
+
+    @property
+    def admin_disabled_reason(self) -> str | None:
+        """Why the admin endpoints are off, or None when the token is usable."""
+        if self.admin_token is None:
+            return "GATEWAY_ADMIN_TOKEN is not set"
+        length = len(self.admin_token.get_secret_value())
+        if length < ADMIN_TOKEN_MIN_CHARS:
+            return f"GATEWAY_ADMIN_TOKEN has {length} characters, fewer than {ADMIN_TOKEN_MIN_CHARS}"
+        return None
 
     @property
     def metrics_url(self) -> str:

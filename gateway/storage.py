@@ -40,6 +40,8 @@ log = logging.getLogger("gateway.storage")
 T = TypeVar("T")
 Mode = Literal["quiz", "survey"]
 RecordKind = Literal["survey", "questions", "draws"]
+# Matched whole (fullmatch): "$" alone would accept a trailing newline. The anchors are for pydantic's
+# ``pattern``, which searches.
 SESSION_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 RECORD_ID = re.compile(r"^[0-9a-f]{24}$")
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import logging
+import math
 import secrets
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -12,27 +15,45 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from gateway.bodies import CheckedJsonRoute
 from gateway.errors import ApiError
+from gateway.limits import TokenBuckets
 from gateway.settings import SettingsDep
 from gateway.storage import SESSION_ID, Conflict, draw_winners, now_iso, tickets_digest
+
+log = logging.getLogger("gateway.admin")
 
 DRAW_ALGORITHM = "random.Random(seed).sample(sorted(tickets), min(count, len(tickets))), Python 3"
 
 
 def require_admin(request: Request, settings: SettingsDep) -> None:
-    if settings.admin_token is None:
-        raise ApiError(503, "The admin API is disabled: GATEWAY_ADMIN_TOKEN is not set.",
-                       code="admin_disabled")
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    expected = settings.admin_token.get_secret_value().encode()
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected):
+    """The bearer token, compared in constant time; failed attempts limited per client.
+
+    A token shorter than ADMIN_TOKEN_MIN_CHARS, or none, turns the endpoints off (503, and a warning at
+    start-up), so that a Secret created empty never opens them to ``Authorization: Bearer`` alone.
+    """
+    reason = settings.admin_disabled_reason
+    if reason is not None or settings.admin_token is None:
+        raise ApiError(503, f"The admin API is disabled: {reason}.", code="admin_disabled")
+    failures: TokenBuckets = request.app.state.admin_failures
+    client = request.app.state.services.rate_limiter.client(request.scope)
+    wait = failures.wait(client)
+    if wait > 0:
+        raise ApiError(429, "Too many failed admin attempts from this client; retry after the delay in "
+                            "Retry-After.", code="rate_limit_exceeded", retry_after=max(1, math.ceil(wait)))
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    # Digests of equal length: compare_digest's time then says nothing about the token's length either.
+    given = hashlib.sha256(token.strip().encode("utf-8", "surrogateescape")).digest()
+    expected = hashlib.sha256(settings.admin_token.get_secret_value().encode()).digest()
+    if not (hmac.compare_digest(given, expected) and scheme.lower() == "bearer"):
+        failures.take(client)
+        log.warning("admin authentication failed", extra={"client": client, "path": request.url.path})
         error = ApiError(401, "A valid admin bearer token is required.", code="invalid_admin_token")
         error.headers = {"WWW-Authenticate": "Bearer"}
         raise error
 
 
-router = APIRouter(prefix="/api/admin", dependencies=[Depends(require_admin)])
+router = APIRouter(prefix="/api/admin", dependencies=[Depends(require_admin)], route_class=CheckedJsonRoute)
 
 
 class ModeIn(BaseModel):

@@ -18,7 +18,10 @@ from httpx_sse import EventSource
 from pydantic import BaseModel, Field
 from starlette.types import Receive, Scope, Send
 
+from gateway.bodies import CheckedJsonRoute
 from gateway.errors import ApiError, send_error
+from gateway.identity import COOKIE_NAME, EntrantCookies, SurveyEntries
+from gateway.limits import work_tokens
 from gateway.relay import SSE_HEADERS, close_quietly, run_watching_disconnect, upstream_http_error
 from gateway.settings import Settings, SettingsDep
 from gateway.storage import (
@@ -31,7 +34,7 @@ from gateway.storage import (
     unavailable,
 )
 
-router = APIRouter(prefix="/api")
+router = APIRouter(prefix="/api", route_class=CheckedJsonRoute)
 
 IDEMPOTENCY_HEADER = "idempotency-key"
 MAX_IDEMPOTENCY_KEY = 200
@@ -52,8 +55,10 @@ def idempotency_key(request: Request) -> str | None:
     return key
 
 
-def replayed(record: dict[str, Any], status: int) -> JSONResponse:
-    headers = {"Idempotent-Replayed": "true"} if status == 200 else None
+def replayed(record: dict[str, Any], status: int, headers: dict[str, str] | None = None) -> JSONResponse:
+    headers = dict(headers or {})
+    if status == 200:
+        headers["Idempotent-Replayed"] = "true"
     return JSONResponse(record, status_code=status, headers=headers)
 
 
@@ -86,12 +91,12 @@ class SurveyIn(BaseModel):
 @router.post("/questions", response_model=None)
 async def ask(body: QuestionIn, request: Request, settings: SettingsDep) -> Response:
     services = request.app.state.services
-    services.rate_limiter.check(request.scope)
     question = body.question.strip()
     if not question:
         raise field_error("question", "must not be empty")
     if len(question) > settings.question_max_chars:
         raise field_error("question", f"must be at most {settings.question_max_chars} characters")
+    services.rate_limiter.check(request.scope, work_tokens(len(question), 1, settings.question_max_tokens))
     key = idempotency_key(request)
     state = await services.state.current()
     rid = record_id(state.session_id, "questions", key)
@@ -261,8 +266,10 @@ class AnswerResponse(Response):
 
 @router.post("/survey")
 async def survey(body: SurveyIn, request: Request, settings: SettingsDep) -> JSONResponse:
+    """One entry per entrant and session (gateway/identity.py): a second submission from the same
+    browser answers its first ticket (200), whatever it says."""
     services = request.app.state.services
-    services.rate_limiter.check(request.scope)
+    services.lookups.check(request.scope)
     company = body.company.strip()
     feedback = body.feedback.strip()
     fields: dict[str, str] = {}
@@ -275,17 +282,30 @@ async def survey(body: SurveyIn, request: Request, settings: SettingsDep) -> JSO
         summary = "; ".join(f"{name}: {message}" for name, message in fields.items())
         raise ApiError(422, summary, code="validation_error", param=first, extra={"fields": fields})
     key = idempotency_key(request)
+    cookies: EntrantCookies = request.app.state.cookies
+    entries: SurveyEntries = request.app.state.entries
+    entrant = cookies.entrant(request.cookies.get(COOKIE_NAME))
+    if entrant is None:
+        entrant = cookies.new_entrant(key)
+    cookie = {"Set-Cookie": cookies.set_cookie_header(entrant)}
     state = await services.state.current()
-    rid = record_id(state.session_id, "survey", key)
+    rid = record_id(state.session_id, "survey", entrant)
     object_key = services.records.key("sessions", state.session_id, "survey", f"{rid}.json")
+    address = services.rate_limiter.client(request.scope)
+    if entries.full(state.session_id, address):
+        existing = await services.records.get(object_key)
+        if existing is None:
+            raise entries.refusal()
+        return replayed(existing, 200, cookie)
     record = {"ticket": rid, "session_id": state.session_id, "rating": body.rating, "company": company,
               "feedback": feedback, "created_at": now_iso()}
     try:
         await services.records.put(object_key, record, "survey", only_if_new=True)
     except Conflict:
         existing = await services.records.get(object_key)
-        return replayed(existing or record, 200)
-    return replayed(record, 201)
+        return replayed(existing or record, 200, cookie)
+    entries.count(state.session_id, address)
+    return replayed(record, 201, cookie)
 
 
 @router.get("/stats")
@@ -300,9 +320,10 @@ async def stats(request: Request) -> dict[str, Any]:
 @router.get("/winner")
 async def winner(request: Request, ticket: str, session: str | None = None) -> dict[str, Any]:
     services = request.app.state.services
-    if not RECORD_ID.match(ticket):
+    services.lookups.check(request.scope)
+    if not RECORD_ID.fullmatch(ticket):
         raise field_error("ticket", "must be the 24-character ticket returned by /api/survey")
-    if session is not None and not SESSION_ID.match(session):
+    if session is not None and not SESSION_ID.fullmatch(session):
         raise field_error("session", "is not a session id")
     session_id = session or (await services.state.current()).session_id
     ticket_key = services.records.key("sessions", session_id, "survey", f"{ticket}.json")

@@ -1,13 +1,14 @@
 """OpenAI-compatible routes proxied to the vLLM Service.
 
-The request body is checked field by field on the parsed JSON (no full pydantic model: this is the hot
-path) and forwarded byte for byte unless ``max_tokens`` had to be clamped.
+The request body is checked field by field on the parsed JSON (gateway/openai_fields.py; no full pydantic
+model: this is the hot path) and forwarded byte for byte unless ``max_tokens`` had to be set or clamped.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -19,7 +20,11 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gateway.bodies import BadJson, parse_json
 from gateway.errors import ApiError, send_error
+from gateway.limits import RateLimiter, work_tokens
+from gateway.model_info import public_models
+from gateway.openai_fields import Shape, check_request
 from gateway.relay import RelayResponse, RelayServices, close_quietly, upstream_http_error
 from gateway.settings import Settings
 
@@ -43,26 +48,12 @@ async def read_json_object(request: Request) -> dict[str, Any]:
     except ClientDisconnect as exc:
         raise _invalid("The client disconnected while sending the body.") from exc
     try:
-        payload = json.loads(raw)
-    except ValueError as exc:
-        raise _invalid("We could not parse the JSON body of your request.", code="invalid_json") from exc
+        payload = parse_json(raw)
+    except BadJson as exc:
+        raise _invalid(str(exc), code="invalid_json") from exc
     if not isinstance(payload, dict):
         raise _invalid("The request body must be a JSON object.", code="invalid_json")
     return payload
-
-
-def _text_length(content: object) -> int:
-    if isinstance(content, str):
-        return len(content)
-    if isinstance(content, list):
-        total = 0
-        for part in content:
-            if isinstance(part, str):
-                total += len(part)
-            elif isinstance(part, dict) and isinstance(part.get("text"), str):
-                total += len(part["text"])
-        return total
-    return 0
 
 
 def check_model(payload: dict[str, Any], settings: Settings) -> str:
@@ -84,43 +75,18 @@ def check_stream(payload: dict[str, Any]) -> bool:
     return stream
 
 
-def check_messages(payload: dict[str, Any], settings: Settings) -> None:
-    messages = payload.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise _invalid("'messages' must be a non-empty array.", param="messages",
-                       code="missing_required_parameter" if messages is None else "invalid_type")
-    if len(messages) > settings.max_messages:
-        raise _invalid(f"Too many messages: {len(messages)} > {settings.max_messages}.", param="messages",
-                       code="too_many_messages")
-    for index, message in enumerate(messages):
-        if not isinstance(message, dict):
-            raise _invalid("Each message must be an object.", param=f"messages[{index}]", code="invalid_type")
-        if _text_length(message.get("content")) > settings.max_message_chars:
-            raise _invalid(f"Message {index} is longer than {settings.max_message_chars} characters.",
-                           param=f"messages[{index}].content", code="message_too_long")
+def default_max_tokens(settings: Settings, context: int, shape: Shape) -> int:
+    """The max_tokens given to a request without one: the setting, lowered so that an upper bound of the
+    prompt plus it fits the model's context (vLLM answers 400 otherwise)."""
+    return max(1, min(settings.max_tokens, context - shape.longest_prompt_tokens))
 
 
-def check_prompt(payload: dict[str, Any], settings: Settings) -> None:
-    prompt = payload.get("prompt")
-    if prompt is None:
-        raise _invalid("you must provide a prompt parameter", param="prompt",
-                       code="missing_required_parameter")
-    prompts = prompt if isinstance(prompt, list) else [prompt]
-    if len(prompts) > settings.max_messages:
-        raise _invalid(f"Too many prompts: {len(prompts)} > {settings.max_messages}.", param="prompt",
-                       code="too_many_messages")
-    for item in prompts:
-        size = len(item) if isinstance(item, str | list) else 0
-        if size > settings.max_message_chars:
-            raise _invalid(f"The prompt is longer than {settings.max_message_chars} characters.",
-                           param="prompt", code="message_too_long")
-
-
-def limit_max_tokens(payload: dict[str, Any], settings: Settings) -> bool:
+def limit_max_tokens(payload: dict[str, Any], settings: Settings, default: int | None = None) -> bool:
     """Apply the max_tokens policy; True when the payload was changed.
 
-    clamp: values above the limit are lowered to it, and a request without one gets the limit.
+    clamp: values above the limit are lowered to it.
     reject: values above the limit are a 400.
+    Under both, a request without one gets ``default`` (the limit when not given).
     """
     changed = False
     present = False
@@ -138,31 +104,65 @@ def limit_max_tokens(payload: dict[str, Any], settings: Settings) -> bool:
             payload[field] = settings.max_tokens
             changed = True
     if not present:
-        payload["max_tokens"] = settings.max_tokens
+        payload["max_tokens"] = settings.max_tokens if default is None else default
         changed = True
     return changed
+
+
+def requested_tokens(payload: dict[str, Any]) -> int:
+    """The completion length a checked request asks for (after ``limit_max_tokens``)."""
+    values = [payload[field] for field in TOKEN_FIELDS if payload.get(field) is not None]
+    return min(values) if values else 0
 
 
 async def _proxy(request: Request, path: str, kind: str) -> Response:
     services = services_of(request)
     settings = services.settings
-    request.app.state.services.rate_limiter.check(request.scope)
+    app_services = request.app.state.services
     raw_payload = await read_json_object(request)
     check_model(raw_payload, settings)
     stream = check_stream(raw_payload)
-    if kind == "chat":
-        check_messages(raw_payload, settings)
-    else:
-        check_prompt(raw_payload, settings)
+    shape = check_request(raw_payload, kind, settings)
     if settings.log_prompts:
         log.info("prompt", extra={"request_id": request.scope["state"]["request_id"],
                                   "messages": raw_payload.get("messages"),
                                   "prompt": raw_payload.get("prompt")})
-    if limit_max_tokens(raw_payload, settings):
+    default = None
+    if all(raw_payload.get(field) is None for field in TOKEN_FIELDS):
+        default = default_max_tokens(settings, await app_services.model_context.length(), shape)
+    if limit_max_tokens(raw_payload, settings, default):
         body = json.dumps(raw_payload).encode()
     else:
         body = await request.body()  # cached by Starlette: the bytes as received
-    return RelayResponse(services, path, body, stream, request.scope["route"].path)
+    relay = RelayResponse(services, path, body, stream, request.scope["route"].path)
+    limiter: RateLimiter = app_services.rate_limiter
+    if not limiter.buckets.enabled:
+        return relay  # per-client limits off (GATEWAY_RATE_LIMIT_PER_SECOND=0): one load generator
+    client = limiter.client(request.scope)
+    limiter.slots.acquire(client)
+    try:
+        cost = work_tokens(0, shape.completions, requested_tokens(raw_payload)) + shape.prompt_tokens_estimate
+        limiter.check(request.scope, cost)
+    except ApiError:
+        limiter.slots.release(client)
+        raise
+    return ClientHeld(relay, lambda: limiter.slots.release(client))
+
+
+class ClientHeld(Response):
+    """A response that gives its client's in-flight slot back when it ends, however it ends."""
+
+    def __init__(self, inner: Response, release: Callable[[], None]) -> None:
+        self.inner = inner
+        self.release = release
+        self.background = None
+        self.status_code = inner.status_code
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.inner(scope, receive, send)
+        finally:
+            self.release()
 
 
 PROXIED = {"/v1/chat/completions": "chat", "/v1/completions": "completions"}
@@ -228,6 +228,9 @@ async def list_models(request: Request) -> JSONResponse:
         raise ApiError(504, "The model server did not answer in time.", code="upstream_timeout")
     if response.status_code != 200:
         raise upstream_http_error(response.status_code, body)
-    data = json.loads(body)
-    data["data"] = [model for model in data.get("data", []) if model.get("id") in allowed]
-    return JSONResponse(data)
+    try:
+        answer = json.loads(body)
+    except ValueError as exc:
+        raise ApiError(502, "The model server's model list is not JSON.", code="upstream_error") from exc
+    request.app.state.services.model_context.remember(answer)
+    return JSONResponse(public_models(answer, allowed))

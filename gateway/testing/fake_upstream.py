@@ -31,6 +31,7 @@ class FakeConfig:
     interval: float = 0.005
     first_token_delay: float = 0.0
     max_num_seqs: int = 0  # 0: no limit, nothing waits
+    max_model_len: int = 512
 
 
 class FakeUpstream:
@@ -60,9 +61,14 @@ class FakeUpstream:
         elif method == "GET" and path == "/metrics":
             await _send(send, 200, self.metrics_text().encode(), b"text/plain; version=0.0.4")
         elif method == "GET" and path == "/v1/models":
+            # As vLLM answers: "root" is where the weights came from (a path or an S3 URI).
             await _send_json(send, 200, {"object": "list", "data": [
                 {"id": self.config.model, "object": "model", "created": 0, "owned_by": "vllm",
-                 "max_model_len": 512}]})
+                 "root": f"s3://models-bucket/{self.config.model}", "parent": None,
+                 "max_model_len": self.config.max_model_len,
+                 "permission": [{"id": "modelperm-0", "object": "model_permission", "created": 0,
+                                 "allow_create_engine": False, "organization": "*", "group": None,
+                                 "is_blocking": False}]}]})
         elif method == "POST" and path in ("/v1/chat/completions", "/v1/completions"):
             await self._generate(scope, receive, send, chat=path == "/v1/chat/completions")
         else:

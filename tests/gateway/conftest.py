@@ -55,6 +55,7 @@ def make_settings(gateway_s3: S3Server, fake_upstream: Upstream) -> Callable[...
             "admin_token": ADMIN_TOKEN,
             "upstream_metrics_poll_seconds": 0,
             "rate_limit_per_second": 0,
+            "lookup_rate_per_second": 0,
             "state_cache_seconds": 0,
             "stats_cache_seconds": 0,
         }

@@ -17,7 +17,7 @@ from gateway.testing.fake_upstream import FakeConfig, FakeUpstream
 from gateway.testing.servers import RunningServer, serve_in_thread
 
 BUCKET = "eks-llm-inference-responses-000000000000"
-ADMIN_TOKEN = "admin-secret-token"
+ADMIN_TOKEN = "admin-secret-token-for-the-gateway-tests"
 MODEL = "fake-model"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
@@ -78,6 +78,7 @@ def gateway_process(upstream_url: str, s3: Any, **settings: Any) -> Any:
         "GATEWAY_S3_BUCKET": s3.bucket,
         "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN,
         "GATEWAY_RATE_LIMIT_PER_SECOND": "0",
+        "GATEWAY_LOOKUP_RATE_PER_SECOND": "0",
         **s3.env(),
     }
     env.update({f"GATEWAY_{name.upper()}": str(value) for name, value in settings.items()})

@@ -42,6 +42,7 @@ async def test_survey_is_stored_before_201_and_idempotency_key_prevents_duplicat
     headers = {"Idempotency-Key": "phone-42-submit-1"}
     created = await client.post("/api/survey", json=payload, headers=headers)
     retried = await client.post("/api/survey", json=payload, headers=headers)
+    client.cookies.clear()  # another browser
     other = await client.post("/api/survey", json=payload)
     assert created.status_code == 201
     record = created.json()
@@ -168,6 +169,7 @@ async def test_mode_and_session_changes_are_shared_through_s3(make_settings, gat
 async def test_draw_is_reproducible_stored_and_checkable_by_ticket(client, gateway_s3):
     tickets = []
     for rating in (1, 2, 3, 4, 5):
+        client.cookies.clear()  # five browsers
         response = await client.post("/api/survey", json={"rating": rating, "company": "c", "feedback": "f"})
         tickets.append(response.json()["ticket"])
     not_drawn = await client.get("/api/winner", params={"ticket": tickets[0]})
@@ -203,6 +205,7 @@ async def test_draw_is_reproducible_stored_and_checkable_by_ticket(client, gatew
 
 async def test_stats_count_per_session_with_average_rating(client):
     for rating in (2, 5, 5):
+        client.cookies.clear()  # three browsers
         await client.post("/api/survey", json={"rating": rating})
     await client.post("/api/questions", json={"question": "Q?"})
     stats = await client.get("/api/stats")

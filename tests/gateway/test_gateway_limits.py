@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from gateway.errors import ApiError
-from gateway.limits import Admission, TokenBuckets, client_address
+from gateway.limits import Admission, ClientSlots, TokenBuckets, client_address, work_tokens
 from gateway.metrics import GatewayMetrics
+from gateway.model_info import REFRESH_SECONDS, ModelContext, context_length, public_models
 from gateway.relay import events_end, upstream_http_error
+from gateway.settings import Settings
 from gateway.upstream import parse_waiting
 
 
@@ -104,3 +107,86 @@ def test_parse_waiting_sums_models_and_ignores_other_families():
     assert parse_waiting(text) == 7.0
     with pytest.raises(ValueError, match="not found"):
         parse_waiting("vllm:num_requests_running 1\n")
+
+
+def test_client_address_reads_every_x_forwarded_for_line_in_order():
+    lines = {"client": ("10.0.0.9", 1), "headers": [
+        (b"x-forwarded-for", b"192.0.2.77"), (b"accept", b"*/*"),
+        (b"x-forwarded-for", b"6.6.6.6, 198.51.100.1")]}
+    assert client_address(lines, 1) == "198.51.100.1"
+    assert client_address(lines, 2) == "6.6.6.6"
+    assert client_address(lines, 3) == "192.0.2.77"
+
+
+def test_token_buckets_charge_the_cost_and_cap_it_at_the_burst():
+    now = [0.0]
+    buckets = TokenBuckets(rate=10.0, burst=100, max_clients=10, clock=lambda: now[0])
+    assert buckets.take("a", 60) == 0.0
+    assert buckets.take("a", 60) == pytest.approx(2.0)  # 40 left, 20 more at 10 a second
+    assert buckets.wait("a") == 0.0
+    now[0] += 6.0
+    assert buckets.take("a", 5000) == 0.0  # charged as the whole bucket: 100
+    assert buckets.wait("a") == pytest.approx(0.1)
+
+
+def test_client_slots_cap_each_client_and_are_given_back():
+    metrics = GatewayMetrics()
+    slots = ClientSlots(per_client=2, retry_after=1, metrics=metrics)
+    slots.acquire("a")
+    slots.acquire("a")
+    slots.acquire("b")
+    with pytest.raises(ApiError) as refused:
+        slots.acquire("a")
+    assert (refused.value.status_code, refused.value.code) == (429, "rate_limit_exceeded")
+    slots.release("a")
+    slots.acquire("a")
+    for key in ("a", "a", "b"):
+        slots.release(key)
+    assert (slots.held("a"), slots.held("b")) == (0, 0)
+
+
+def test_work_tokens_count_the_prompt_and_every_completion():
+    assert work_tokens(prompt_chars=400, completions=4, max_tokens=256) == 100 + 1024
+    assert work_tokens(prompt_chars=1, completions=1, max_tokens=1) == 2
+
+
+def models_answer(length: object) -> dict:
+    return {"object": "list", "data": [{"id": "m", "root": "/models/m", "max_model_len": length}]}
+
+
+@pytest.mark.anyio
+async def test_model_context_is_read_cached_and_falls_back_to_the_setting():
+    calls = []
+    answers = [httpx.Response(200, json=models_answer(512)), httpx.Response(503),
+               httpx.Response(200, json=models_answer(2048))]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        return answers[len(calls) - 1]
+
+    now = [0.0]
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler), base_url="http://vllm") as http:
+        context = ModelContext(http, Settings(model="m", model_max_len=4096), clock=lambda: now[0])
+        assert await context.length() == 512
+        assert await context.length() == 512  # cached: no second call
+        now[0] += REFRESH_SECONDS + 1
+        assert await context.length() == 512  # the refresh failed: the last known length stays
+        assert await context.length() == 512  # and it is not asked again before RETRY_SECONDS
+        now[0] += 6
+        assert await context.length() == 2048
+    assert calls == ["/v1/models"] * 3
+
+
+@pytest.mark.anyio
+async def test_model_context_without_an_answer_is_the_setting():
+    def refused(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(refused), base_url="http://vllm") as http:
+        context = ModelContext(http, Settings(model="m", model_max_len=1000))
+        assert await context.length() == 1000
+    assert context_length(models_answer(True), "m") is None
+    assert context_length(models_answer("512"), "m") is None
+    assert context_length({"data": "x"}, "m") is None
+    assert public_models(models_answer(512), frozenset({"m"})) == {
+        "object": "list", "data": [{"id": "m", "max_model_len": 512}]}

@@ -149,15 +149,16 @@ async def test_max_tokens_over_the_limit_is_refused_with_reject_policy(make_sett
 
 
 async def test_rate_limit_per_client_answers_429_with_retry_after(make_settings):
-    settings = make_settings(rate_limit_per_second=0.5, rate_limit_burst=2, trusted_hops=1)
+    # Charged in tokens: "Hello" is 2 (5 bytes / 4, rounded up) + 1 x max_tokens 8 = 10 of the burst of 20.
+    settings = make_settings(rate_limit_per_second=0.5, rate_limit_burst=20, trusted_hops=1)
     async with gateway_client(settings) as c:
-        first = [await c.post("/v1/chat/completions", json=chat(max_tokens=1),
+        first = [await c.post("/v1/chat/completions", json=chat(max_tokens=8),
                               headers={"X-Forwarded-For": "198.51.100.1"}) for _ in range(3)]
-        other = await c.post("/v1/chat/completions", json=chat(max_tokens=1),
+        other = await c.post("/v1/chat/completions", json=chat(max_tokens=8),
                              headers={"X-Forwarded-For": "6.6.6.6, 198.51.100.2"})
         metrics = (await c.get("/metrics")).text
     assert [r.status_code for r in first] == [200, 200, 429]
-    assert first[2].headers["retry-after"] == "2"
+    assert first[2].headers["retry-after"] == "20"
     assert first[2].json() == {"error": {
         "message": "Rate limit reached for this client; retry after the delay in Retry-After.",
         "type": "rate_limit_error", "param": None, "code": "rate_limit_exceeded"}}

@@ -313,7 +313,8 @@ async def test_connection_closed_before_an_answer_is_retried_then_502(make_setti
         settings = make_settings(upstream_url=f"http://127.0.0.1:{port}", upstream_connect_attempts=2,
                                  upstream_retry_backoff=0, upstream_metrics_poll_seconds=0)
         async with gateway_client(settings) as c:
-            response = await c.post("/v1/chat/completions", json=chat(stream=True))
+            # max_tokens given: without it the gateway would first ask this server's /v1/models
+            response = await c.post("/v1/chat/completions", json=chat(stream=True, max_tokens=5))
             metrics = (await c.get("/metrics")).text
         group.cancel_scope.cancel()
     assert response.status_code == status

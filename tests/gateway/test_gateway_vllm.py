@@ -27,8 +27,9 @@ pytestmark = [pytest.mark.vllm, pytest.mark.s3]
 
 @pytest.fixture
 def vllm_gateway(vllm_server, gateway_s3, make_settings) -> Iterator[RunningServer]:
+    # ignore_eos allowed: the disconnect test needs a generation that runs to its max_tokens
     settings = make_settings(upstream_url=vllm_server.base_url, model=vllm_server.model,
-                             upstream_metrics_poll_seconds=0.2)
+                             upstream_metrics_poll_seconds=0.2, allow_ignore_eos=True)
     with serve_in_thread(create_app(settings)) as server:
         server.prefix = settings.s3_prefix  # type: ignore[attr-defined]
         yield server
@@ -114,8 +115,8 @@ def test_vllm_killed_mid_stream_ends_the_stream_with_an_error_event(
     try:
         assert doomed.pid is not None
         budget = max_model_len(doomed) - 64
-        with serve_in_thread(create_app(make_settings(upstream_url=doomed.base_url,
-                                                      model=doomed.model))) as gateway:
+        with serve_in_thread(create_app(make_settings(upstream_url=doomed.base_url, model=doomed.model,
+                                                      allow_ignore_eos=True))) as gateway:
             events = []
             with httpx.stream("POST", f"{gateway.url}/v1/completions", timeout=30, json={
                     "model": doomed.model, "prompt": "Tell a long story", "max_tokens": budget,
@@ -145,7 +146,8 @@ def test_vllm_killed_mid_stream_ends_the_stream_with_an_error_event(
 def test_sheds_on_the_real_vllm_queue(vllm_server, gateway_s3, make_settings):
     """max-num-seqs 4: eight long streams leave four waiting; the gateway sheds above 2."""
     settings: Settings = make_settings(upstream_url=vllm_server.base_url, model=vllm_server.model,
-                                       upstream_metrics_poll_seconds=0.1, shed_queue_waiting=2)
+                                       upstream_metrics_poll_seconds=0.1, shed_queue_waiting=2,
+                                       allow_ignore_eos=True)
     budget = max_model_len(vllm_server) - 64
     body = {"model": vllm_server.model, "prompt": "Count", "max_tokens": budget, "stream": True,
             "ignore_eos": True}

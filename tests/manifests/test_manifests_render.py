@@ -121,6 +121,7 @@ def test_environment_values_land_per_environment(rendered: dict[str, Rendered]) 
             "GATEWAY_MODEL": "mistral-7b-instruct",
             "GATEWAY_ALLOWED_MODELS": "mistral-7b-instruct",
             "GATEWAY_MAX_TOKENS": "1024",
+            "GATEWAY_MODEL_MAX_LEN": "4096",
             "GATEWAY_TRUSTED_HOPS": "1",
             "GATEWAY_S3_BUCKET": f"eks-llm-inference-responses-{account}",
             "GATEWAY_S3_REGION": "us-east-1",

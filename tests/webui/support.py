@@ -32,7 +32,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 PHONE = {"width": 360, "height": 780}
-ADMIN_TOKEN = "webui-test-admin-token"
+ADMIN_TOKEN = "webui-test-admin-token-at-least-32-characters"
 PUBLIC_URL = "https://talk.example.test/join"
 
 
@@ -49,6 +49,9 @@ def gateway_settings(*, s3_endpoint_url: str, bucket: str, region: str, upstream
         "admin_token": ADMIN_TOKEN,
         "public_url": PUBLIC_URL,
         "rate_limit_per_second": 0,
+        "lookup_rate_per_second": 0,
+        # one gateway for the module: its tests' wrong tokens must not lock the test client out
+        "admin_failures_burst": 100,
         "state_cache_seconds": 0,
         "stats_cache_seconds": 0,
         **overrides,

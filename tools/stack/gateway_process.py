@@ -16,6 +16,7 @@ import httpx
 from tools.stack.env import REPO_ROOT
 from tools.stack.processes import ProcessRecord, log_tail, start_process, stop_group
 from tools.stack.s3 import S3Server
+from tools.stack.vllm import LOCAL_MAX_MODEL_LEN
 
 
 class GatewayStartError(RuntimeError):
@@ -65,6 +66,11 @@ def gateway_environment(
         "GATEWAY_S3_BUCKET": s3.bucket,
         "GATEWAY_S3_REGION": s3.region,
         "GATEWAY_ADMIN_TOKEN": admin_token,
+        # The local vLLM's context (--max-model-len): what the gateway assumes until it has read
+        # max_model_len from vLLM's /v1/models, so a request without max_tokens fits it either way.
+        "GATEWAY_MODEL_MAX_LEN": LOCAL_MAX_MODEL_LEN,
+        # At most half the context by default, so that a prompt of some length still fits beside it.
+        "GATEWAY_MAX_TOKENS": str(int(LOCAL_MAX_MODEL_LEN) // 2),
         **s3.env(),
     }
 
