@@ -132,9 +132,10 @@ def repo_relative(path: Path, repo_root: Path) -> str:
 
 def render(directory: Path, repo_root: Path, options: RenderOptions = RenderOptions()) -> Rendered:
     """Build `directory` with kustomize and return its resources with origins and patches."""
-    overlay = repo_relative(directory, repo_root)
     if sandbox.contained(directory, repo_root) is None:
-        raise RenderError(overlay, "the directory resolves outside the repository")
+        named = sandbox.relative(Path(os.path.abspath(directory)), repo_root)
+        raise RenderError(named, "the directory resolves outside the repository")
+    overlay = repo_relative(directory, repo_root)
     if not directory.is_dir() or not is_kustomization_dir(directory):
         raise RenderError(overlay, "no kustomization.yaml in this directory")
     try:
@@ -158,9 +159,12 @@ def render(directory: Path, repo_root: Path, options: RenderOptions = RenderOpti
         returncode, stdout, stderr = _run_sandboxed(argv, overlay, wrapper_dir, home, options)
         if returncode != 0:
             said = stderr.decode("utf-8", "replace") or stdout.decode("utf-8", "replace")
+            limit_mib = options.memory_limit // (1024 * 1024)
             if "out of memory" in said or "cannot allocate memory" in said:
-                limit_mib = options.memory_limit // (1024 * 1024)
                 raise RenderError(overlay, f"kustomize ran out of its {limit_mib} MiB memory limit")
+            if returncode < 0:
+                name = signal.Signals(-returncode).name
+                raise RenderError(overlay, f"kustomize was killed by {name} (memory limit {limit_mib} MiB)")
             detail = _clean_message(said, wrapper_dir, target, overlay, repo_root)
             raise RenderError(overlay, f"kustomize said: {detail}")
         source = f"kustomize build {overlay}"
