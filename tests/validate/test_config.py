@@ -55,7 +55,9 @@ def test_options_merge_defaults_global_and_environment(tmp_path: Path) -> None:
     assert config.severity(WARM, "prod") == Severity.WARNING
     assert config.severity(WARM, "dev") == Severity.ERROR
     assert (config.fail_level, config.kubernetes_version) == (Severity.ERROR, "1.33")
-    assert config.build_options == ("--load-restrictor", "LoadRestrictionsRootOnly", "--helm-kube-version=1.33")
+    assert config.build_options == (
+        "--load-restrictor", "LoadRestrictionsRootOnly", "--helm-kube-version=1.33"
+    )
 
 
 def test_environment_of_a_directory(tmp_path: Path) -> None:
