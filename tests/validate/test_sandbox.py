@@ -130,6 +130,15 @@ def test_kustomize_itself_is_held_to_its_memory_limit(tree: Path) -> None:
     assert str(caught.value) == message
 
 
+def test_kustomize_output_is_cut_at_the_size_limit() -> None:
+    # every input file is under 700 bytes; what kustomize makes of them is not
+    tree = Path(__file__).parent / "fixtures" / "tree"
+
+    with pytest.raises(RenderError) as caught:
+        render(tree / "overlays" / "dev", tree, RenderOptions(limits=Limits(max_bytes=1200)))
+    assert str(caught.value) == "cannot render overlays/dev: kustomize's output is over the 1200-byte limit"
+
+
 def test_a_json_file_nested_past_the_depth_limit_is_refused(tree: Path, tmp_path: Path) -> None:
     nested = '{"apiVersion": "v1", "kind": "ConfigMap", "data": ' + "[" * 500 + "]" * 500 + "}\n"
     directory = overlay(tree, "resources:\n  - deep.json\n", {"deep.json": nested})
@@ -347,6 +356,7 @@ def test_an_unknown_kustomization_field_is_refused(tree: Path, tmp_path: Path) -
         ("replacements:\n  - path: {target}\n", 4, "replacements"),
         ("configMapGenerator:\n  - name: c\n    envs: [{target}]\n", 5, "configMapGenerator"),
         ("secretGenerator:\n  - name: s\n    env: {target}\n", 5, "secretGenerator"),
+        ("secretGenerator:\n  - name: s\n    files: [key={target}]\n", 5, "secretGenerator"),
         ("openapi:\n  path: {target}\n", 4, "openapi"),
         ("helmGlobals:\n  chartHome: {target}\n", 4, "helmGlobals"),
         ("helmCharts:\n  - name: c\n    valuesFile: {target}\n", 5, "helmCharts"),
@@ -359,6 +369,20 @@ def test_every_path_field_is_held_to_the_repository(tree: Path, outside: Path, t
     assert refused_before_kustomize(directory, tree, tmp_path) == (
         f"cannot render overlays/hostile: overlays/hostile/kustomization.yaml:{line}: {field}: "
         "'../../../outside/passwd': resolves outside the repository"
+    )
+
+
+def test_a_helm_chart_in_the_default_chart_home_may_not_link_outside(tree: Path, outside: Path,
+                                                                     tmp_path: Path) -> None:
+    directory = overlay(tree, "helmCharts:\n  - name: chart\n    releaseName: x\n",
+                        {"charts/chart/Chart.yaml": "name: chart\nversion: 1.0.0\n"})
+    (directory / "charts" / "chart" / "templates").mkdir()
+    (directory / "charts" / "chart" / "templates" / "secret.yaml").symlink_to(outside / "secret.yaml")
+
+    assert refused_before_kustomize(directory, tree, tmp_path) == (
+        "cannot render overlays/hostile: overlays/hostile/kustomization.yaml:3: helmCharts: the default "
+        "chart home 'charts': overlays/hostile/charts/chart/templates/secret.yaml: a symlink that resolves "
+        "outside the repository"
     )
 
 

@@ -156,7 +156,7 @@ def render(directory: Path, repo_root: Path, options: RenderOptions = RenderOpti
             encoding="utf-8",
         )
         argv = [*command, str(wrapper_dir), *options.build_options]
-        returncode, stdout, stderr = _run_sandboxed(argv, overlay, wrapper_dir, home, options)
+        returncode, stdout, stderr = _run_sandboxed(argv, overlay, Path(scratch).resolve(), options)
         if returncode != 0:
             said = stderr.decode("utf-8", "replace") or stdout.decode("utf-8", "replace")
             limit_mib = options.memory_limit // (1024 * 1024)
@@ -192,24 +192,32 @@ def render(directory: Path, repo_root: Path, options: RenderOptions = RenderOpti
     return Rendered(overlay, resources, loaded.duplicates, patch_sources)
 
 
-def _run_sandboxed(argv: list[str], overlay: str, cwd: Path, home: Path,
+def _run_sandboxed(argv: list[str], overlay: str, scratch: Path,
                    options: RenderOptions) -> tuple[int, bytes, bytes]:
-    """Run kustomize in its own process group, with a clean environment, a memory cap and a deadline."""
-    try:
-        process = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd,
-            env=sandbox.kustomize_environment(home), start_new_session=True,
-            preexec_fn=sandbox.limit_resources(options.memory_limit),
-        )
-    except OSError as exc:
-        raise RenderError(overlay, f"cannot run {argv[0]}: {exc.strerror or exc}") from None
-    try:
-        stdout, stderr = process.communicate(timeout=options.timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.communicate()
-        raise RenderError(overlay, f"kustomize did not finish within {options.timeout:g} s") from None
-    return process.returncode, stdout, stderr
+    """Run kustomize in its own process group, with a clean environment, capped memory and output, and
+    a deadline. Its output goes to files it cannot grow past the size limit (RLIMIT_FSIZE)."""
+    home = scratch / "home"
+    out_path, err_path = scratch / "stdout", scratch / "stderr"
+    output_limit = options.limits.max_bytes + 1
+    with out_path.open("wb") as out, err_path.open("wb") as err:
+        try:
+            process = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=scratch / "wrapper",
+                env=sandbox.kustomize_environment(home), start_new_session=True,
+                preexec_fn=sandbox.limit_resources(options.memory_limit, output_limit),
+            )
+        except OSError as exc:
+            raise RenderError(overlay, f"cannot run {argv[0]}: {exc.strerror or exc}") from None
+        try:
+            returncode = process.wait(timeout=options.timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            raise RenderError(overlay, f"kustomize did not finish within {options.timeout:g} s") from None
+    if out_path.stat().st_size >= output_limit or returncode == -signal.SIGXFSZ:
+        raise RenderError(overlay, f"kustomize's output is over the {options.limits.max_bytes}-byte limit")
+    with out_path.open("rb") as out, err_path.open("rb") as err:
+        return returncode, out.read(output_limit), err.read(64 * 1024)
 
 
 def _quote(path: str) -> str:

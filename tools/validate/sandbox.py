@@ -18,8 +18,9 @@ it could name a file the walk does not know about.
 
 Then `kustomize_environment` and `limit_resources` make the process itself a sandbox: a clean
 environment (a temporary empty HOME, no kubeconfig, kuberc switched off, a PATH with nothing on it, no
-proxy variables) and an address-space cap (`RLIMIT_DATA`, which counts a Go program's heap; the
-default 2 GiB is twenty times what the repository's largest overlay needs).
+proxy variables), a memory cap (`RLIMIT_DATA`, which counts a Go program's heap; the default 2 GiB is
+twenty times what the repository's largest overlay needs) and an output cap (`RLIMIT_FSIZE` on the
+files its output goes to, at the size limit the gate reads it with).
 
 Build options: `gate.yaml` comes with the pull request, so the options it may add to `kustomize
 build` are limited to `ALLOWED_CONFIG_BUILD_OPTIONS`, which change how manifests are rendered and
@@ -41,6 +42,7 @@ from tools.validate.loader import InputError, Limits, Node, compose_with_lines, 
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 DEFAULT_MEMORY_LIMIT_BYTES = 2 * 1024 * 1024 * 1024
+DEFAULT_CHART_HOME = "charts"  # helm charts' directory when helmGlobals.chartHome is not set
 
 # What a path names, and what the walk does with it:
 #   "node":      a kustomization directory (walked) or a YAML file (checked)   resources, bases
@@ -194,6 +196,14 @@ class _Walker:
                 )
             for entry, line, reads in _entries(by_name[key], value, here):
                 self.reference(directory, entry, reads, f"{here}:{line}: {key}: {entry!r}")
+        helm_globals = spec.value.get("helmGlobals")
+        has_home = helm_globals is not None and isinstance(helm_globals.value, dict) and (
+            "chartHome" in helm_globals.value
+        )
+        if "helmCharts" in spec.value and not has_home and (directory / DEFAULT_CHART_HOME).exists():
+            line = spec.value["helmCharts"].key_line
+            where = f"{here}:{line}: helmCharts: the default chart home {DEFAULT_CHART_HOME!r}"
+            self.reference(directory, DEFAULT_CHART_HOME, "tree", where)
 
     def reference(self, directory: Path, entry: str, reads: str, where: str) -> None:
         if os.path.isabs(entry) or entry.startswith("~"):
@@ -359,11 +369,13 @@ def kustomize_environment(home: Path) -> dict[str, str]:
     }
 
 
-def limit_resources(memory_bytes: int) -> Callable[[], None]:
-    """A `preexec_fn` capping the child's data segment (a Go program's heap) at `memory_bytes`."""
+def limit_resources(memory_bytes: int, file_bytes: int) -> Callable[[], None]:
+    """A `preexec_fn` capping the child's data segment (a Go program's heap) at `memory_bytes` and
+    every file it writes (its output) at `file_bytes`."""
 
     def apply() -> None:
         resource.setrlimit(resource.RLIMIT_DATA, (memory_bytes, memory_bytes))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_bytes, file_bytes))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
     return apply
