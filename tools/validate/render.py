@@ -26,7 +26,11 @@ documents, resolves the origin to a repository-relative path, and works out whic
 replacements of the kustomizations named in `transformations` target the resource (patch target
 selectors, the kind and name of a strategic-merge patch document, replacement `select`/`reject`),
 in the order kustomize applies them. A replacement's source field is looked up in the YAML files the
-build reads (the ones `preflight` checked).
+build reads.
+
+Before kustomize runs, `tools.validate.sandbox` checks every file the build will read (inside the
+repository, nothing remote, size, YAML bombs) and kustomize then runs with a clean environment and
+memory, output and time limits; see that module.
 """
 
 from __future__ import annotations
@@ -265,7 +269,10 @@ def _resolve_origin(origin_text: str | None, wrapper_dir: Path, repo_root: Path)
     relative = entry.get("path") or entry.get("configuredIn")
     if not isinstance(relative, str):
         return None
-    return repo_relative(Path(os.path.normpath(wrapper_dir / relative)), repo_root)
+    origin = Path(os.path.normpath(wrapper_dir / relative))
+    if sandbox.contained(origin, repo_root) is None:
+        return None  # a resource's own annotation may claim any origin: only the repository's count
+    return repo_relative(origin, repo_root)
 
 
 @dataclass(frozen=True)
@@ -315,6 +322,8 @@ class _KustomizationCache:
         return self._cache[path]
 
     def _load(self, path: Path) -> _Kustomization | None:
+        if sandbox.contained(path, self.repo_root) is None:
+            return None  # the walk refused anything outside; never read it here either
         rel = repo_relative(path, self.repo_root)
         try:
             text = read_text(path, rel, self.limits)
@@ -349,6 +358,8 @@ class _KustomizationCache:
                 continue
             if isinstance(entry.get("path"), str):
                 file = kustomization.parent / entry["path"]
+                if sandbox.contained(file, self.repo_root) is None:
+                    continue
                 try:
                     documents = load_file(file, repo_relative(file, self.repo_root), self.limits).documents
                 except InputError:
@@ -414,6 +425,8 @@ class _KustomizationCache:
                target: Any, lines: list[str]) -> _PatchEntry | None:
         if file is not None and isinstance(file.value, str):
             patch_path = kustomization.parent / file.value
+            if sandbox.contained(patch_path, self.repo_root) is None:
+                return None
             source = repo_relative(patch_path, self.repo_root)
             try:
                 documents = tuple(load_file(patch_path, source, self.limits).documents)
