@@ -434,12 +434,20 @@ def test_a_symlink_loop_is_refused(tree: Path) -> None:
 HELM_KUSTOMIZATION = "helmCharts:\n  - name: chart\n    releaseName: x\nhelmGlobals:\n  chartHome: charts\n"
 
 
-def test_a_helm_command_in_gate_yaml_does_not_run(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.fixture
+def helm_script(tree: Path) -> tuple[Path, Path]:
+    """A script in the repository that leaves a marker when run, and the marker's path."""
     marker = tree.parent / "script-ran"
     script = tree / "tools" / "helm"
     script.parent.mkdir()
-    script.write_text(f"#!/bin/sh\ntouch {marker}\n", encoding="utf-8")
+    script.write_text(f"#!/bin/sh\n: > {marker}\nexit 1\n", encoding="utf-8")
     script.chmod(0o755)
+    return script, marker
+
+
+def test_a_helm_command_in_gate_yaml_does_not_run(tree: Path, helm_script: tuple[Path, Path],
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    _, marker = helm_script
     chart = {"charts/chart/Chart.yaml": "name: chart\nversion: 1.0.0\n"}
     directory = overlay(tree, HELM_KUSTOMIZATION, chart)
     (tree / "gate.yaml").write_text(
@@ -456,6 +464,22 @@ def test_a_helm_command_in_gate_yaml_does_not_run(tree: Path, capsys: pytest.Cap
         "(gate validate --build-option=...)\n"
     )
     assert not marker.exists()
+
+
+def test_the_same_helm_command_given_on_the_command_line_runs(
+    tree: Path, helm_script: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The control for the test above: the script and chart are real, only where the option comes from differs.
+    script, marker = helm_script
+    chart = {"charts/chart/Chart.yaml": "name: chart\nversion: 1.0.0\n"}
+    directory = overlay(tree, HELM_KUSTOMIZATION, chart)
+
+    code, _, err = gate_validate(directory, tree, capsys, "--build-option=--enable-helm",
+                                 f"--build-option=--helm-command={script}")
+
+    assert code == 2
+    assert err.startswith("gate: cannot render overlays/hostile: kustomize said: ")
+    assert marker.exists()
 
 
 @pytest.mark.parametrize(
