@@ -386,6 +386,31 @@ def test_a_helm_chart_in_the_default_chart_home_may_not_link_outside(tree: Path,
     )
 
 
+@pytest.mark.parametrize(
+    ("kustomization", "why"),
+    [
+        ("resources:\n  - ../../base/web\nresources:\n  - ../../../outside\n",
+         "5: duplicate key 'resources'"),
+        ("resources:\n  - ../../base/web\n---\nresources:\n  - ../../../outside\n",
+         "6: a kustomization must be one YAML document"),
+        ("RESOURCES:\n  - ../../../outside\n",
+         "3: unknown kustomization field 'RESOURCES': the gate cannot tell whether it names a file, so it "
+         "does not render it"),
+        ("resources: ../../base/web\n", "3: resources: expected a list"),
+        ("resources:\n  - /etc\n", "4: resources: '/etc': an absolute path; the gate renders only files of "
+         "the repository"),
+    ],
+)
+def test_a_kustomization_the_gate_and_kustomize_could_read_differently_is_refused(
+    tree: Path, tmp_path: Path, kustomization: str, why: str
+) -> None:
+    directory = overlay(tree, kustomization)
+
+    assert refused_before_kustomize(directory, tree, tmp_path) == (
+        f"cannot render overlays/hostile: overlays/hostile/kustomization.yaml:{why}"
+    )
+
+
 def test_the_path_fields_and_the_plain_fields_are_kustomizes_whole_type() -> None:
     # kustomize's Kustomization type (api/types/kustomization.go, v5): adding a field there means
     # deciding here whether it names a file.

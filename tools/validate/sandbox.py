@@ -177,8 +177,15 @@ class _Walker:
         text = self.yaml(file.resolve(), here)
         try:
             nodes = compose_with_lines(text, here, self.limits)
+            duplicates = load_text(text, here, self.limits).duplicates
         except InputError as exc:
             raise SandboxError(str(exc)) from None
+        # kustomize and the gate must read the same kustomization: no second value for a key, no
+        # second document for one parser to take and the other to drop
+        if duplicates:
+            raise SandboxError(f"{here}:{duplicates[0].line}: duplicate key {duplicates[0].key!r}")
+        if len(nodes) > 1:
+            raise SandboxError(f"{here}:{nodes[1].line}: a kustomization must be one YAML document")
         if not nodes:
             return
         spec = nodes[0]
