@@ -50,7 +50,6 @@ DEFAULT_CHART_HOME = "charts"  # helm charts' directory when helmGlobals.chartHo
 #   "yaml":      a file kustomize parses as YAML                                patches, crds, ...
 #   "file":      a file kustomize reads as bytes (size only)                    generator files, envs
 #   "tree":      a directory kustomize (through helm) reads entirely            helm chart home
-READS = ("node", "directory", "yaml", "file", "tree")
 
 
 @dataclass(frozen=True)
