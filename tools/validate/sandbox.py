@@ -58,7 +58,7 @@ class PathField:
 
     `shape`: "strings" (a list of paths), "strings-or-inline" (a list whose multi-line entries are
     inline YAML), "items" (a list of mappings whose `keys` hold paths or lists of paths), "mapping" (a
-    mapping whose `keys` hold paths). `generator_files`: entries are `path` or `key=path`.
+    mapping whose `keys` hold paths). A generator's `files` entries are `path` or `key=path`.
     """
 
     name: str
