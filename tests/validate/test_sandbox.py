@@ -7,12 +7,14 @@ did not run, a file outside the repository was not read, nothing was downloaded,
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tools.validate.cli import main
@@ -552,6 +554,22 @@ def test_the_command_line_memory_limit_reaches_kustomize(tree: Path,
     assert (code, err) == (
         2, "gate: cannot render overlays/dev: kustomize ran out of its 40 MiB memory limit\n"
     )
+
+
+def test_at_the_deadline_kustomize_and_everything_it_started_are_killed(tmp_path: Path) -> None:
+    pid_file = tmp_path / "grandchild.pid"
+    spawner = (sys.executable, "-c",
+               "import pathlib, subprocess, sys, time; "
+               "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+               f"pathlib.Path({str(pid_file)!r}).write_text(str(child.pid)); time.sleep(60)")
+    tree = Path(__file__).parent / "fixtures" / "tree"
+
+    with pytest.raises(RenderError, match="did not finish within 3 s"):
+        render(tree / "overlays" / "dev", tree, RenderOptions(command=spawner, timeout=3))
+    pid = int(pid_file.read_text())
+    with contextlib.suppress(psutil.NoSuchProcess):
+        psutil.Process(pid).wait(timeout=5)  # psutil.TimeoutExpired (a failure) if it lives on
+    assert not psutil.pid_exists(pid)
 
 
 # --- a clean environment -----------------------------------------------------------------------------
