@@ -25,7 +25,7 @@ CONFIG = """\
 fail_level: error
 kubernetes_version: "1.33"
 kustomize:
-  build_options: [--load-restrictor, LoadRestrictionsNone]
+  build_options: [--load-restrictor, LoadRestrictionsRootOnly, --helm-kube-version=1.33]
 rules:
   scaling/fixture-warm-replicas: {require_on_demand_fallback: true}
 environments:
@@ -55,7 +55,9 @@ def test_options_merge_defaults_global_and_environment(tmp_path: Path) -> None:
     assert config.severity(WARM, "prod") == Severity.WARNING
     assert config.severity(WARM, "dev") == Severity.ERROR
     assert (config.fail_level, config.kubernetes_version) == (Severity.ERROR, "1.33")
-    assert config.build_options == ("--load-restrictor", "LoadRestrictionsNone")
+    assert config.build_options == (
+        "--load-restrictor", "LoadRestrictionsRootOnly", "--helm-kube-version=1.33"
+    )
 
 
 def test_environment_of_a_directory(tmp_path: Path) -> None:
@@ -102,6 +104,15 @@ def test_the_repository_config_requires_warm_replicas_and_on_demand_fallback_in_
          "gate.yaml: environments.prod.path: unknown key"),
         ("kustomize:\n  timeout_seconds: -1\n",
          "gate.yaml: kustomize.timeout_seconds: Input should be greater than 0"),
+        ("kustomize:\n  timeout_seconds: 600\n",
+         "gate.yaml: kustomize.timeout_seconds: Input should be less than or equal to 120 "
+         "(the config file may lower a limit, not raise it)"),
+        ("limits:\n  max_alias_nodes: 100000000\n",
+         "gate.yaml: limits.max_alias_nodes: Input should be less than or equal to 100000 "
+         "(the config file may lower a limit, not raise it)"),
+        ("kustomize:\n  memory_limit_mib: 65536\n",
+         "gate.yaml: kustomize.memory_limit_mib: Input should be less than or equal to 2048 "
+         "(the config file may lower a limit, not raise it)"),
         ("- a\n- b\n", "gate.yaml:1: expected a mapping at the top level, found a list"),
         ("a: 1\na: 2\n", "gate.yaml:2: duplicate key 'a'"),
         ("a: [\n", "gate.yaml:2: invalid YAML: did not find expected node content"),

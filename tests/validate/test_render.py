@@ -67,7 +67,7 @@ def test_render_failure_names_the_overlay_and_quotes_kustomize() -> None:
 
     message = str(caught.value)
     assert message.startswith("cannot render overlays/broken: kustomize said: ")
-    assert "missing-file.yaml" in message
+    assert "no-such-deployment" in message
     assert "\n" not in message
     assert "gate-render-" not in message  # the wrapper's temporary directory is not shown
 
@@ -79,7 +79,7 @@ def test_render_failure_exits_2_with_one_line(capsys: pytest.CaptureFixture[str]
     assert code == 2
     assert out == ""
     assert err.startswith("gate: cannot render overlays/broken: kustomize said: ")
-    assert "missing-file.yaml" in err
+    assert "no-such-deployment" in err
     assert err.count("\n") == 1
 
 

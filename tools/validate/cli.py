@@ -2,6 +2,7 @@
 
     gate validate [PATHS...] [--env ENV] [--format FORMAT[=FILE]]... [--fail-level LEVEL]
                   [--config FILE] [--crd DIR]... [--kubernetes-version X.Y] [--repo-root DIR]
+                  [--build-option OPTION]... [--render-memory-limit-mib MIB]
     gate rules
     gate docs [--check]
     gate simulate ...      (tools.validate.simulate.command)
@@ -79,6 +80,13 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("--crd", action="append", default=[], type=Path, metavar="PATH",
                           help="CRD YAML file or directory to validate custom resources against; repeatable")
     validate.add_argument("--kubernetes-version", help="Kubernetes version of the core schemas")
+    validate.add_argument(
+        "--build-option", action="append", default=[], metavar="OPTION",
+        help="added to `kustomize build` after gate.yaml's; any option (e.g. --build-option=--enable-helm), "
+             "unlike gate.yaml, which comes with the change under review; repeatable",
+    )
+    validate.add_argument("--render-memory-limit-mib", type=int, metavar="MIB",
+                          help="heap kustomize may use (default: gate.yaml's, else 2048)")
     validate.set_defaults(handler=_validate)
 
     rules = sub.add_parser("rules", help="list the rules")
@@ -172,11 +180,21 @@ def _validate(args: argparse.Namespace) -> int:
             env=args.env if args.paths else None,
             crd_dirs=[crd.resolve() for crd in args.crd],
             kubernetes_version=args.kubernetes_version,
+            build_options=tuple(args.build_option),
+            render_memory_limit=_memory_limit(args.render_memory_limit_mib),
         ),
         rendered_inputs,
     )
     _write(report, outputs)
     return 1 if report.failing() else 0
+
+
+def _memory_limit(mib: int | None) -> int | None:
+    if mib is None:
+        return None
+    if mib <= 0:
+        raise GateError(f"--render-memory-limit-mib {mib}: must be greater than 0")
+    return mib * 1024 * 1024
 
 
 def _display(path: Path, repo_root: Path) -> str:

@@ -6,13 +6,16 @@ Shape (every key optional):
     kubernetes_version: "1.33"          # schemas of the core kinds
     crd_dirs: []                        # extra CRD YAML directories, as --crd
     kustomize:
-      build_options: []                 # added to `kustomize build`, like Argo CD's kustomize.buildOptions
+      build_options: []                 # added to `kustomize build`, like Argo CD's kustomize.buildOptions;
+                                        # only those in sandbox.ALLOWED_CONFIG_BUILD_OPTIONS
       timeout_seconds: 120
+      memory_limit_mib: 2048            # heap kustomize may use
     limits:                             # for every YAML file the gate reads
       max_file_bytes: 20971520
       max_depth: 128
       max_nodes: 10000000               # YAML nodes per file or rendered overlay
       max_alias_nodes: 100000           # nodes YAML aliases may add (alias bombs)
+      max_total_bytes: 209715200        # all the files one render reads
     rules:                              # for every environment
       <rule id>: {enabled: true, severity: error, <option>: <value>}
     external:                           # objects the overlays reference that something else creates
@@ -33,6 +36,11 @@ Options merge as: the rule's defaults < global `rules` < the environment's `rule
 id, an unknown option name or a bad value is a `ConfigError` naming the file and the key (exit 2).
 The environment of a rendered directory is the one whose `paths` contain it, else the directory's
 last path segment (`overlays/prod` -> `prod`).
+
+The file comes with the pull request under review, so it cannot widen the gate's powers: its build
+options are limited to an allow-list (anything that runs a program, loads a plugin or lifts a load
+restriction is given on the command line instead), its limits and the render's timeout and memory may
+only be lowered from the defaults, and its `crd_dirs` stay inside the repository.
 """
 
 from __future__ import annotations
@@ -44,12 +52,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from tools.validate.loader import InputError, Limits, load_one_mapping
+from tools.validate.loader import InputError, Limits, compose_with_lines, load_one_mapping, read_text
 from tools.validate.model import Resource, Severity
 from tools.validate.render import DEFAULT_TIMEOUT_SECONDS
 from tools.validate.rules.base import Registry, Rule
+from tools.validate.sandbox import DEFAULT_MEMORY_LIMIT_BYTES, config_build_option_problem, config_line
 
 DEFAULT_CONFIG_NAME = "gate.yaml"
+DEFAULT_MEMORY_LIMIT_MIB = DEFAULT_MEMORY_LIMIT_BYTES // (1024 * 1024)
 RESERVED_KEYS = ("enabled", "severity")
 EXTERNAL_ANNOTATION = "gate.eks-llm-inference.io/created-by"
 
@@ -62,16 +72,19 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# Ceilings as well as defaults: a pull request may tighten them, not loosen them.
 class _Kustomize(_Strict):
     build_options: list[str] = Field(default_factory=list)
-    timeout_seconds: float = Field(default=DEFAULT_TIMEOUT_SECONDS, gt=0)
+    timeout_seconds: float = Field(default=DEFAULT_TIMEOUT_SECONDS, gt=0, le=DEFAULT_TIMEOUT_SECONDS)
+    memory_limit_mib: int = Field(default=DEFAULT_MEMORY_LIMIT_MIB, gt=0, le=DEFAULT_MEMORY_LIMIT_MIB)
 
 
 class _Limits(_Strict):
-    max_file_bytes: int = Field(default=Limits.max_bytes, gt=0)
-    max_depth: int = Field(default=Limits.max_depth, gt=0)
-    max_nodes: int = Field(default=Limits.max_nodes, gt=0)
-    max_alias_nodes: int = Field(default=Limits.max_alias_nodes, gt=0)
+    max_file_bytes: int = Field(default=Limits.max_bytes, gt=0, le=Limits.max_bytes)
+    max_depth: int = Field(default=Limits.max_depth, gt=0, le=Limits.max_depth)
+    max_nodes: int = Field(default=Limits.max_nodes, gt=0, le=Limits.max_nodes)
+    max_alias_nodes: int = Field(default=Limits.max_alias_nodes, gt=0, le=Limits.max_alias_nodes)
+    max_total_bytes: int = Field(default=Limits.max_total_bytes, gt=0, le=Limits.max_total_bytes)
 
 
 class _ExternalPort(_Strict):
@@ -133,6 +146,7 @@ class GateConfig:
     crd_dirs: tuple[str, ...] = ()
     build_options: tuple[str, ...] = ()
     render_timeout: float = DEFAULT_TIMEOUT_SECONDS
+    render_memory_limit: int = DEFAULT_MEMORY_LIMIT_BYTES
     limits: Limits = field(default_factory=Limits)
     rules: dict[str, dict[str, Any]] = field(default_factory=dict)
     external: tuple[External, ...] = ()
@@ -243,10 +257,17 @@ def _severity(text: str, where: str) -> Severity:
 
 
 def find_config(repo_root: Path, explicit: Path | None) -> Path | None:
+    """`--config` when given (the command line is trusted), else the repository's gate.yaml, which must
+    be a file of the repository (a symlink out of it is refused without reading its target)."""
     if explicit is not None:
         return explicit
     default = repo_root / DEFAULT_CONFIG_NAME
-    return default if default.is_file() else None
+    if not default.is_file():
+        return None
+    root = repo_root.resolve()
+    if root not in default.resolve().parents:
+        raise ConfigError(f"{DEFAULT_CONFIG_NAME}: a symlink that resolves outside the repository")
+    return default
 
 
 def load_config(path: Path | None, registry: Registry, source: str | None = None) -> GateConfig:
@@ -266,7 +287,10 @@ def load_config(path: Path | None, registry: Registry, source: str | None = None
         error = exc.errors()[0]
         key = ".".join(str(part) for part in error["loc"]) or "(top level)"
         message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
+        if error["type"] == "less_than_equal":
+            message += " (the config file may lower a limit, not raise it)"
         raise ConfigError(f"{name}: {key}: {message}") from None
+    _check_build_options(path, name, list(parsed.kustomize.build_options))
     config = GateConfig(
         source=name,
         fail_level=_severity(parsed.fail_level, f"{name}: fail_level"),
@@ -274,11 +298,13 @@ def load_config(path: Path | None, registry: Registry, source: str | None = None
         crd_dirs=tuple(parsed.crd_dirs),
         build_options=tuple(parsed.kustomize.build_options),
         render_timeout=parsed.kustomize.timeout_seconds,
+        render_memory_limit=parsed.kustomize.memory_limit_mib * 1024 * 1024,
         limits=Limits(
             max_bytes=parsed.limits.max_file_bytes,
             max_depth=parsed.limits.max_depth,
             max_nodes=parsed.limits.max_nodes,
             max_alias_nodes=parsed.limits.max_alias_nodes,
+            max_total_bytes=parsed.limits.max_total_bytes,
         ),
         rules=parsed.rules,
         external=tuple(parsed.external),
@@ -286,3 +312,17 @@ def load_config(path: Path | None, registry: Registry, source: str | None = None
     )
     config.check(registry)
     return config
+
+
+def _check_build_options(path: Path, name: str, options: list[str]) -> None:
+    """Refuse a build option the config file may not give, naming the file and its line."""
+    problem = config_build_option_problem(options)
+    if problem is None:
+        return
+    index, why = problem
+    line = config_line(compose_with_lines(read_text(path, name), name), "kustomize", "build_options", index)
+    where = f"{name}:{line}" if line else name
+    raise ConfigError(
+        f"{where}: kustomize.build_options: {why}: options that run programs, load plugins or change "
+        "what kustomize may read are given on the command line (gate validate --build-option=...)"
+    )

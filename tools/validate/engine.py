@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from tools.validate import suppress
+from tools.validate import sandbox, suppress
 from tools.validate.config import GateConfig
 from tools.validate.loader import InputError, Limits, load_one_mapping
 from tools.validate.model import Finding, Report, Resource, Severity
@@ -64,6 +64,8 @@ class RunOptions:
     env: str | None = None  # forces the environment of every target
     crd_dirs: Sequence[Path] = ()
     kubernetes_version: str | None = None
+    build_options: Sequence[str] = ()  # from the command line: trusted, unlike gate.yaml's
+    render_memory_limit: int | None = None  # from the command line; None: gate.yaml's or the default
     today: dt.date | None = None
     schemas_factory: SchemaValidatorFactory | None = None  # None: tools.validate.schema if present
     catalogue_loader: CatalogueLoader | None = None  # None: tools.validate.catalogue if present
@@ -95,9 +97,16 @@ def discover_targets(repo_root: Path, limits: Limits | None = None) -> list[Path
         top = repo_root / name
         if not top.is_dir():
             continue
-        for file in sorted(top.rglob("*")):
-            if file.name not in KUSTOMIZATION_FILES or not file.is_file():
-                continue
+        # not rglob: it follows symlinked directories, which may lead anywhere
+        kustomization_files = (
+            Path(current, file_name)
+            for current, _, file_names in os.walk(top, followlinks=False)
+            for file_name in file_names
+            if file_name in KUSTOMIZATION_FILES
+        )
+        for file in sorted(kustomization_files):
+            if not file.is_file() or sandbox.contained(file, repo_root) is None:
+                continue  # rendering it will report the problem
             try:
                 spec = load_one_mapping(file, limits=limits)
             except InputError:
@@ -119,7 +128,10 @@ def run(
     today = options.today or suppress.today_utc()
     config = options.config
     render_options = RenderOptions(
-        build_options=config.build_options, timeout=config.render_timeout, limits=config.limits
+        build_options=(*config.build_options, *options.build_options),
+        timeout=config.render_timeout,
+        limits=config.limits,
+        memory_limit=options.render_memory_limit or config.render_memory_limit,
     )
     schemas = build_schemas(options)
     catalogue = build_catalogue(options)
@@ -331,12 +343,27 @@ def build_schemas(options: RunOptions) -> Any:
         if module is None:
             return None
         factory = module.SchemaValidator
-    crd_dirs = [*options.crd_dirs, *(options.repo_root / d for d in options.config.crd_dirs)]
+    crd_dirs = [*options.crd_dirs, *(_repository_crd_dir(d, options) for d in options.config.crd_dirs)]
     version = options.kubernetes_version or options.config.kubernetes_version
     try:
         return factory(version, crd_dirs, limits=options.config.limits)
     except (InputError, OSError, ValueError) as exc:
         raise GateError(f"cannot load schemas: {exc}") from None
+
+
+def _repository_crd_dir(configured: str, options: RunOptions) -> Path:
+    """A `crd_dirs` entry of gate.yaml: it and every file below it stay inside the repository."""
+    path = options.repo_root / configured
+    where = f"{options.config.source}: crd_dirs: {configured!r}"
+    if sandbox.contained(path, options.repo_root) is None:
+        raise GateError(f"{where}: resolves outside the repository")
+    if path.is_dir():
+        for current, dirs, files in os.walk(path, followlinks=False):
+            for name in [*files, *dirs]:
+                if sandbox.contained(Path(current, name), options.repo_root) is None:
+                    inner = repo_relative(Path(current, name), options.repo_root)
+                    raise GateError(f"{where}: {inner} resolves outside the repository")
+    return path
 
 
 def build_catalogue(options: RunOptions) -> Any:

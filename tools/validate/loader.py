@@ -36,6 +36,7 @@ DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 DEFAULT_MAX_DEPTH = 128
 DEFAULT_MAX_NODES = 10_000_000
 DEFAULT_MAX_ALIAS_NODES = 100_000
+DEFAULT_MAX_TOTAL_BYTES = 200 * 1024 * 1024
 
 _STR_TAG = "tag:yaml.org,2002:str"
 _CONTAINER_TAGS = ("!", "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
@@ -62,6 +63,7 @@ class Limits:
     max_depth: int = DEFAULT_MAX_DEPTH
     max_nodes: int = DEFAULT_MAX_NODES
     max_alias_nodes: int = DEFAULT_MAX_ALIAS_NODES  # nodes that aliases may add, per stream
+    max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES  # all the files one render reads
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,11 @@ documents, resolves the origin to a repository-relative path, and works out whic
 replacements of the kustomizations named in `transformations` target the resource (patch target
 selectors, the kind and name of a strategic-merge patch document, replacement `select`/`reject`),
 in the order kustomize applies them. A replacement's source field is looked up in the YAML files the
-build reads (the ones `preflight` checked).
+build reads.
+
+Before kustomize runs, `tools.validate.sandbox` checks every file the build will read (inside the
+repository, nothing remote, size, YAML bombs) and kustomize then runs with a clean environment and
+memory, output and time limits; see that module.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -42,6 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tools.validate import sandbox
 from tools.validate.loader import (
     DuplicateKey,
     InputError,
@@ -56,7 +62,7 @@ from tools.validate.model import Resource
 
 ORIGIN_ANNOTATION = "config.kubernetes.io/origin"
 TRANSFORMATIONS_ANNOTATION = "alpha.config.kubernetes.io/transformations"
-KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+KUSTOMIZATION_FILES = sandbox.KUSTOMIZATION_FILES
 DEFAULT_TIMEOUT_SECONDS = 120.0
 
 
@@ -75,6 +81,7 @@ class RenderOptions:
     timeout: float = DEFAULT_TIMEOUT_SECONDS
     command: tuple[str, ...] | None = None  # e.g. ("kustomize", "build"); found automatically if None
     limits: Limits = field(default_factory=Limits)
+    memory_limit: int = sandbox.DEFAULT_MEMORY_LIMIT_BYTES  # bytes of heap kustomize may use
 
 
 @dataclass(frozen=True)
@@ -129,13 +136,22 @@ def repo_relative(path: Path, repo_root: Path) -> str:
 
 def render(directory: Path, repo_root: Path, options: RenderOptions = RenderOptions()) -> Rendered:
     """Build `directory` with kustomize and return its resources with origins and patches."""
+    if sandbox.contained(directory, repo_root) is None:
+        named = sandbox.relative(Path(os.path.abspath(directory)), repo_root)
+        raise RenderError(named, "the directory resolves outside the repository")
     overlay = repo_relative(directory, repo_root)
     if not directory.is_dir() or not is_kustomization_dir(directory):
         raise RenderError(overlay, "no kustomization.yaml in this directory")
-    input_files = preflight(directory, repo_root, options.limits)
+    try:
+        input_files = sandbox.walk(directory, repo_root, options.limits).yaml_files
+    except sandbox.SandboxError as exc:
+        raise RenderError(overlay, str(exc)) from None
     command = options.command or kustomize_command()
-    with tempfile.TemporaryDirectory(prefix="gate-render-") as wrapper:
-        wrapper_dir = Path(wrapper).resolve()
+    with tempfile.TemporaryDirectory(prefix="gate-render-") as scratch:
+        wrapper_dir = Path(scratch).resolve() / "wrapper"
+        home = Path(scratch).resolve() / "home"
+        wrapper_dir.mkdir()
+        (home / "bin").mkdir(parents=True)
         target = os.path.relpath(directory.resolve(), wrapper_dir)
         (wrapper_dir / "kustomization.yaml").write_text(
             "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
@@ -144,21 +160,20 @@ def render(directory: Path, repo_root: Path, options: RenderOptions = RenderOpti
             encoding="utf-8",
         )
         argv = [*command, str(wrapper_dir), *options.build_options]
-        try:
-            completed = subprocess.run(
-                argv, capture_output=True, timeout=options.timeout, check=False, cwd=wrapper_dir
-            )
-        except subprocess.TimeoutExpired:
-            raise RenderError(overlay, f"kustomize did not finish within {options.timeout:g} s") from None
-        except OSError as exc:
-            raise RenderError(overlay, f"cannot run {argv[0]}: {exc.strerror or exc}") from None
-        if completed.returncode != 0:
-            said = completed.stderr.decode("utf-8", "replace") or completed.stdout.decode("utf-8", "replace")
+        returncode, stdout, stderr = _run_sandboxed(argv, overlay, Path(scratch).resolve(), options)
+        if returncode != 0:
+            said = stderr.decode("utf-8", "replace") or stdout.decode("utf-8", "replace")
+            limit_mib = options.memory_limit // (1024 * 1024)
+            if "out of memory" in said or "cannot allocate memory" in said:
+                raise RenderError(overlay, f"kustomize ran out of its {limit_mib} MiB memory limit")
+            if returncode < 0:
+                name = signal.Signals(-returncode).name
+                raise RenderError(overlay, f"kustomize was killed by {name} (memory limit {limit_mib} MiB)")
             detail = _clean_message(said, wrapper_dir, target, overlay, repo_root)
             raise RenderError(overlay, f"kustomize said: {detail}")
         source = f"kustomize build {overlay}"
         try:
-            text = completed.stdout.decode("utf-8")
+            text = stdout.decode("utf-8")
         except UnicodeDecodeError:
             raise RenderError(overlay, "kustomize printed output that is not UTF-8") from None
         try:
@@ -181,77 +196,32 @@ def render(directory: Path, repo_root: Path, options: RenderOptions = RenderOpti
     return Rendered(overlay, resources, loaded.duplicates, patch_sources)
 
 
-def preflight(directory: Path, repo_root: Path, limits: Limits) -> list[Path]:
-    """Refuse input kustomize would choke on before running it.
-
-    kustomize expands YAML aliases fully: a few hundred bytes of nested aliases make it allocate
-    gigabytes until the machine runs out of memory (and a Go binary cannot be capped with RLIMIT_AS).
-    So every YAML file in the directories the kustomization reaches (its resources, components and
-    bases, recursively, and the files its patches name) is checked for size, and the few that use both
-    anchors and aliases are parsed with the bounded loader first.
-    """
-    overlay = repo_relative(directory, repo_root)
-    seen: set[Path] = set()
-    checked: list[Path] = []
-    pending = [directory.resolve()]
-    while pending:
-        current = pending.pop()
-        if current in seen:
-            continue
-        seen.add(current)
-        files = sorted(p for p in current.iterdir() if p.is_file() and _is_yaml_name(p.name))
-        for file in files:
-            _check_file(file, overlay, repo_root, limits)
-        checked.extend(files)
-        spec = _kustomization_spec(current, overlay, repo_root, limits)
-        for entry in _references(spec):
-            target = (current / entry).resolve()
-            if target.is_dir():
-                pending.append(target)
-            elif target.is_file() and target.parent not in seen:
-                _check_file(target, overlay, repo_root, limits)
-                checked.append(target)
-    return checked
-
-
-def _is_yaml_name(name: str) -> bool:
-    return name.endswith((".yaml", ".yml")) or name in KUSTOMIZATION_FILES
-
-
-def _check_file(file: Path, overlay: str, repo_root: Path, limits: Limits) -> None:
-    source = repo_relative(file, repo_root)
-    try:
-        data = read_text(file, source, limits)
-        if "&" in data and "*" in data:
-            load_text(data, source, limits)
-    except InputError as exc:
-        raise RenderError(overlay, str(exc)) from None
-
-
-def _kustomization_spec(directory: Path, overlay: str, repo_root: Path, limits: Limits) -> dict[str, Any]:
-    for name in KUSTOMIZATION_FILES:
-        path = directory / name
-        if path.is_file():
-            try:
-                documents = load_file(path, repo_relative(path, repo_root), limits).documents
-            except InputError as exc:
-                raise RenderError(overlay, str(exc)) from None
-            return documents[0] if documents and isinstance(documents[0], dict) else {}
-    return {}
-
-
-def _references(spec: dict[str, Any]) -> list[str]:
-    """Local paths a kustomization names: resources, components, bases and patch files."""
-    entries: list[Any] = []
-    for field_name in ("resources", "components", "bases", "patchesStrategicMerge"):
-        value = spec.get(field_name)
-        if isinstance(value, list):
-            entries.extend(value)
-    for field_name in ("patches", "patchesJson6902"):
-        value = spec.get(field_name)
-        if isinstance(value, list):
-            entries.extend(item.get("path") for item in value if isinstance(item, dict))
-    return [e for e in entries if isinstance(e, str) and "\n" not in e and "://" not in e]
+def _run_sandboxed(argv: list[str], overlay: str, scratch: Path,
+                   options: RenderOptions) -> tuple[int, bytes, bytes]:
+    """Run kustomize in its own process group, with a clean environment, capped memory and output, and
+    a deadline. Its output goes to files it cannot grow past the size limit (RLIMIT_FSIZE)."""
+    home = scratch / "home"
+    out_path, err_path = scratch / "stdout", scratch / "stderr"
+    output_limit = options.limits.max_bytes + 1
+    with out_path.open("wb") as out, err_path.open("wb") as err:
+        try:
+            process = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=scratch / "wrapper",
+                env=sandbox.kustomize_environment(home), start_new_session=True,
+                preexec_fn=sandbox.limit_resources(options.memory_limit, output_limit),
+            )
+        except OSError as exc:
+            raise RenderError(overlay, f"cannot run {argv[0]}: {exc.strerror or exc}") from None
+        try:
+            returncode = process.wait(timeout=options.timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            raise RenderError(overlay, f"kustomize did not finish within {options.timeout:g} s") from None
+    if out_path.stat().st_size >= output_limit or returncode == -signal.SIGXFSZ:
+        raise RenderError(overlay, f"kustomize's output is over the {options.limits.max_bytes}-byte limit")
+    with out_path.open("rb") as out, err_path.open("rb") as err:
+        return returncode, out.read(output_limit), err.read(64 * 1024)
 
 
 def _quote(path: str) -> str:
@@ -299,7 +269,10 @@ def _resolve_origin(origin_text: str | None, wrapper_dir: Path, repo_root: Path)
     relative = entry.get("path") or entry.get("configuredIn")
     if not isinstance(relative, str):
         return None
-    return repo_relative(Path(os.path.normpath(wrapper_dir / relative)), repo_root)
+    origin = Path(os.path.normpath(wrapper_dir / relative))
+    if sandbox.contained(origin, repo_root) is None:
+        return None  # a resource's own annotation may claim any origin: only the repository's count
+    return repo_relative(origin, repo_root)
 
 
 @dataclass(frozen=True)
@@ -349,6 +322,8 @@ class _KustomizationCache:
         return self._cache[path]
 
     def _load(self, path: Path) -> _Kustomization | None:
+        if sandbox.contained(path, self.repo_root) is None:
+            return None  # the walk refused anything outside; never read it here either
         rel = repo_relative(path, self.repo_root)
         try:
             text = read_text(path, rel, self.limits)
@@ -383,6 +358,8 @@ class _KustomizationCache:
                 continue
             if isinstance(entry.get("path"), str):
                 file = kustomization.parent / entry["path"]
+                if sandbox.contained(file, self.repo_root) is None:
+                    continue
                 try:
                     documents = load_file(file, repo_relative(file, self.repo_root), self.limits).documents
                 except InputError:
@@ -448,6 +425,8 @@ class _KustomizationCache:
                target: Any, lines: list[str]) -> _PatchEntry | None:
         if file is not None and isinstance(file.value, str):
             patch_path = kustomization.parent / file.value
+            if sandbox.contained(patch_path, self.repo_root) is None:
+                return None
             source = repo_relative(patch_path, self.repo_root)
             try:
                 documents = tuple(load_file(patch_path, source, self.limits).documents)

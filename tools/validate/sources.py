@@ -27,6 +27,7 @@ from typing import Any
 from tools.validate.loader import InputError, Limits, Node, compose_with_lines, read_text
 from tools.validate.model import Resource, SourceLocation
 from tools.validate.render import PatchSource, split_field_path
+from tools.validate.sandbox import contained
 
 Segment = str | int
 
@@ -118,6 +119,8 @@ class SourceMapper:
     def _nodes(self, file: str) -> list[Node]:
         if file not in self._files:
             try:
+                if contained(self.repo_root / file, self.repo_root) is None:
+                    raise InputError(file, "outside the repository")  # never opened
                 text = read_text(self.repo_root / file, file, self.limits)
                 self._files[file] = compose_with_lines(text, file, self.limits)
             except InputError:

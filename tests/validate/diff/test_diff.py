@@ -106,3 +106,88 @@ def test_no_change(repo: Path, capsys, tmp_path: Path) -> None:
     assert main(["--repo", str(repo), "--base", "HEAD", "--output", str(out_file)]) == 0
     assert capsys.readouterr().out == "no change to any rendered environment\n"
     assert "No change to any rendered environment." in out_file.read_text()
+
+
+BASE_POLICY = """\
+fail_level: warning
+limits:
+  max_depth: 64
+environments:
+  prod:
+    rules:
+      spot/on-demand-fallback: {require_on_demand_fallback: true}
+"""
+HEAD_POLICY = """\
+fail_level: error
+kustomize:
+  build_options: [--helm-kube-version=1.33]
+limits:
+  max_depth: 128
+environments:
+  prod:
+    rules:
+      spot/on-demand-fallback: {require_on_demand_fallback: false, severity: info}
+      scaling/min-warm-replicas: {enabled: false}
+"""
+SUPPRESSION = """\
+  annotations:
+    gate.eks-llm-inference.io/suppress: |
+      - rule: security/run-as-non-root
+        reason: the CPU test image runs as root
+        expires: {expires}
+"""
+
+
+def _commit_all(repo: Path, message: str) -> None:
+    _git(repo, "add", ".")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "--quiet", "-m", message)
+
+
+def test_a_change_that_weakens_the_policy_is_listed_under_policy_changes(
+    repo: Path, tmp_path: Path, capsys
+) -> None:
+    (repo / "gate.yaml").write_text(BASE_POLICY)
+    deployment = "kind: Deployment\nmetadata:\n  name: vllm\n"
+    _edit(repo / "base" / "vllm.yaml", deployment, deployment + SUPPRESSION.format(expires="2027-01-31"))
+    _commit_all(repo, "policy")
+    (repo / "gate.yaml").write_text(HEAD_POLICY)
+    _edit(repo / "base" / "vllm.yaml", "expires: 2027-01-31\n",
+          "expires: 2031-12-31\n      - rule: security/no-privilege-escalation\n        reason: later\n")
+    out_file = tmp_path / "scaling.md"
+
+    assert main(["--repo", str(repo), "--base", "HEAD", "--output", str(out_file)]) == 0
+
+    policy = [line for line in capsys.readouterr().out.splitlines() if line.startswith("policy: ")]
+    expected = [
+        "gate.yaml fail_level: warning → error (weakens: fewer findings fail the run)",
+        "gate.yaml limits.max_depth: 64 → 128 (weakens: limit raised)",
+        "gate.yaml environments.prod.rules.spot/on-demand-fallback.require_on_demand_fallback: true → false "
+        "(rule option changed: check it does not loosen the rule)",
+        "gate.yaml kustomize.build_options: unset → [--helm-kube-version=1.33] "
+        "(changes how every overlay renders)",
+        "gate.yaml environments.prod.rules.spot/on-demand-fallback.severity: unset → info "
+        "(weakens: severity lowered)",
+        "gate.yaml environments.prod.rules.scaling/min-warm-replicas.enabled: unset → false "
+        "(weakens: rule disabled)",
+        "dev: Deployment/inference/vllm: suppression of security/no-privilege-escalation added "
+        "(weakens: no expiry)",
+        "dev: Deployment/inference/vllm: suppression of security/run-as-non-root weakens: extended, "
+        "until 2027-01-31 → until 2031-12-31",
+        "prod: Deployment/inference/vllm: suppression of security/no-privilege-escalation added "
+        "(weakens: no expiry)",
+        "prod: Deployment/inference/vllm: suppression of security/run-as-non-root weakens: extended, "
+        "until 2027-01-31 → until 2031-12-31",
+    ]
+    assert policy == [f"policy: {line}" for line in expected]
+    md = out_file.read_text()
+    heading = "\n## Policy changes\n\nThis change edits the gate's own policy:\n\n"
+    assert md.startswith(COMMENT_MARKER + heading)
+    assert "".join(f"- {line}\n" for line in expected) in md
+
+
+def test_an_unchanged_policy_lists_no_policy_change(repo: Path, capsys) -> None:
+    (repo / "gate.yaml").write_text(BASE_POLICY)
+    _commit_all(repo, "policy")
+
+    assert main(["--repo", str(repo), "--base", "HEAD"]) == 0
+    assert capsys.readouterr().out == "no change to any rendered environment\n"

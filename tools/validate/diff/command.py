@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tools.validate.diff.policy import config_changes, read_gate_config, suppression_changes
 from tools.validate.diff.revisions import RevisionError, checkout, environments, repository_root
 from tools.validate.diff.semantic import semantic_changes
 from tools.validate.model import Resource
@@ -81,11 +82,23 @@ def _simulate(side: Side, env: str, hardware: HardwareProfile, load_spec: str) -
     )
 
 
+@dataclass
+class Comparison:
+    environments: list[EnvironmentDiff]
+    policy: list[str]  # changes to gate.yaml and to suppressions, weakening ones marked
+
+
 def compare(
     repo: Path, base: str, head: str | None, hardware: HardwareProfile, load_spec: str
-) -> list[EnvironmentDiff]:
+) -> Comparison:
     out: list[EnvironmentDiff] = []
+    policy: list[str] = []
     with checkout(repo, base) as base_tree, checkout(repo, head) as head_tree:
+        before_config, _ = read_gate_config(base_tree)
+        after_config, after_error = read_gate_config(head_tree)
+        if after_error:
+            policy.append(f"gate.yaml cannot be read: {after_error}")
+        policy.extend(config_changes(before_config, after_config))
         names = list(dict.fromkeys([*environments(head_tree), *environments(base_tree)]))
         for env in names:
             before, after = _render(base_tree, env), _render(head_tree, env)
@@ -99,12 +112,14 @@ def compare(
                 changes = [(after.error and f"does not render: {after.error}") or "environment removed"]
             else:
                 changes = semantic_changes(before.resources, after.resources, hardware)
+            if before.resources is not None and after.resources is not None:
+                policy.extend(suppression_changes(env, before.resources, after.resources))
             diff = EnvironmentDiff(env, changes, before, after)
             if changes:
                 _simulate(before, env, hardware, load_spec)
                 _simulate(after, env, hardware, load_spec)
             out.append(diff)
-    return out
+    return Comparison(out, policy)
 
 
 def _seconds(value: float | None) -> str:
@@ -123,9 +138,14 @@ def _rows(s: Summary | None) -> list[str]:
     ]
 
 
-def markdown(diffs: Sequence[EnvironmentDiff], base: str, head: str | None, load: str, hardware: str) -> str:
-    lines = [
-        COMMENT_MARKER,
+def markdown(diffs: Sequence[EnvironmentDiff], base: str, head: str | None, load: str, hardware: str,
+             policy: Sequence[str] = ()) -> str:
+    lines = [COMMENT_MARKER]
+    if policy:
+        lines += ["## Policy changes", "", "This change edits the gate's own policy:", ""]
+        lines += [f"- {change}" for change in policy]
+        lines.append("")
+    lines += [
         "## Scaling impact",
         "",
         f"Base `{base}` → head `{head or 'working tree'}`. Simulated load `{load}`, hardware profile "
@@ -157,10 +177,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         hardware = load_hardware_profile(args.hardware)
         repo = repository_root(args.repo)
-        diffs = compare(repo, args.base, args.head, hardware, args.profile)
+        comparison = compare(repo, args.base, args.head, hardware, args.profile)
     except (ValueError, RevisionError) as exc:
         print(f"gate diff: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    diffs = comparison.environments
+    for change in comparison.policy:
+        print(f"policy: {change}")
     for d in diffs:
         for change in d.changes:
             print(f"{d.name}: {change}")
@@ -168,7 +191,8 @@ def run(args: argparse.Namespace) -> int:
         print("no change to any rendered environment")
     if args.output:
         args.output.write_text(
-            markdown(diffs, args.base, args.head, args.profile, hardware.name), encoding="utf-8"
+            markdown(diffs, args.base, args.head, args.profile, hardware.name, comparison.policy),
+            encoding="utf-8",
         )
     return EXIT_OK
 
