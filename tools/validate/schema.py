@@ -51,7 +51,12 @@ OBJECT_META_REF = f"{CORE_DEFINITIONS_URI}#/$defs/io.k8s.apimachinery.pkg.apis.m
 
 # The project's schemas: (apiVersion, kind) -> (file in tools/validate/schemas, name in its $defs).
 PROJECT_SCHEMA_FILES = (
-    "common.yaml", "karpenter.yaml", "keda.yaml", "argocd.yaml", "opentelemetry.yaml", "prometheus-operator.yaml"
+    "common.yaml",
+    "karpenter.yaml",
+    "keda.yaml",
+    "argocd.yaml",
+    "opentelemetry.yaml",
+    "prometheus-operator.yaml",
 )
 PROJECT_KINDS: Mapping[tuple[str, str], tuple[str, str]] = {
     ("karpenter.sh/v1", "NodePool"): ("karpenter.yaml", "NodePool"),

@@ -22,15 +22,15 @@ import yaml
 
 from tools.validate.catalogue import Catalogue
 from tools.validate.model import Resource
-from tools.validate.rules import gitops, gpu, scaling, security, spot
+from tools.validate.rules import gitops, gpu, observability, scaling, security, spot
 from tools.validate.rules.base import Context, Rule
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def policy_rules() -> list[Rule]:
-    """The rules of the five policy families (the schema and input families are tested with their code)."""
-    return [*scaling.RULES, *spot.RULES, *gpu.RULES, *security.RULES, *gitops.RULES]
+    """The rules of the policy families (the schema and input families are tested with their code)."""
+    return [*scaling.RULES, *spot.RULES, *gpu.RULES, *security.RULES, *gitops.RULES, *observability.RULES]
 
 
 def slug(rule: Rule) -> str:

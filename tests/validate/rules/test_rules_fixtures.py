@@ -21,10 +21,10 @@ def catalogue() -> Catalogue:
     return load_catalogue()
 
 
-def test_at_least_thirty_rules_across_the_five_families() -> None:
+def test_at_least_thirty_rules_across_the_six_families() -> None:
     families = {rule.family for rule in RULES}
     assert len(RULES) >= 30
-    assert families == {"scaling", "spot", "gpu", "security", "gitops"}
+    assert families == {"scaling", "spot", "gpu", "security", "gitops", "observability"}
     assert families <= set(FAMILIES)
     registry = default_registry()
     assert all(registry.get(rule.id) is rule for rule in RULES)

@@ -7,7 +7,7 @@ from tools.validate.rules.base import Registry
 
 def default_registry() -> Registry:
     # Families are imported here, not discovered: adding a family means adding it to this list.
-    from tools.validate.rules import gitops, gpu, meta, scaling, schema, security, spot
+    from tools.validate.rules import gitops, gpu, meta, observability, scaling, schema, security, spot
 
     return Registry(
         [
@@ -16,6 +16,7 @@ def default_registry() -> Registry:
             *gpu.RULES,
             *security.RULES,
             *gitops.RULES,
+            *observability.RULES,
             *schema.RULES,
             *meta.RULES,
         ]

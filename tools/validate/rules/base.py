@@ -16,7 +16,7 @@ from tools.validate.model import Resource, Severity
 
 T = TypeVar("T")
 
-FAMILIES = ("scaling", "spot", "gpu", "security", "gitops", "schema", "input")
+FAMILIES = ("scaling", "spot", "gpu", "security", "gitops", "observability", "schema", "input")
 
 
 @dataclass(frozen=True)
