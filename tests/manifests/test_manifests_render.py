@@ -138,6 +138,7 @@ def test_environment_values_land_per_environment(rendered: dict[str, Rendered]) 
             "GATEWAY_S3_BUCKET": f"eks-llm-inference-responses-{account}",
             "GATEWAY_S3_REGION": "us-east-1",
             "GATEWAY_PUBLIC_URL": f"https://{host}",
+            "GATEWAY_PROMETHEUS_URL": "http://kube-prometheus-stack-prometheus.prometheus.svc:9090",
         }
         assert host == {"dev": "llm-dev.example.com", "prod": "llm.example.com"}[env]
         annotations = result.one("Ingress", "gateway")["metadata"]["annotations"]
