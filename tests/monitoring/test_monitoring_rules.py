@@ -12,8 +12,12 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.manifests.rendered_manifests import render
 from tests.monitoring.rules_files import alerts, rules_document, scaled, write_rules
+from tests.validate.schema.schema_helpers import upstream_crds
 from tools.stack.env import MissingToolError, promtool_binary
+from tools.validate.model import Resource
+from tools.validate.schema import SchemaValidator
 
 HERE = Path(__file__).parent
 REPO_ROOT = HERE.parents[1]
@@ -107,3 +111,25 @@ def test_scaling_the_rules_changes_durations_only(document: dict[str, Any]) -> N
     assert burn["expr"] == alerts(document)["TimeToFirstTokenBudgetBurnFast"]["expr"]
     recorded = {rule["record"]: rule["expr"] for rule in fast["groups"][0]["rules"]}
     assert "[60s]" in recorded["llm:ttft_slo_errors:ratio_rate1h"]
+
+
+@pytest.mark.parametrize("overlay", ["overlays/dev", "overlays/prod"])
+def test_the_monitoring_resources_pass_the_upstream_crds(overlay: str) -> None:
+    """The rendered ServiceMonitors, PodMonitors and PrometheusRule against the Prometheus operator's own
+    CRDs (kept beside the checkout, as for tests/validate/schema), not only against the gate's schemas."""
+    crds = upstream_crds()
+    upstream = SchemaValidator(crd_dirs=[crds])
+    kinds = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
+    documents = [doc for doc in render(overlay).documents if doc["kind"] in kinds]
+
+    assert sorted((doc["kind"], doc["metadata"]["name"]) for doc in documents) == [
+        ("PodMonitor", "karpenter"),
+        ("PodMonitor", "keda-operator"),
+        ("PodMonitor", "vllm-metrics-collector"),
+        ("PrometheusRule", "llm-inference"),
+        ("ServiceMonitor", "gateway"),
+        ("ServiceMonitor", "vllm"),
+    ]
+    for doc in documents:
+        assert upstream.source_of(doc["apiVersion"], doc["kind"]).startswith("CRD ")
+        assert upstream.validate(Resource(doc, overlay)) == [], doc["metadata"]["name"]
