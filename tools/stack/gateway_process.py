@@ -52,9 +52,9 @@ class GatewayServer:
 
 
 def gateway_environment(
-    *, port: int, upstream_url: str, model: str, s3: S3Server, admin_token: str
+    *, port: int, upstream_url: str, model: str, s3: S3Server, admin_token: str, prometheus_url: str = ""
 ) -> dict[str, str]:
-    """The gateway's settings (GATEWAY_*) pointing at the local services."""
+    """The gateway's settings (GATEWAY_*) pointing at the local services (Prometheus: the scaling view)."""
     return {
         "GATEWAY_HOST": "127.0.0.1",
         "GATEWAY_PORT": str(port),
@@ -65,6 +65,7 @@ def gateway_environment(
         "GATEWAY_S3_BUCKET": s3.bucket,
         "GATEWAY_S3_REGION": s3.region,
         "GATEWAY_ADMIN_TOKEN": admin_token,
+        "GATEWAY_PROMETHEUS_URL": prometheus_url,
         **s3.env(),
     }
 

@@ -16,6 +16,8 @@ import yaml
 from tools.stack.processes import ProcessRecord, log_tail, start_process, stop_group
 
 SCRAPE_INTERVAL = "1s"
+# The repository's recording and alerting rules (a PrometheusRule; its spec is a Prometheus rules file).
+RULES_MANIFEST = Path("base") / "monitoring" / "prometheusrule.yaml"
 
 
 class PrometheusError(RuntimeError):
@@ -39,6 +41,13 @@ def scrape_config(targets: Mapping[str, str], rule_files: Sequence[Path] = ()) -
             for job, target in sorted(targets.items())
         ],
     }
+
+
+def write_repository_rules(repo_root: Path, path: Path) -> Path:
+    """The spec of the repository's PrometheusRule written to `path` as a rules file Prometheus loads."""
+    manifest = yaml.safe_load((repo_root / RULES_MANIFEST).read_text(encoding="utf-8"))
+    path.write_text(yaml.safe_dump(manifest["spec"], sort_keys=False), encoding="utf-8")
+    return path
 
 
 def write_config(path: Path, targets: Mapping[str, str], rule_files: Sequence[Path] = ()) -> None:
