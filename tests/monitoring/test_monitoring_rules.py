@@ -51,7 +51,7 @@ def test_promtool_accepts_the_rules(promtool: Path, tmp_path: Path, overlay: str
     result = run(promtool, "check", "rules", path.name, cwd=tmp_path)
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 19 rules found" in result.stdout
+    assert "SUCCESS: 20 rules found" in result.stdout
 
 
 def test_every_alert_passes_its_promtool_unit_tests(
