@@ -8,7 +8,6 @@ from collections.abc import Iterable
 from typing import Any
 
 import httpx
-import promql_parser
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -51,20 +50,12 @@ def used_series(exporter: str, catalogue: Catalogue) -> dict[str, set[str]]:
     ctx = Context("overlays/prod", "prod", resources, catalogue)
     used: dict[str, set[str]] = {}
     for query in observability.queries(ctx, observability.RULES[0].options):
-        for selector in _selectors(observability.parse(query.expr)):
-            match = catalogue.series(str(selector.name)) if selector.name else None
+        for selector in observability.analyse(query).selectors:
+            match = catalogue.series(selector.name) if selector.name else None
             if match is not None and match.metric.exporter == exporter:
                 labels = used.setdefault(match.metric.name, set())
-                matched = {str(m.name) for m in selector.matchers.matchers}
-                labels |= matched - catalogue.scrape_labels - SAMPLE_LABELS
+                labels |= set(selector.labels) - catalogue.scrape_labels - SAMPLE_LABELS
     return used
-
-
-def _selectors(expr: Any) -> Iterable[Any]:
-    found: list[Any] = []
-    promql_parser.walk(expr, lambda n: found.append(n) if isinstance(n, promql_parser.VectorSelector)
-                       else None)
-    return found
 
 
 def chat(url: str, model: str) -> None:

@@ -117,27 +117,81 @@ def _selector_name(node: Any) -> str | None:
     return None
 
 
-def _selectors(expr: Any) -> list[Any]:
-    found: list[Any] = []
-    promql_parser.walk(expr, lambda node: found.append(node) if isinstance(node, promql_parser.VectorSelector)
-                       else None)
-    return found
+@dataclass(frozen=True)
+class Selector:
+    name: str | None
+    labels: tuple[str, ...]  # matched on, __name__ aside
 
 
-def _parsed(ctx: Context, options: Mapping[str, Any]) -> list[tuple[Query, Any]]:
-    """(query, parsed expression) of every query that parses; computed once per overlay."""
+@dataclass(frozen=True)
+class Grouping:
+    """An aggregation `by (labels)` over the series `names`."""
 
-    def build() -> list[tuple[Query, Any]]:
-        out = []
-        for query in queries(ctx, options):
-            try:
-                out.append((query, parse(query.expr)))
-            except ValueError:
-                continue
-        return out
+    labels: tuple[str, ...]
+    names: tuple[str | None, ...]
+    makes_labels: bool  # label_replace/label_join inside: its labels are not only the series'
 
+
+@dataclass(frozen=True)
+class Analysed:
+    query: Query
+    error: str | None  # why it does not parse
+    selectors: tuple[Selector, ...] = ()
+    groupings: tuple[Grouping, ...] = ()
+
+
+def _selector(node: Any) -> Selector:
+    labels = tuple(str(m.name) for m in node.matchers.matchers if m.name != "__name__")
+    return Selector(_selector_name(node), labels)
+
+
+@dataclass
+class _OpenGrouping:
+    labels: tuple[str, ...] | None  # None: not a `by` aggregation
+    names: list[str | None]
+    makes_labels: bool = False
+
+
+def analyse(query: Query) -> Analysed:
+    """The query's selectors and `by` groupings, from one walk of its syntax tree (walks cost most)."""
+    try:
+        expr = parse(query.expr)
+    except ValueError as error:
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else "syntax error"
+        return Analysed(query, detail)
+    selectors: list[Selector] = []
+    groupings: list[Grouping] = []
+    open_groupings: list[_OpenGrouping] = []
+
+    def enter(node: Any) -> None:
+        if isinstance(node, promql_parser.VectorSelector):
+            selector = _selector(node)
+            selectors.append(selector)
+            for grouping in open_groupings:
+                grouping.names.append(selector.name)
+        elif isinstance(node, promql_parser.AggregateExpr):
+            modifier = node.modifier
+            by = modifier is not None and str(modifier.type) == "AggModifierType.By"
+            open_groupings.append(_OpenGrouping(tuple(map(str, modifier.labels)) if by else None, []))
+        elif isinstance(node, promql_parser.Call) and node.func.name in _LABEL_MAKERS:
+            for grouping in open_groupings:
+                grouping.makes_labels = True
+
+    def leave(node: Any) -> None:
+        if isinstance(node, promql_parser.AggregateExpr):
+            closed = open_groupings.pop()
+            if closed.labels is not None:
+                groupings.append(Grouping(closed.labels, tuple(closed.names), closed.makes_labels))
+
+    promql_parser.walk(expr, enter, leave)
+    return Analysed(query, None, tuple(selectors), tuple(groupings))
+
+
+def _analysed(ctx: Context, options: Mapping[str, Any]) -> list[Analysed]:
+    """Every query of the overlay, parsed and analysed once per overlay (three rules read it)."""
     label, value = _dashboard_label(options)
-    return ctx.memo(f"observability.parsed.{label}={value}", build)
+    key = f"observability.analysed.{label}={value}"
+    return ctx.memo(key, lambda: [analyse(query) for query in queries(ctx, options)])
 
 
 def _nearest(name: str, known: list[str]) -> str:
@@ -146,22 +200,21 @@ def _nearest(name: str, known: list[str]) -> str:
 
 
 def check_promql_parses(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
-    for query in queries(ctx, options):
-        try:
-            parse(query.expr)
-        except ValueError as error:
-            detail = str(error).strip().splitlines()[0] if str(error).strip() else "syntax error"
-            yield Violation(query.resource, query.path, f"{query.where}: not valid PromQL: {detail}")
+    for analysed in _analysed(ctx, options):
+        if analysed.error is not None:
+            query = analysed.query
+            yield Violation(query.resource, query.path, f"{query.where}: not valid PromQL: {analysed.error}")
 
 
 def check_metric_exported(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
     catalogue: Catalogue = ctx.catalogue
     recorded = recorded_names(ctx)
-    known = sorted({name for e in catalogue.exporters.values() for name in e.metrics} | recorded)
-    for query, expr in _parsed(ctx, options):
-        for name in dict.fromkeys(n for n in map(_selector_name, _selectors(expr)) if n):
+    for analysed in _analysed(ctx, options):
+        query = analysed.query
+        for name in dict.fromkeys(s.name for s in analysed.selectors if s.name):
             if name in recorded or name in PROMETHEUS_SERIES or catalogue.series(name) is not None:
                 continue
+            known = sorted({metric for e in catalogue.exporters.values() for metric in e.metrics} | recorded)
             yield Violation(
                 query.resource,
                 query.path,
@@ -180,65 +233,41 @@ def _labels_of(catalogue: Catalogue, name: str | None, recorded: frozenset[str])
     return match.labels | catalogue.scrape_labels
 
 
-def _aggregations(expr: Any) -> list[Any]:
-    found: list[Any] = []
-    promql_parser.walk(expr, lambda node: found.append(node) if isinstance(node, promql_parser.AggregateExpr)
-                       else None)
-    return found
-
-
-def _makes_labels(expr: Any) -> bool:
-    found: list[bool] = []
-
-    def visit(node: Any) -> None:
-        if isinstance(node, promql_parser.Call) and node.func.name in _LABEL_MAKERS:
-            found.append(True)
-
-    promql_parser.walk(expr, visit)
-    return bool(found)
-
-
 def check_label_exported(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
     catalogue: Catalogue = ctx.catalogue
     recorded = recorded_names(ctx)
-    for query, expr in _parsed(ctx, options):
+    for analysed in _analysed(ctx, options):
+        query = analysed.query
         reported: set[tuple[str, str]] = set()
-        for selector in _selectors(expr):
-            name = _selector_name(selector)
-            labels = _labels_of(catalogue, name, recorded)
+        for selector in analysed.selectors:
+            labels = _labels_of(catalogue, selector.name, recorded)
             if labels is None:
                 continue
-            for matcher in selector.matchers.matchers:
-                label = str(matcher.name)
-                if label == "__name__" or label in labels or (name, label) in reported:
+            for label in selector.labels:
+                if label in labels or (str(selector.name), label) in reported:
                     continue
-                reported.add((str(name), label))
+                reported.add((str(selector.name), label))
                 yield Violation(
                     query.resource,
                     query.path,
-                    f"{query.where}: `{name}` has no label `{label}`{_nearest(label, sorted(labels))}; "
-                    f"it carries {', '.join(sorted(labels))}",
+                    f"{query.where}: `{selector.name}` has no label `{label}`"
+                    f"{_nearest(label, sorted(labels))}; it carries {', '.join(sorted(labels))}",
                 )
-        for aggregation in _aggregations(expr):
-            modifier = aggregation.modifier
-            by = modifier is not None and str(modifier.type) == "AggModifierType.By"
-            if not by or _makes_labels(aggregation.expr):
-                continue
-            inner = [_selector_name(s) for s in _selectors(aggregation.expr)]
-            label_sets = [_labels_of(catalogue, n, recorded) for n in inner]
-            if not inner or any(labels is None for labels in label_sets):
+        for grouping in analysed.groupings:
+            label_sets = [_labels_of(catalogue, name, recorded) for name in grouping.names]
+            if grouping.makes_labels or not grouping.names or any(labels is None for labels in label_sets):
                 continue
             available = frozenset().union(*(labels for labels in label_sets if labels is not None))
-            for label in modifier.labels:
-                if label in available or ("by", str(label)) in reported:
+            for label in grouping.labels:
+                if label in available or ("by", label) in reported:
                     continue
-                reported.add(("by", str(label)))
-                metrics = ", ".join(f"`{n}`" for n in dict.fromkeys(inner))
+                reported.add(("by", label))
+                metrics = ", ".join(f"`{name}`" for name in dict.fromkeys(grouping.names))
                 yield Violation(
                     query.resource,
                     query.path,
                     f"{query.where}: grouped by `{label}`, a label {metrics} does not carry"
-                    f"{_nearest(str(label), sorted(available))}",
+                    f"{_nearest(label, sorted(available))}",
                 )
 
 
