@@ -23,7 +23,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.middleware import GatewayMiddleware
 from gateway.model_info import ModelContext
 from gateway.relay import RelayServices
-from gateway.routers import admin, audience, health, metrics, openai_proxy, ui
+from gateway.routers import admin, audience, health, metrics, openai_proxy, scaling, ui
 from gateway.settings import Settings
 from gateway.storage import Draws, RecordStore, StateStore, Stats, StorageUnavailable, unavailable
 from gateway.upstream import Upstream, build_http_client, build_stream_pool, poll_queue
@@ -139,6 +139,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Starlette wraps the last added outermost: GatewayMiddleware, then ProxyDispatch, then the router.
     app.add_middleware(openai_proxy.ProxyDispatch)
     app.add_middleware(GatewayMiddleware, metrics=gateway_metrics, max_body_bytes=settings.max_body_bytes)
-    for module in (openai_proxy, audience, admin, health, metrics, ui):
+    for module in (openai_proxy, audience, admin, scaling, health, metrics, ui):
         app.include_router(module.router)
     return app

@@ -114,6 +114,13 @@ class Settings(BaseSettings):
     feedback_max_chars: int = Field(default=2000, ge=1)
     company_max_chars: int = Field(default=200, ge=1)
 
+    # Scaling view (admin page): Prometheus's HTTP API and what it watches
+    prometheus_url: str = ""  # empty: the scaling view is off
+    prometheus_timeout: float = Field(default=2.0, gt=0)
+    scaling_namespace: str = "inference"
+    scaling_deployment: str = "vllm"  # also the name of KEDA's HPA (base/keda horizontalPodAutoscalerConfig)
+    scaling_gateway_deployment: str = "gateway"
+
     @field_validator("allowed_models", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
@@ -125,6 +132,11 @@ class Settings(BaseSettings):
         # Accept the OpenAI-style base URL too: the proxy appends /v1/... itself.
         value = value.rstrip("/")
         return value.removesuffix("/v1")
+
+    @field_validator("prometheus_url")
+    @classmethod
+    def _prometheus_root(cls, value: str) -> str:
+        return value.rstrip("/")
 
     @field_validator("s3_endpoint_url", "admin_token", "client_cookie_secret", mode="before")
     @classmethod

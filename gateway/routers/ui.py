@@ -46,6 +46,7 @@ ASSETS: dict[str, str] = {
     "dom.js": "text/javascript; charset=utf-8",
     "audience.js": "text/javascript; charset=utf-8",
     "admin.js": "text/javascript; charset=utf-8",
+    "scaling.js": "text/javascript; charset=utf-8",
 }
 UPSTREAM_GAUGES = ("vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc")
 LIVE_METRICS_TIMEOUT = 2.0

@@ -2,6 +2,7 @@
 // modes, start sessions, draw winners, and watch live figures.
 import { Problem, explain, requestJson, send, problemFrom } from "./api.js";
 import { byId, setFieldError, setText, show, store, stored } from "./dom.js";
+import { setUpPresenterView, showScaling, showScalingProblem } from "./scaling.js";
 
 const LIVE_POLL_MS = 2000;
 const TOKEN = "admin:token"; // sessionStorage: gone when the tab closes
@@ -100,13 +101,24 @@ function showFigure(id, value) {
   setText(byId(id), value === null || value === undefined ? "unknown" : String(value));
 }
 
+/** The scaling view's figures; a view that is off or failing says why instead of stopping the page. */
+async function scaling() {
+  try {
+    return showScaling(await admin("/api/admin/scaling"));
+  } catch (problem) {
+    if (!(problem instanceof Problem) || problem.status === 401) throw problem;
+    return showScalingProblem(problem.message || explain(problem, { action: "refresh" }));
+  }
+}
+
 async function refresh() {
   if (liveTimer !== null) clearTimeout(liveTimer);
   try {
-    const [live, config, stats] = await Promise.all([
+    const [live, config, stats, replicas] = await Promise.all([
       admin("/api/admin/live"),
       requestJson("/api/config"),
       requestJson("/api/stats"),
+      scaling(),
     ]);
     setText(el.publicUrl, config.public_url);
     const session = config.session_id ?? config.session;
@@ -120,8 +132,8 @@ async function refresh() {
     showFigure("fig-running", upstream.reachable ? upstream.running : null);
     showFigure("fig-waiting", upstream.reachable ? `${upstream.waiting} (shed above ${gateway.shed_queue_waiting})` : null);
     showFigure("fig-shed", Object.values(gateway.shed).reduce((sum, count) => sum + count, 0));
-    showFigure("fig-replicas-gateway", live.replicas.gateway);
-    showFigure("fig-replicas-vllm", live.replicas.vllm);
+    showFigure("fig-replicas-gateway", replicas.gateway);
+    showFigure("fig-replicas-vllm", replicas.vllm);
     const current = (stats.sessions || []).find((item) => item.session_id === session);
     showFigure("fig-questions", current ? current.questions : 0);
     showFigure("fig-surveys", current ? current.surveys : 0);
@@ -212,6 +224,7 @@ el.loginForm.addEventListener("submit", (event) => {
   unlock(candidate);
 });
 el.lock.addEventListener("click", () => lock(""));
+setUpPresenterView();
 
 if (token) unlock(token);
 else el.token.focus();

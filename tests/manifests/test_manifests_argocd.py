@@ -37,7 +37,9 @@ def test_sync_waves_put_controllers_first(rendered: dict[str, Rendered], env: st
         "karpenter": -2,
         "keda": -2,
         "opentelemetry-operator": -2,
+        "kube-prometheus-stack": -2,
         "keda-otel-scaler": -1,
+        "dcgm-exporter": -1,
         "inference": 0,
     }
 
@@ -59,6 +61,12 @@ def test_charts_are_pinned(rendered: dict[str, Rendered], env: str) -> None:
             "opentelemetry-operator",
             "0.115.0",
         ),
+        "kube-prometheus-stack": (
+            "https://prometheus-community.github.io/helm-charts",
+            "kube-prometheus-stack",
+            "88.5.0",
+        ),
+        "dcgm-exporter": ("https://nvidia.github.io/dcgm-exporter/helm-charts", "dcgm-exporter", "4.1.1"),
     }
     karpenter_settings = result.one("Application", "karpenter")["spec"]["source"]["helm"]["valuesObject"][
         "settings"
@@ -80,6 +88,8 @@ def test_project_restricts_sources_and_destinations(rendered: dict[str, Rendered
         "karpenter",
         "keda",
         "opentelemetry-operator-system",
+        "prometheus",
+        "dcgm-exporter",
         "kube-system",
         "kube-node-lease",
     }

@@ -30,6 +30,17 @@ WORKLOAD_IDS = {
     ("NodePool", "gpu-inference"),
     ("EC2NodeClass", "gpu-inference"),
     ("OpenTelemetryCollector", "vllm-metrics"),
+    ("ServiceMonitor", "vllm"),
+    ("ServiceMonitor", "gateway"),
+    ("PodMonitor", "keda-operator"),
+    ("PodMonitor", "karpenter"),
+    ("PodMonitor", "vllm-metrics-collector"),
+    ("PrometheusRule", "llm-inference"),
+    ("ConfigMap", "dashboard-inference"),
+    ("ConfigMap", "dashboard-scaling"),
+    ("ConfigMap", "dashboard-nodes"),
+    ("ConfigMap", "dashboard-gateway"),
+    ("ConfigMap", "dashboard-gpu"),
 }
 APPS_IDS = {
     ("AppProject", "llm-inference"),
@@ -37,6 +48,8 @@ APPS_IDS = {
     ("Application", "keda"),
     ("Application", "keda-otel-scaler"),
     ("Application", "opentelemetry-operator"),
+    ("Application", "kube-prometheus-stack"),
+    ("Application", "dcgm-exporter"),
     ("Application", "inference"),
 }
 CLUSTER_IDS = {("AppProject", "bootstrap"), ("Application", "root")}
@@ -126,6 +139,7 @@ def test_environment_values_land_per_environment(rendered: dict[str, Rendered]) 
             "GATEWAY_S3_BUCKET": f"eks-llm-inference-responses-{account}",
             "GATEWAY_S3_REGION": "us-east-1",
             "GATEWAY_PUBLIC_URL": f"https://{host}",
+            "GATEWAY_PROMETHEUS_URL": "http://kube-prometheus-stack-prometheus.prometheus.svc:9090",
         }
         assert host == {"dev": "llm-dev.example.com", "prod": "llm.example.com"}[env]
         annotations = result.one("Ingress", "gateway")["metadata"]["annotations"]

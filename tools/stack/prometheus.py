@@ -16,16 +16,20 @@ import yaml
 from tools.stack.processes import ProcessRecord, log_tail, start_process, stop_group
 
 SCRAPE_INTERVAL = "1s"
+# The repository's recording and alerting rules (a PrometheusRule; its spec is a Prometheus rules file).
+RULES_MANIFEST = Path("base") / "monitoring" / "prometheusrule.yaml"
 
 
 class PrometheusError(RuntimeError):
     """Prometheus did not start, or a query failed or returned nothing."""
 
 
-def scrape_config(targets: Mapping[str, str]) -> dict[str, object]:
-    """A Prometheus config scraping each `job -> host:port` target's /metrics every second."""
+def scrape_config(targets: Mapping[str, str], rule_files: Sequence[Path] = ()) -> dict[str, object]:
+    """A Prometheus config scraping each `job -> host:port` target's /metrics every second, evaluating
+    `rule_files` (recording and alerting rules) every second."""
     return {
         "global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": SCRAPE_INTERVAL},
+        "rule_files": [str(path) for path in rule_files],
         "scrape_configs": [
             {
                 "job_name": job,
@@ -39,8 +43,15 @@ def scrape_config(targets: Mapping[str, str]) -> dict[str, object]:
     }
 
 
-def write_config(path: Path, targets: Mapping[str, str]) -> None:
-    path.write_text(yaml.safe_dump(scrape_config(targets), sort_keys=False))
+def write_repository_rules(repo_root: Path, path: Path) -> Path:
+    """The spec of the repository's PrometheusRule written to `path` as a rules file Prometheus loads."""
+    manifest = yaml.safe_load((repo_root / RULES_MANIFEST).read_text(encoding="utf-8"))
+    path.write_text(yaml.safe_dump(manifest["spec"], sort_keys=False), encoding="utf-8")
+    return path
+
+
+def write_config(path: Path, targets: Mapping[str, str], rule_files: Sequence[Path] = ()) -> None:
+    path.write_text(yaml.safe_dump(scrape_config(targets, rule_files), sort_keys=False))
 
 
 @dataclass
@@ -49,6 +60,7 @@ class PrometheusServer:
     data_dir: Path
     log_path: Path
     config_path: Path
+    rule_files: tuple[Path, ...] = ()
     record: ProcessRecord | None = None
     popen: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
@@ -71,7 +83,7 @@ class PrometheusServer:
         """
         if self.record is None or not self.record.is_alive():
             raise PrometheusError("Prometheus is not running")
-        write_config(self.config_path, targets)
+        write_config(self.config_path, targets, self.rule_files)
         os.kill(self.record.pid, signal.SIGHUP)
 
     @property
@@ -89,6 +101,10 @@ class PrometheusServer:
     def targets_up(self) -> dict[str, bool]:
         """job -> whether its last scrape succeeded."""
         return self.api.targets_up()
+
+    def alerts(self) -> dict[str, str]:
+        """alertname -> state ("pending" or "firing") of every active alert."""
+        return self.api.alerts()
 
 
 @dataclass(frozen=True)
@@ -127,6 +143,14 @@ class PrometheusApi:
             target["labels"]["job"]: target["health"] == "up" for target in response["data"]["activeTargets"]
         }
 
+    def alerts(self) -> dict[str, str]:
+        """alertname -> state ("pending" or "firing") of every active alert."""
+        try:
+            response = httpx.get(f"{self.url}/api/v1/alerts", timeout=5.0)
+        except httpx.HTTPError as error:
+            raise PrometheusError(f"reading alerts failed: {error}") from error
+        return {alert["labels"]["alertname"]: alert["state"] for alert in response.json()["data"]["alerts"]}
+
 
 def start_prometheus(
     binary: Path,
@@ -136,16 +160,18 @@ def start_prometheus(
     state_dir: Path,
     timeout: float = 60.0,
     extra_args: Sequence[str] = (),
+    rule_files: Sequence[Path] = (),
 ) -> PrometheusServer:
     """Start Prometheus with a generated config in `state_dir` and wait for /-/ready."""
     state_dir.mkdir(parents=True, exist_ok=True)
     config_path = state_dir / "prometheus.yml"
-    write_config(config_path, targets)
+    write_config(config_path, targets, rule_files)
     server = PrometheusServer(
         port=port,
         data_dir=state_dir / "prometheus-data",
         log_path=state_dir / "prometheus.log",
         config_path=config_path,
+        rule_files=tuple(rule_files),
     )
     command = [
         str(binary),

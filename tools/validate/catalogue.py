@@ -93,6 +93,50 @@ class MetricStatus:
 
 # Suffixes Prometheus adds to histogram and summary series; a query may name any of them.
 SERIES_SUFFIXES = ("_total", "_bucket", "_sum", "_count", "_created")
+# Which suffixed series each metric type has (a type of None: not recorded, any suffix).
+_TYPE_SUFFIXES: Mapping[str | None, tuple[str, ...]] = {
+    "counter": ("_total", "_created"),
+    "gauge": (),
+    "info": (),
+    "histogram": ("_bucket", "_sum", "_count", "_created"),
+    "summary": ("_sum", "_count", "_created"),
+    None: SERIES_SUFFIXES,
+}
+
+
+@dataclass(frozen=True)
+class ExportedMetric:
+    """One metric as its exporter declares it: counters without `_total` unless declared with it."""
+
+    name: str
+    exporter: str
+    type: str | None  # counter | gauge | histogram | summary | info; None where the list does not say
+    labels: frozenset[str] | None  # None: any label (an info metric whose labels are its configuration)
+
+
+@dataclass(frozen=True)
+class SeriesMatch:
+    """What a series name in a query (`vllm:time_to_first_token_seconds_bucket`) resolves to."""
+
+    metric: ExportedMetric
+    suffix: str  # "" or the suffix the query added
+
+    @property
+    def labels(self) -> frozenset[str] | None:
+        if self.metric.labels is None:
+            return None
+        extra = {"le"} if self.suffix == "_bucket" else set()
+        if self.metric.type == "summary" and not self.suffix:
+            extra.add("quantile")
+        return self.metric.labels | extra
+
+
+@dataclass(frozen=True)
+class Exporter:
+    name: str
+    version: str
+    sources: tuple[str, ...]
+    metrics: Mapping[str, ExportedMetric]
 
 
 @dataclass(frozen=True)
@@ -142,6 +186,29 @@ class Catalogue:
                 f"{LABEL_PREFIX}gpu-memory": str(self.gpu_memory_mib(itype)),
             }
         return labels
+    # Every exporter the dashboards and alerts read (vLLM and the gateway included), with labels.
+    exporters: Mapping[str, Exporter] = field(default_factory=dict)
+    # Labels Prometheus adds to every scraped series (job, instance, namespace, pod, ...).
+    scrape_labels: frozenset[str] = frozenset()
+
+    def series(self, name: str) -> SeriesMatch | None:
+        """The exported metric a series name in a query reads, with the suffix the query added."""
+        for exporter in self.exporters.values():
+            metric = exporter.metrics.get(name)
+            if metric is not None:
+                return SeriesMatch(metric, "")
+        for suffix in SERIES_SUFFIXES:
+            if not name.endswith(suffix):
+                continue
+            base = name[: -len(suffix)]
+            for exporter in self.exporters.values():
+                metric = exporter.metrics.get(base)
+                declared_total = metric is not None and metric.name.endswith("_total")
+                if metric is not None and suffix in _TYPE_SUFFIXES[metric.type] and not (
+                    declared_total and suffix == "_total"
+                ):
+                    return SeriesMatch(metric, suffix)
+        return None
 
     def gpus_of_categories(self, categories: Iterable[str]) -> set[str]:
         wanted = set(categories)
@@ -198,6 +265,17 @@ def load_catalogue(path: str | Path | None = None) -> Catalogue:
     metrics_doc = _read(root / "vllm_metrics.yaml")
     gateway_doc = _read(root / "gateway_metrics.yaml")
     bottlerocket_doc = _read(root / "bottlerocket_settings.yaml")
+    exporters = {
+        "vllm": _listed_exporter("vllm", "0.32.0", metrics_doc, metrics_doc["labels"]["default"]),
+        "gateway": _listed_exporter("gateway", "this repository", gateway_doc, []),
+    }
+    scrape_labels: frozenset[str] = frozenset()
+    for path in sorted((root / "exporters").glob("*.yaml")):
+        exporter, labels = _exporter_file(path)
+        if exporter.name in exporters:
+            raise ValueError(f"{path}: exporter {exporter.name!r} is described twice")
+        exporters[exporter.name] = exporter
+        scrape_labels |= labels
 
     gpus = {
         name: Gpu(name, int(v["compute_capability"]), int(v["vram_mib"]))
@@ -245,6 +323,8 @@ def load_catalogue(path: str | Path | None = None) -> Catalogue:
         gateway_metrics=frozenset(gateway_doc["current"]),
         bottlerocket_sections=frozenset(bottlerocket_doc["sections"]),
         bottlerocket_keys={k: frozenset(v) for k, v in bottlerocket_doc["keys"].items()},
+        exporters=exporters,
+        scrape_labels=scrape_labels,
         metrics_current=frozenset(metrics_doc["current"]),
         metrics_deprecated={
             k: (str(v["since"]), v.get("replacement")) for k, v in metrics_doc["deprecated"].items()
@@ -253,3 +333,38 @@ def load_catalogue(path: str | Path | None = None) -> Catalogue:
             k: (str(v["since"]), v.get("replacement")) for k, v in metrics_doc["removed"].items()
         },
     )
+
+
+def _labels(value: Any) -> frozenset[str] | None:
+    return None if value is None else frozenset(str(label) for label in value)
+
+
+def _listed_exporter(name: str, version: str, doc: Mapping[str, Any], default_labels: Any) -> Exporter:
+    """vLLM's and the gateway's files: a `current` list of names and a `labels` section."""
+    labels_doc = doc.get("labels") or {}
+    per_metric = labels_doc.get("metrics", labels_doc) if name == "vllm" else labels_doc
+    metrics = {
+        metric: ExportedMetric(metric, name, None, _labels(per_metric.get(metric, default_labels)))
+        for metric in doc["current"]
+    }
+    sources = tuple(str(v) for v in (doc.get("sources") or {}).values())
+    return Exporter(name, version, sources, metrics)
+
+
+def _exporter_file(path: Path) -> tuple[Exporter, frozenset[str]]:
+    doc = _read(path)
+    try:
+        name = str(doc["exporter"])
+        metrics = {
+            metric: ExportedMetric(metric, name, str(entry["type"]), _labels(entry["labels"]))
+            for metric, entry in doc["metrics"].items()
+        }
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: every exporter needs `exporter` and `metrics` with a type and labels "
+                         f"each ({exc!r} missing or malformed)") from None
+    for metric in metrics.values():
+        if metric.type not in _TYPE_SUFFIXES:
+            raise ValueError(f"{path}: {metric.name} has unknown type {metric.type!r}")
+    sources = tuple(str(s) for s in doc.get("sources") or ())
+    scrape_labels = frozenset(str(label) for label in doc.get("scrape_labels") or ())
+    return Exporter(name, str(doc.get("version", "")), sources, metrics), scrape_labels

@@ -50,7 +50,14 @@ CRD_SCHEMA_BASE = "https://eks-llm-inference.invalid/crd/"
 OBJECT_META_REF = f"{CORE_DEFINITIONS_URI}#/$defs/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
 
 # The project's schemas: (apiVersion, kind) -> (file in tools/validate/schemas, name in its $defs).
-PROJECT_SCHEMA_FILES = ("common.yaml", "karpenter.yaml", "keda.yaml", "argocd.yaml", "opentelemetry.yaml")
+PROJECT_SCHEMA_FILES = (
+    "common.yaml",
+    "karpenter.yaml",
+    "keda.yaml",
+    "argocd.yaml",
+    "opentelemetry.yaml",
+    "prometheus-operator.yaml",
+)
 PROJECT_KINDS: Mapping[tuple[str, str], tuple[str, str]] = {
     ("karpenter.sh/v1", "NodePool"): ("karpenter.yaml", "NodePool"),
     ("karpenter.k8s.aws/v1", "EC2NodeClass"): ("karpenter.yaml", "EC2NodeClass"),
@@ -60,6 +67,9 @@ PROJECT_KINDS: Mapping[tuple[str, str], tuple[str, str]] = {
     ("argoproj.io/v1alpha1", "Application"): ("argocd.yaml", "Application"),
     ("argoproj.io/v1alpha1", "AppProject"): ("argocd.yaml", "AppProject"),
     ("opentelemetry.io/v1beta1", "OpenTelemetryCollector"): ("opentelemetry.yaml", "OpenTelemetryCollector"),
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): ("prometheus-operator.yaml", "ServiceMonitor"),
+    ("monitoring.coreos.com/v1", "PodMonitor"): ("prometheus-operator.yaml", "PodMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"): ("prometheus-operator.yaml", "PrometheusRule"),
 }
 
 

@@ -26,7 +26,7 @@ import yaml
 from tools.validate.catalogue import Catalogue
 from tools.validate.config import External
 from tools.validate.model import Resource
-from tools.validate.rules import gitops, gpu, references, scaling, security, spot
+from tools.validate.rules import gitops, gpu, observability, references, scaling, security, spot
 from tools.validate.rules.base import Context, Rule
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -34,7 +34,10 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 def policy_rules() -> list[Rule]:
     """The rules of the policy families (the schema and input families are tested with their code)."""
-    return [*scaling.RULES, *spot.RULES, *gpu.RULES, *security.RULES, *gitops.RULES, *references.RULES]
+    return [
+        *scaling.RULES, *spot.RULES, *gpu.RULES, *security.RULES, *gitops.RULES, *references.RULES,
+        *observability.RULES,
+    ]
 
 
 def slug(rule: Rule) -> str:

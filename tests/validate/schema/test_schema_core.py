@@ -70,12 +70,12 @@ def test_unknown_kind_names_the_versions_the_gate_knows(validator: SchemaValidat
 
 
 def test_kind_without_any_schema_is_an_unknown_kind(validator: SchemaValidator) -> None:
-    doc = {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor", "metadata": {"name": "m"}}
+    doc = {"apiVersion": "monitoring.coreos.com/v1", "kind": "Probe", "metadata": {"name": "m"}}
 
     violations = validator.validate(resource(doc))
 
     assert found(violations) == [("schema/unknown-kind", "")]
-    assert "ServiceMonitor monitoring.coreos.com/v1" in violations[0].message
+    assert "Probe monitoring.coreos.com/v1" in violations[0].message
 
 
 def test_default_version_is_one_the_package_ships() -> None:

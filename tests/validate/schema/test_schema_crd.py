@@ -22,6 +22,9 @@ EXAMPLE_NAMES = [
     "application",
     "appproject",
     "opentelemetrycollector",
+    "servicemonitor",
+    "podmonitor",
+    "prometheusrule",
 ]
 
 

@@ -18,6 +18,9 @@ EXAMPLES = {
     ("argoproj.io/v1alpha1", "Application"): "application",
     ("argoproj.io/v1alpha1", "AppProject"): "appproject",
     ("opentelemetry.io/v1beta1", "OpenTelemetryCollector"): "opentelemetrycollector",
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitor",
+    ("monitoring.coreos.com/v1", "PodMonitor"): "podmonitor",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): "prometheusrule",
 }
 
 HPA_BEHAVIOR = "spec.advanced.horizontalPodAutoscalerConfig.behavior"
@@ -53,6 +56,37 @@ def _ec2_terms(*terms: dict[str, Any]) -> Callable[[dict[str, Any]], dict[str, A
 
 # (example, change, expected (rule id, path) list, expected message of the first one or None)
 CASES: list[tuple[str, Callable[[dict[str, Any]], dict[str, Any]], list[tuple[str, str]], str | None]] = [
+    # ServiceMonitor, PodMonitor, PrometheusRule
+    (
+        "servicemonitor",
+        lambda d: renamed(d, "spec.endpoints[0].interval", "scrapeInterval"),
+        [("schema/unknown-field", "spec.endpoints[0].scrapeInterval")],
+        "unknown field `scrapeInterval` (did you mean `interval`?)",
+    ),
+    (
+        "servicemonitor",
+        lambda d: edited(d, "spec.endpoints[0].interval", "5 seconds"),
+        [("schema/invalid-value", "spec.endpoints[0].interval")],
+        'must be a Prometheus duration such as 30s, 5m or 1h30m (got string "5 seconds")',
+    ),
+    (
+        "podmonitor",
+        lambda d: renamed(d, "spec.podMetricsEndpoints", "endpoints"),
+        [("schema/unknown-field", "spec.endpoints")],
+        None,
+    ),
+    (
+        "prometheusrule",
+        lambda d: edited(d, "spec.groups[1].rules[0].record", "llm:backlog"),
+        [("schema/invalid-value", "spec.groups[1].rules[0]")],
+        "must set exactly one of `record` and `alert`",
+    ),
+    (
+        "prometheusrule",
+        lambda d: edited(d, "spec.groups[1].rules[0].for", "3 minutes"),
+        [("schema/invalid-value", "spec.groups[1].rules[0].for")],
+        None,
+    ),
     # NodePool
     (
         "nodepool",

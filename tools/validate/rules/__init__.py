@@ -7,7 +7,17 @@ from tools.validate.rules.base import Registry
 
 def default_registry() -> Registry:
     # Families are imported here, not discovered: adding a family means adding it to this list.
-    from tools.validate.rules import gitops, gpu, meta, references, scaling, schema, security, spot
+    from tools.validate.rules import (
+        gitops,
+        gpu,
+        meta,
+        observability,
+        references,
+        scaling,
+        schema,
+        security,
+        spot,
+    )
 
     return Registry(
         [
@@ -17,6 +27,7 @@ def default_registry() -> Registry:
             *security.RULES,
             *gitops.RULES,
             *references.RULES,
+            *observability.RULES,
             *schema.RULES,
             *meta.RULES,
         ]

@@ -16,7 +16,7 @@ from tools.validate.model import Resource, Severity
 
 T = TypeVar("T")
 
-FAMILIES = ("scaling", "spot", "gpu", "security", "gitops", "references", "schema", "input")
+FAMILIES = ("scaling", "spot", "gpu", "security", "gitops", "references", "observability", "schema", "input")
 
 
 @dataclass(frozen=True)
