@@ -54,6 +54,7 @@ def copies(docs: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
     services = {(d["metadata"]["name"], d["metadata"].get("namespace", ""))
                 for d in docs if d["kind"] == "Service"}
     collectors = {d["metadata"]["name"] for d in docs if d["kind"] == "OpenTelemetryCollector"}
+    names = {d["metadata"]["name"] for d in docs}
     for number in range(count):
         suffix = f"-c{number}"
         for original in docs:
@@ -67,7 +68,7 @@ def copies(docs: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
             node_class = ((spec.get("template") or {}).get("spec") or {}).get("nodeClassRef")
             if doc["kind"] == "NodePool" and isinstance(node_class, dict):
                 node_class["name"] += suffix
-            _rename_references(spec, suffix)
+            _rename_references(spec, suffix, names)
             _rename_addresses(doc, suffix, services, collectors)
             out.append(doc)
     return out
@@ -90,27 +91,27 @@ def _rename_addresses(node: Any, suffix: str, services: set[tuple[str, str]], co
     return node
 
 
-def _rename_references(node: Any, suffix: str) -> None:
+def _rename_references(node: Any, suffix: str, names: set[str]) -> None:
     """What kustomize's nameSuffix does to references: ServiceAccount, ConfigMap/Secret and Ingress
-    backend names follow the renamed objects."""
+    backend names follow the renamed objects (a reference to an object made elsewhere keeps its name)."""
     if isinstance(node, list):
         for item in node:
-            _rename_references(item, suffix)
+            _rename_references(item, suffix, names)
         return
     if not isinstance(node, dict):
         return
-    if isinstance(node.get("serviceAccountName"), str):
+    if node.get("serviceAccountName") in names:
         node["serviceAccountName"] += suffix
     for key in ("configMapRef", "secretRef", "configMapKeyRef", "secretKeyRef", "configMap", "service"):
         ref = node.get(key)
-        if isinstance(ref, dict) and isinstance(ref.get("name"), str):
+        if isinstance(ref, dict) and ref.get("name") in names:
             ref["name"] += suffix
     secret = node.get("secret")
-    if isinstance(secret, dict) and isinstance(secret.get("secretName"), str):
+    if isinstance(secret, dict) and secret.get("secretName") in names:
         secret["secretName"] += suffix
     for key, value in node.items():
         if key != "selector":
-            _rename_references(value, suffix)
+            _rename_references(value, suffix, names)
 
 
 def context(docs: list[dict[str, Any]], catalogue: Catalogue) -> Context:

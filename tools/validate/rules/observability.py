@@ -20,7 +20,7 @@ from typing import Any
 import promql_parser
 
 from tools.validate.catalogue import Catalogue
-from tools.validate.model import Resource, Severity
+from tools.validate.model import Resource, Severity, mapping, sequence
 from tools.validate.rules.base import Context, Rule, Violation
 
 # Series Prometheus itself writes for alerting rules.
@@ -54,7 +54,7 @@ def dashboard_configmaps(ctx: Context, options: Mapping[str, Any]) -> Iterator[R
 def dashboards(ctx: Context, options: Mapping[str, Any]) -> Iterator[tuple[Resource, str, Any]]:
     """(ConfigMap, data key, parsed JSON or the JSONDecodeError) of every dashboard."""
     for configmap in dashboard_configmaps(ctx, options):
-        for key, text in sorted((configmap.get("data") or {}).items()):
+        for key, text in sorted((mapping(configmap.get("data"))).items()):
             if not str(key).endswith(".json"):
                 continue
             try:
@@ -68,16 +68,16 @@ def _data_path(key: str) -> str:
 
 
 def _panels(board: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
-    for panel in board.get("panels") or ():
+    for panel in sequence(board.get("panels")):
         if isinstance(panel, Mapping):
             yield panel
-            yield from (p for p in panel.get("panels") or () if isinstance(p, Mapping))  # rows
+            yield from (p for p in sequence(panel.get("panels")) if isinstance(p, Mapping))  # rows
 
 
 def _rule_queries(ctx: Context) -> Iterator[tuple[Query, Mapping[str, Any]]]:
     for resource in ctx.of_kind("PrometheusRule"):
-        for g, group in enumerate(resource.get("spec", "groups") or ()):
-            for r, rule in enumerate((group or {}).get("rules") or ()):
+        for g, group in enumerate(sequence(resource.get("spec", "groups"))):
+            for r, rule in enumerate(sequence(mapping(group).get("rules"))):
                 if not isinstance(rule, Mapping) or "expr" not in rule:
                     continue
                 name = f"alert {rule['alert']}" if "alert" in rule else f"recording rule {rule.get('record')}"
@@ -93,7 +93,7 @@ def queries(ctx: Context, options: Mapping[str, Any]) -> Iterator[Query]:
             continue
         uid = board.get("uid") or key
         for panel in _panels(board):
-            for target in panel.get("targets") or ():
+            for target in sequence(panel.get("targets")):
                 if isinstance(target, Mapping) and target.get("expr"):
                     where = f"dashboard {uid}, panel {panel.get('title')!r}, query {target.get('refId', '?')}"
                     yield Query(configmap, _data_path(key), where, str(target["expr"]))
@@ -272,7 +272,7 @@ def check_label_exported(ctx: Context, options: Mapping[str, Any]) -> Iterator[V
 
 
 def _datasource_variables(board: Mapping[str, Any]) -> set[str]:
-    variables = (board.get("templating") or {}).get("list") or ()
+    variables = (mapping(board.get("templating"))).get("list") or ()
     return {
         str(v.get("name"))
         for v in variables
@@ -307,7 +307,7 @@ def check_dashboard_valid(ctx: Context, options: Mapping[str, Any]) -> Iterator[
             )
             continue
         for panel in _panels(board):
-            targets = [t for t in panel.get("targets") or () if isinstance(t, Mapping)]
+            targets = [t for t in sequence(panel.get("targets")) if isinstance(t, Mapping)]
             if not targets:
                 continue
             sources = [panel.get("datasource"), *(t.get("datasource") for t in targets if "datasource" in t)]
@@ -322,12 +322,12 @@ def check_dashboard_valid(ctx: Context, options: Mapping[str, Any]) -> Iterator[
 def check_alert_severity_and_runbook(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
     severities = [str(s) for s in options["severities"]]
     for resource in ctx.of_kind("PrometheusRule"):
-        for g, group in enumerate(resource.get("spec", "groups") or ()):
-            for r, rule in enumerate((group or {}).get("rules") or ()):
+        for g, group in enumerate(sequence(resource.get("spec", "groups"))):
+            for r, rule in enumerate(sequence(mapping(group).get("rules"))):
                 if not isinstance(rule, Mapping) or "alert" not in rule:
                     continue
                 at = f"spec.groups[{g}].rules[{r}]"
-                severity = (rule.get("labels") or {}).get("severity")
+                severity = (mapping(rule.get("labels"))).get("severity")
                 if severity not in severities:
                     found = "no severity label" if severity is None else f"severity {severity!r}"
                     yield Violation(
@@ -335,7 +335,7 @@ def check_alert_severity_and_runbook(ctx: Context, options: Mapping[str, Any]) -
                         f"alert {rule['alert']} has {found}, not one of {', '.join(severities)}: "
                         "Alertmanager routes on it",
                     )
-                if not (rule.get("annotations") or {}).get("runbook_url"):
+                if not (mapping(rule.get("annotations"))).get("runbook_url"):
                     yield Violation(
                         resource, f"{at}.annotations" if rule.get("annotations") else at,
                         f"alert {rule['alert']} has no runbook_url annotation: whoever is paged has no "
