@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tools.validate.config import External
 from tools.validate.model import Resource
 from tools.validate.network import required_connections, scrape_jobs
 from tools.validate.rules.base import Context
@@ -57,3 +58,24 @@ def test_copies_of_a_workload_are_one_class_of_pods() -> None:
 
     assert [(c.source.description, c.destination.description, c.port) for c in connections] == [
         ("OpenTelemetryCollector/metrics", "Deployment/vllm-0", 8000)]
+
+
+def test_prometheus_declared_as_scraper_must_reach_every_monitor_target() -> None:
+    prometheus = External(kind="Service", namespace="prometheus", name="prometheus", created_by="a chart",
+                          labels={"app.kubernetes.io/name": "prometheus"}, scrapes_monitors=True)
+    service = {"apiVersion": "v1", "kind": "Service",
+               "metadata": {"name": "vllm", "namespace": "inference", "labels": {"app": "vllm"}},
+               "spec": {"selector": {"app.kubernetes.io/name": "vllm"},
+                        "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}}
+    monitor = {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
+               "metadata": {"name": "vllm", "namespace": "monitoring"},
+               "spec": {"namespaceSelector": {"matchNames": ["inference"]},
+                        "selector": {"matchLabels": {"app": "vllm"}}, "endpoints": [{"port": "http"}]}}
+    resources = [Resource(d, "overlays/test", index=i)
+                 for i, d in enumerate([_deployment("vllm", "vllm"), service, monitor])]
+    ctx = Context("overlays/test", "test", resources, external=[prometheus.as_resource("overlays/test")])
+
+    connections = required_connections(ctx)
+
+    assert [(c.source.description, c.destination.description, c.port, c.why) for c in connections] == [
+        ("Service/prometheus", "Deployment/vllm", 8000, "ServiceMonitor/vllm endpoint 'http'")]

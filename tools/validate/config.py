@@ -62,6 +62,7 @@ DEFAULT_CONFIG_NAME = "gate.yaml"
 DEFAULT_MEMORY_LIMIT_MIB = DEFAULT_MEMORY_LIMIT_BYTES // (1024 * 1024)
 RESERVED_KEYS = ("enabled", "severity")
 EXTERNAL_ANNOTATION = "gate.eks-llm-inference.io/created-by"
+SCRAPER_ANNOTATION = "gate.eks-llm-inference.io/scrapes-monitors"
 
 
 class ConfigError(Exception):
@@ -104,6 +105,9 @@ class External(_Strict):
     created_by: str = Field(min_length=1)  # where it comes from, for the reviewer: an Application, a chart
     labels: dict[str, str] = Field(default_factory=dict)
     ports: list[_ExternalPort] = Field(default_factory=list)
+    # Its pods (`labels`) scrape the overlay's ServiceMonitors and PodMonitors (a Prometheus): the
+    # NetworkPolicies must let them reach every target.
+    scrapes_monitors: bool = False
 
     def as_resource(self, overlay: str) -> Resource:
         """The object as the rules see rendered ones: ports as a Service's, labels as its pods'."""
@@ -115,7 +119,8 @@ class External(_Strict):
         doc: dict[str, Any] = {
             "kind": self.kind,
             "metadata": {"name": self.name, "namespace": self.namespace, "labels": dict(self.labels),
-                         "annotations": {EXTERNAL_ANNOTATION: self.created_by}},
+                         "annotations": {EXTERNAL_ANNOTATION: self.created_by,
+                                         **({SCRAPER_ANNOTATION: "true"} if self.scrapes_monitors else {})}},
             "spec": {"ports": ports},
         }
         return Resource(doc, overlay, origin=DEFAULT_CONFIG_NAME)

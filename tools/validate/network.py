@@ -27,7 +27,7 @@ from typing import Any
 
 import re2
 
-from tools.validate.config import EXTERNAL_ANNOTATION
+from tools.validate.config import EXTERNAL_ANNOTATION, SCRAPER_ANNOTATION
 from tools.validate.edges import addresses, config_refs, find, pod_classes, selected_classes
 from tools.validate.model import Resource, mapping, mappings, sequence
 from tools.validate.rules.base import Context
@@ -328,6 +328,51 @@ def _required(ctx: Context) -> Iterator[Connection]:
                 yield from _service_connections(ctx, source, service, port, why, address.holder, address.path)
     for collector in ctx.of_kind("OpenTelemetryCollector"):
         yield from _scrape_connections(ctx, collector)
+    yield from _monitor_connections(ctx)
+
+
+def _monitor_namespaces(ctx: Context, monitor: Resource) -> list[str]:
+    selector = mapping(monitor.get("spec", "namespaceSelector"))
+    if selector.get("any") is True:
+        return list(dict.fromkeys(t.resource.namespace for t in pod_templates(ctx)))
+    names = [str(n) for n in sequence(selector.get("matchNames"))]
+    return names or [monitor.namespace]
+
+
+def _monitor_connections(ctx: Context) -> Iterator[Connection]:
+    """Prometheus (the objects gate.yaml declares `scrapes_monitors`) to every target of the overlay's
+    ServiceMonitors (Service endpoint port -> the selected pods' target port) and PodMonitors
+    (the selected pods' named container port). Targets made elsewhere are not known here."""
+    scrapers = [Pods(f"{e.kind}/{e.name}", e.namespace, dict(e.labels)) for e in ctx.external
+                if e.annotations.get(SCRAPER_ANNOTATION) == "true"]
+    if not scrapers:
+        return
+    for monitor in ctx.of_kind("ServiceMonitor"):
+        selector = mapping(monitor.get("spec", "selector"))
+        for namespace in _monitor_namespaces(ctx, monitor):
+            for service in ctx.of_kind("Service"):
+                if service.namespace != namespace or not selector_matches(selector, service.labels):
+                    continue
+                for i, endpoint in enumerate(mappings(monitor.get("spec", "endpoints"))):
+                    port = next((p for p in mappings(service.get("spec", "ports"))
+                                 if p.get("name") == endpoint.get("port")), None)
+                    for scraper in scrapers if port is not None else []:
+                        yield from _service_connections(
+                            ctx, scraper, service, port, f"ServiceMonitor/{monitor.name} endpoint "
+                            f"{endpoint.get('port')!r}", monitor, f"spec.endpoints[{i}]")
+    for monitor in ctx.of_kind("PodMonitor"):
+        selector = mapping(monitor.get("spec", "selector"))
+        for namespace in _monitor_namespaces(ctx, monitor):
+            for pod_class in pod_classes(ctx, namespace):
+                if not selector_matches(selector, pod_class.labels):
+                    continue
+                destination = pods_of(pod_class.first)
+                for i, endpoint in enumerate(mappings(monitor.get("spec", "podMetricsEndpoints"))):
+                    number = destination.container_port(str(endpoint.get("port")))
+                    for scraper in scrapers if number is not None else []:
+                        yield Connection(scraper, destination, number, "TCP",
+                                         f"PodMonitor/{monitor.name} endpoint {endpoint.get('port')!r}",
+                                         monitor, f"spec.podMetricsEndpoints[{i}]")
 
 
 # Prometheus' meta label of a pod label: non-alphanumerics become underscores.
