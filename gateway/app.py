@@ -11,20 +11,21 @@ from typing import Any
 
 import anyio
 import boto3
-import httpx
 from botocore.config import Config
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from gateway.errors import install_error_handlers
+from gateway.hold import Hold
 from gateway.limits import Admission, RateLimiter, TokenBuckets
 from gateway.metrics import GatewayMetrics
 from gateway.middleware import GatewayMiddleware
 from gateway.relay import RelayServices
+from gateway.replicas import Replicas
 from gateway.routers import admin, audience, health, metrics, openai_proxy, ui
 from gateway.settings import Settings
 from gateway.storage import Draws, RecordStore, StateStore, Stats, StorageUnavailable, unavailable
-from gateway.upstream import Upstream, build_http_client, build_stream_pool, poll_queue
+from gateway.upstream import Upstream, upstream_headers
 
 log = logging.getLogger("gateway")
 
@@ -35,7 +36,7 @@ class Services:
 
     settings: Settings
     metrics: GatewayMetrics
-    http: httpx.AsyncClient
+    upstream: Upstream
     relay: RelayServices
     rate_limiter: RateLimiter
     records: RecordStore
@@ -68,16 +69,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        http = build_http_client(settings)
-        stream_pool = build_stream_pool(settings)
+        hold = Hold(settings.hold_max_requests, settings.hold_timeout_seconds, settings.retry_after_seconds,
+                    gateway_metrics)
+        # Created on the running event loop: the replicas' pools belong to it.
+        replicas = Replicas(settings, gateway_metrics, upstream_headers(settings), on_ready=hold.wake)
+        upstream = Upstream(replicas, hold, settings, gateway_metrics)
         s3 = build_s3_client(settings)
         records = RecordStore(s3, settings, gateway_metrics)
         app.state.services = Services(
             settings=settings,
             metrics=gateway_metrics,
-            http=http,
-            relay=RelayServices(settings, Upstream(http, stream_pool, settings, gateway_metrics),
-                                admission, gateway_metrics),
+            upstream=upstream,
+            relay=RelayServices(settings, upstream, admission, gateway_metrics),
             rate_limiter=rate_limiter,
             records=records,
             state=StateStore(records, settings),
@@ -86,9 +89,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         try:
             async with anyio.create_task_group() as background:
+                background.start_soon(replicas.probe)
+                if settings.upstream_discovery_dns:
+                    background.start_soon(replicas.discover)
                 if settings.upstream_metrics_poll_seconds > 0:
-                    background.start_soon(poll_queue, http, settings, admission, gateway_metrics)
+                    background.start_soon(replicas.poll_queues, admission)
                 log.info("gateway started", extra={"upstream": settings.upstream_url,
+                                                   "discovery": settings.upstream_discovery_dns or None,
                                                    "bucket": settings.s3_bucket})
                 # Everything allocated so far (modules, clients, the app) lives as long as the process:
                 # out of the collector's reach, a full collection no longer walks it, which takes the
@@ -97,8 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 yield
                 background.cancel_scope.cancel()
         finally:
-            await http.aclose()
-            stream_pool.close()
+            replicas.close()
             s3.close()
             log.info("gateway stopped", extra={"in_flight": admission.in_flight})
 
@@ -107,6 +113,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = gateway_metrics
     app.state.admission = admission
+    # Set when the server begins to stop (gateway/cli.py): /readyz then answers 503.
+    app.state.draining = False
     install_error_handlers(app)
 
     async def storage_unavailable(_request: Request, _exc: Exception) -> JSONResponse:

@@ -37,7 +37,14 @@ class Settings(BaseSettings):
 
     # Upstream (the vLLM Service)
     upstream_url: str = "http://127.0.0.1:8000"
-    upstream_metrics_url: str = ""  # default: <upstream_url>/metrics
+    # Replicas: the addresses of a headless Service's name (re-resolved every discovery interval, each at
+    # upstream_url's port), or a fixed list of URLs; neither, or no address found: upstream_url alone.
+    upstream_discovery_dns: str = ""
+    upstream_replicas: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    upstream_discovery_seconds: float = Field(default=1.0, gt=0)
+    upstream_probe_seconds: float = Field(default=0.5, gt=0, description="/health of replicas marked down")
+    upstream_keepalive_seconds: float = Field(default=4.0, gt=0, description="below vLLM's (uvicorn's) 5 s")
+    upstream_max_idle_connections: int = Field(default=256, ge=1, description="kept per replica")
     upstream_api_key: SecretStr | None = None
     model: str = "mistral-7b-awq"
     allowed_models: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -48,6 +55,14 @@ class Settings(BaseSettings):
     upstream_idle_timeout: float = Field(default=30.0, gt=0)
     upstream_total_timeout: float = Field(default=300.0, gt=0)
     upstream_metrics_poll_seconds: float = Field(default=1.0, ge=0, description="0 disables queue shedding")
+
+    # Hold: requests wait while no model server is ready (a cold start), FIFO, bounded by count and time.
+    hold_max_requests: int = Field(default=256, ge=0, description="0: no hold, 503 at once")
+    # Covers the documented cold start (about 2 minutes, up to 180 s), and stays under the ALB's idle
+    # timeout (300 s, base/gateway/ingress.yaml): a held non-streaming request sends nothing meanwhile.
+    hold_timeout_seconds: float = Field(default=180.0, gt=0)
+    # SSE comment lines to a held stream; well under the ALB's idle timeout and clients' read timeouts.
+    hold_keepalive_seconds: float = Field(default=15.0, gt=0)
 
     # Admission and limits
     max_in_flight: int = Field(default=256, ge=1)
@@ -84,7 +99,7 @@ class Settings(BaseSettings):
     feedback_max_chars: int = Field(default=2000, ge=1)
     company_max_chars: int = Field(default=200, ge=1)
 
-    @field_validator("allowed_models", mode="before")
+    @field_validator("allowed_models", "upstream_replicas", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
@@ -105,9 +120,10 @@ class Settings(BaseSettings):
     def model_allow_list(self) -> frozenset[str]:
         return frozenset(self.allowed_models or [self.model])
 
-    @property
-    def metrics_url(self) -> str:
-        return self.upstream_metrics_url or f"{self.upstream_url}/metrics"
+    @field_validator("upstream_replicas")
+    @classmethod
+    def _replica_roots(cls, value: list[str]) -> list[str]:
+        return [cls._upstream_root(url) for url in value]
 
 
 def get_settings(request: Request) -> Settings:

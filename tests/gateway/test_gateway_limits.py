@@ -7,8 +7,9 @@ import pytest
 from gateway.errors import ApiError
 from gateway.limits import Admission, TokenBuckets, client_address
 from gateway.metrics import GatewayMetrics
-from gateway.relay import events_end, upstream_http_error
-from gateway.upstream import parse_waiting
+from gateway.relay import events_end
+from gateway.replicas import parse_waiting
+from gateway.upstream import upstream_http_error
 
 
 def scope(peer: str = "10.0.0.9", forwarded: str | None = None) -> dict:
