@@ -93,6 +93,7 @@ class Replicas:
         self.on_ready = on_ready
         self.members: dict[str, Replica] = {}
         self._ready: list[Replica] = []
+        self._turn = 0
         self._down = asyncio.Event()
         self.discovered = False  # the last discovery found addresses (False: the Service address)
         self.update(settings.upstream_replicas or [settings.upstream_url])
@@ -135,13 +136,21 @@ class Replicas:
         return bool(self._ready)
 
     def pick(self) -> Replica | None:
-        """The ready replica with the fewest outstanding requests (None: no replica is ready)."""
+        """The ready replica with the fewest outstanding requests (None: no replica is ready).
+
+        Ties go round the ready list, so sequential requests spread too and every replica is tried.
+        """
         ready = self._ready
-        if len(ready) == 1:
+        count = len(ready)
+        if count == 1:
             return ready[0]
-        best: Replica | None = None
-        for replica in ready:
-            if best is None or replica.outstanding < best.outstanding:
+        if not count:
+            return None
+        self._turn = start = (self._turn + 1) % count
+        best = ready[start]
+        for offset in range(1, count):
+            replica = ready[(start + offset) % count]
+            if replica.outstanding < best.outstanding:
                 best = replica
         return best
 

@@ -123,6 +123,9 @@ class Settings(BaseSettings):
     @field_validator("upstream_replicas")
     @classmethod
     def _replica_roots(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"{url!r} is not an http:// or https:// URL")
         return [cls._upstream_root(url) for url in value]
 
 

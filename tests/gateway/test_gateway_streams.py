@@ -267,7 +267,8 @@ def test_upstream_dying_mid_stream_ends_the_stream_with_an_error_event(make_sett
         assert after.status_code == 503
         assert after.headers["retry-after"] == "1"
         assert after.json()["error"] == {"message": "No model server became ready in time.",
-                                         "type": "server_error", "param": None, "code": "upstream_unavailable"}
+                                         "type": "server_error", "param": None,
+                                         "code": "upstream_unavailable"}
         metrics = httpx.get(f"{gateway.url}/metrics").text
     assert metric_value(metrics, "gateway_upstream_errors_total", {"kind": "midstream"}) == 1
     assert metric_value(metrics, "gateway_hold_timeouts_total") == 1
