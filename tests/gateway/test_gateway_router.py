@@ -105,7 +105,8 @@ async def test_the_hold_bounds_answer_503_with_retry_after(make_settings):
                     first: list[httpx.Response] = []
 
                     async def held_one() -> None:
-                        first.append(await client.post("/v1/chat/completions", json=chat(max_tokens=2, stream=True)))
+                        first.append(await client.post("/v1/chat/completions",
+                                                       json=chat(max_tokens=2, stream=True)))
 
                     group.start_soon(held_one)
                     with anyio.fail_after(10):
@@ -132,10 +133,12 @@ def test_a_client_that_leaves_while_held_is_removed_and_costs_the_model_server_n
         settings = make_settings(upstream_url=upstream.url, upstream_probe_seconds=0.05)
         with serve_in_thread(create_app(settings)) as gateway:
             with pytest.raises(httpx.ReadTimeout):
-                httpx.post(f"{gateway.url}/v1/chat/completions", json=chat("leaving", max_tokens=2), timeout=1.0)
+                httpx.post(f"{gateway.url}/v1/chat/completions", json=chat("leaving", max_tokens=2),
+                           timeout=1.0)
             wait_for(lambda: held(gateway.url) == 0)
             upstream.app.loading = False
-            answered = httpx.post(f"{gateway.url}/v1/chat/completions", json=chat("staying", max_tokens=2), timeout=10)
+            answered = httpx.post(f"{gateway.url}/v1/chat/completions", json=chat("staying", max_tokens=2),
+                                  timeout=10)
             metrics = httpx.get(f"{gateway.url}/metrics").text
     assert answered.status_code == 200
     assert list(upstream.app.received) == ["staying"]
@@ -152,8 +155,8 @@ def test_each_request_goes_to_the_replica_with_the_fewest_outstanding(make_setti
                 async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as client, \
                         anyio.create_task_group() as group:
                     for index in range(8):
-                        group.start_soon(lambda i=index: client.post("/v1/chat/completions",
-                                                                     json=chat(f"r{i}", max_tokens=40, stream=True)))
+                        body = chat(f"r{index}", max_tokens=40, stream=True)
+                        group.start_soon(lambda b=body: client.post("/v1/chat/completions", json=b))
                         await anyio.sleep(0.01)
 
             anyio.run(burst)
