@@ -162,24 +162,29 @@ async def _read_upstream(request: Request) -> dict[str, Any]:
         values = [figure[name] for figure in reached if figure[name] is not None]
         return sum(values) if values else None
 
+    unreached = [figure["error"] for figure in figures if not figure["reachable"]]
     return {
         "reachable": bool(reached),
-        "ready_replicas": sum(1 for figure in figures if figure["ready"]),
+        "error": unreached[0] if unreached else None,
         "running": total("running"),
         "waiting": total("waiting"),
+        "ready_replicas": sum(1 for figure in figures if figure["ready"]),
         "replicas": figures,
     }
 
 
 @admin_router.get("/live")
 async def live(request: Request, settings: SettingsDep) -> JSONResponse:
-    """Figures for the admin page: this gateway replica's load and vLLM's queue, read now from /metrics.
+    """Figures for the admin page: this gateway replica's load, its hold, and each vLLM replica it knows,
+    read now from their /metrics.
 
-    Replica counts are "unknown": one gateway replica sees neither its peers nor the vLLM Deployment.
+    The gateway replica count is "unknown": one gateway replica does not see its peers.
     """
     admission = request.app.state.admission
     gateway_metrics = request.app.state.metrics
+    upstream = request.app.state.services.upstream
     requests = _counter_total(gateway_metrics.requests)
+    figures = await _read_upstream(request)
     body = {
         "gateway": {
             "in_flight": admission.in_flight,
@@ -189,9 +194,10 @@ async def live(request: Request, settings: SettingsDep) -> JSONResponse:
             "polled_upstream_waiting": admission.upstream_waiting,
             "shed_queue_waiting": admission.shed_queue_waiting,
         },
-        "hold": {"held": len(request.app.state.services.upstream.hold)},
-        "upstream": await _read_upstream(request),
-        "replicas": {"gateway": "unknown", "vllm": len(request.app.state.services.upstream.replicas.members)},
+        "hold": {"held": len(upstream.hold), "max_requests": upstream.hold.max_requests},
+        "upstream": figures,
+        "replicas": {"gateway": "unknown",
+                     "vllm": f"{figures['ready_replicas']} ready of {len(figures['replicas'])}"},
     }
     return JSONResponse(body, headers=NO_STORE)
 

@@ -43,7 +43,7 @@ class FakeUpstream:
         self.cancelled_total = 0
         # True: answers 503 on /health and the generation routes, as vLLM does while its engine loads.
         self.loading = False
-        # The last prompts received (first message or prompt), oldest first: the order requests came in.
+        # The last prompts received (last message or prompt), oldest first: the order requests came in.
         self.received: collections.deque[str] = collections.deque(maxlen=1000)
         self._slots = anyio.Semaphore(self.config.max_num_seqs) if self.config.max_num_seqs else None
 
@@ -112,8 +112,8 @@ class FakeUpstream:
             return
         self.requests_total += 1
         messages = request.get("messages")
-        chat_first = isinstance(messages, list) and messages and isinstance(messages[0], dict)
-        self.received.append(str(messages[0].get("content") if chat_first else request.get("prompt")))
+        chat_last = isinstance(messages, list) and messages and isinstance(messages[-1], dict)
+        self.received.append(str(messages[-1].get("content") if chat_last else request.get("prompt")))
         finished = False
         async with anyio.create_task_group() as group:
 
