@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import Depends, Request
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -57,7 +57,7 @@ class Settings(BaseSettings):
     upstream_metrics_poll_seconds: float = Field(default=1.0, ge=0, description="0 disables queue shedding")
 
     # Hold: requests wait while no model server is ready (a cold start), FIFO, bounded by count and time.
-    hold_max_requests: int = Field(default=256, ge=0, description="0: no hold, 503 at once")
+    hold_max_requests: int = Field(default=128, ge=0, description="0: no hold; below max_in_flight")
     # Covers the documented cold start (about 2 minutes, up to 180 s), and stays under the ALB's idle
     # timeout (300 s, base/gateway/ingress.yaml): a held non-streaming request sends nothing meanwhile.
     hold_timeout_seconds: float = Field(default=180.0, gt=0)
@@ -98,6 +98,15 @@ class Settings(BaseSettings):
     question_system_prompt: str = "You are a helpful assistant at a conference talk. Answer briefly."
     feedback_max_chars: int = Field(default=2000, ge=1)
     company_max_chars: int = Field(default=200, ge=1)
+
+    @model_validator(mode="after")
+    def _hold_within_in_flight(self) -> Settings:
+        # Held requests hold an in-flight slot: a hold as large as the cap would answer 429 before its
+        # own bound could answer 503 with Retry-After.
+        if self.hold_max_requests >= self.max_in_flight:
+            raise ValueError(f"hold_max_requests ({self.hold_max_requests}) must be below max_in_flight "
+                             f"({self.max_in_flight})")
+        return self
 
     @field_validator("allowed_models", "upstream_replicas", mode="before")
     @classmethod

@@ -23,7 +23,7 @@ def test_settings_read_gateway_variables(monkeypatch):
     assert settings.model_allow_list == frozenset({"mistral-7b-instruct", "other"})
     assert settings.upstream_url == "http://vllm.inference.svc:8000"
     assert settings.upstream_replicas == ["http://10.0.0.1:8000", "http://10.0.0.2:8000"]
-    assert (settings.hold_max_requests, settings.hold_timeout_seconds) == (256, 180.0)
+    assert (settings.hold_max_requests, settings.hold_timeout_seconds) == (128, 180.0)
     assert settings.max_tokens == 512
     assert settings.admin_token is not None and settings.admin_token.get_secret_value() == "s3cret"
     assert "s3cret" not in repr(settings)
@@ -68,7 +68,7 @@ async def test_readyz_needs_neither_the_model_server_nor_s3(make_settings, s3_fa
     assert body["s3"] == {"ok": False, "error": "unreachable: StorageUnavailable"}
     assert body["upstream"]["replicas"] == [{"url": settings.upstream_url, "ready": True, "outstanding": 0,
                                              "waiting": None}]
-    assert body["hold"] == {"held": 0, "max_requests": 256, "timeout_seconds": 180.0}
+    assert body["hold"] == {"held": 0, "max_requests": 128, "timeout_seconds": 180.0}
     assert body["draining"] is False
 
 

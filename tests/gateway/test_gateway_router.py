@@ -230,3 +230,10 @@ def test_settings_reject_a_replica_that_is_not_a_url(monkeypatch):
     monkeypatch.setenv("GATEWAY_UPSTREAM_REPLICAS", "http://10.0.0.1:8000,vllm-0:8000")
     with pytest.raises(ValueError, match="'vllm-0:8000' is not an http:// or https:// URL"):
         Settings()
+
+
+def test_settings_keep_the_hold_below_the_in_flight_cap():
+    """Held requests hold in-flight slots: a hold as large as the cap could never answer its own 503."""
+    with pytest.raises(ValueError, match=r"hold_max_requests \(8\) must be below max_in_flight \(8\)"):
+        Settings(max_in_flight=8, hold_max_requests=8)
+    assert Settings(max_in_flight=8, hold_max_requests=0).hold_max_requests == 0

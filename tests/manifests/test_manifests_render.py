@@ -120,7 +120,7 @@ def test_environment_values_land_per_environment(rendered: dict[str, Rendered]) 
             "GATEWAY_KEEP_ALIVE_SECONDS": "310",
             "GATEWAY_UPSTREAM_URL": "http://vllm.inference.svc:8000",
             "GATEWAY_UPSTREAM_DISCOVERY_DNS": "vllm-pods.inference.svc.cluster.local",
-            "GATEWAY_HOLD_MAX_REQUESTS": "256",
+            "GATEWAY_HOLD_MAX_REQUESTS": "128",
             "GATEWAY_HOLD_TIMEOUT_SECONDS": "180",
             "GATEWAY_HOLD_KEEPALIVE_SECONDS": "15",
             "GATEWAY_MODEL": "mistral-7b-instruct",
