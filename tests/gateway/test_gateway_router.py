@@ -4,6 +4,7 @@ balancing across replicas, replica discovery, and the dependency status."""
 from __future__ import annotations
 
 import json
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -11,8 +12,10 @@ from collections.abc import Callable
 import anyio
 import httpx
 import pytest
+import uvicorn
 
 from gateway.app import create_app
+from gateway.cli import GatewayServer
 from gateway.settings import Settings
 from gateway.testing.servers import serve_in_thread
 from tests.gateway.support import MODEL, chat, fake_upstream_server, metric_value
@@ -237,3 +240,13 @@ def test_settings_keep_the_hold_below_the_in_flight_cap():
     with pytest.raises(ValueError, match=r"hold_max_requests \(8\) must be below max_in_flight \(8\)"):
         Settings(max_in_flight=8, hold_max_requests=8)
     assert Settings(max_in_flight=8, hold_max_requests=0).hold_max_requests == 0
+
+
+def test_a_stop_signal_turns_readiness_off_at_once(make_settings):
+    """uvicorn drains after a stop signal; the load balancer must stop sending from that moment."""
+    app = create_app(make_settings())
+    server = GatewayServer(uvicorn.Config(app), app)
+    assert app.state.draining is False
+    server.handle_exit(signal.SIGTERM, None)
+    assert app.state.draining is True
+    assert server.should_exit is True
