@@ -17,16 +17,18 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from gateway.errors import install_error_handlers
+from gateway.hold import Hold
 from gateway.identity import EntrantCookies, SurveyEntries
 from gateway.limits import Admission, ClientSlots, RateLimiter, TokenBuckets
 from gateway.metrics import GatewayMetrics
 from gateway.middleware import GatewayMiddleware
 from gateway.model_info import ModelContext
 from gateway.relay import RelayServices
+from gateway.replicas import Replicas
 from gateway.routers import admin, audience, health, metrics, openai_proxy, scaling, ui
 from gateway.settings import Settings
 from gateway.storage import Draws, RecordStore, StateStore, Stats, StorageUnavailable, unavailable
-from gateway.upstream import Upstream, build_http_client, build_stream_pool, poll_queue
+from gateway.upstream import Upstream, upstream_headers
 
 log = logging.getLogger("gateway")
 
@@ -37,11 +39,12 @@ class Services:
 
     settings: Settings
     metrics: GatewayMetrics
-    http: httpx.AsyncClient
+    upstream: Upstream
     relay: RelayServices
     rate_limiter: RateLimiter
     lookups: RateLimiter
     model_context: ModelContext
+    prometheus_http: httpx.AsyncClient  # the admin scaling view's reads of Prometheus's HTTP API
     records: RecordStore
     state: StateStore
     stats: Stats
@@ -78,19 +81,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        http = build_http_client(settings)
-        stream_pool = build_stream_pool(settings)
+        hold = Hold(settings.hold_max_requests, settings.hold_timeout_seconds, settings.retry_after_seconds,
+                    gateway_metrics)
+        # Created on the running event loop: the replicas' pools belong to it.
+        replicas = Replicas(settings, gateway_metrics, upstream_headers(settings), on_ready=hold.wake)
+        upstream = Upstream(replicas, hold, settings, gateway_metrics)
         s3 = build_s3_client(settings)
+        prometheus_http = httpx.AsyncClient(follow_redirects=False)
         records = RecordStore(s3, settings, gateway_metrics)
         app.state.services = Services(
             settings=settings,
             metrics=gateway_metrics,
-            http=http,
-            relay=RelayServices(settings, Upstream(http, stream_pool, settings, gateway_metrics),
-                                admission, gateway_metrics),
+            upstream=upstream,
+            relay=RelayServices(settings, upstream, admission, gateway_metrics),
             rate_limiter=rate_limiter,
             lookups=lookups,
-            model_context=ModelContext(http, settings),
+            model_context=ModelContext(upstream, settings),
+            prometheus_http=prometheus_http,
             records=records,
             state=StateStore(records, settings),
             stats=Stats(records, settings),
@@ -98,9 +105,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         try:
             async with anyio.create_task_group() as background:
+                background.start_soon(replicas.probe)
+                if settings.upstream_discovery_dns:
+                    background.start_soon(replicas.discover)
                 if settings.upstream_metrics_poll_seconds > 0:
-                    background.start_soon(poll_queue, http, settings, admission, gateway_metrics)
+                    background.start_soon(replicas.poll_queues, admission)
                 log.info("gateway started", extra={"upstream": settings.upstream_url,
+                                                   "discovery": settings.upstream_discovery_dns or None,
                                                    "bucket": settings.s3_bucket})
                 if settings.admin_disabled_reason:
                     log.warning("admin endpoints disabled", extra={"reason": settings.admin_disabled_reason})
@@ -116,8 +127,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 yield
                 background.cancel_scope.cancel()
         finally:
-            await http.aclose()
-            stream_pool.close()
+            replicas.close()
+            with anyio.CancelScope(shield=True):
+                await prometheus_http.aclose()
             s3.close()
             log.info("gateway stopped", extra={"in_flight": admission.in_flight})
 
@@ -129,6 +141,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.admin_failures = admin_failures
     app.state.cookies = EntrantCookies(settings)
     app.state.entries = SurveyEntries(settings.survey_entries_per_address)
+    # Set when the server begins to stop (gateway/cli.py): /readyz then answers 503.
+    app.state.draining = False
     install_error_handlers(app)
 
     async def storage_unavailable(_request: Request, _exc: Exception) -> JSONResponse:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from types import FrameType
 
 import uvicorn
+from fastapi import FastAPI
 from pydantic import ValidationError
 
 from gateway.app import create_app
@@ -31,6 +32,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class GatewayServer(uvicorn.Server):
+    """uvicorn's server, marking the app as draining (``/readyz`` 503) the moment a stop signal comes."""
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
+        super().__init__(config)
+        self.gateway_app = app
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.gateway_app.state.draining = True
+        super().handle_exit(sig, frame)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -43,8 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.port is not None:
         settings.port = args.port
     log_writer = configure_logging(settings.log_level)
+    app = create_app(settings)
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_config=None,
@@ -62,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # httptools' protocol with header size and count limits and header and body timeouts.
         http=protocol_factory(settings),
     )
-    server = uvicorn.Server(config)
+    server = GatewayServer(config, app)
 
     flushed = False
 

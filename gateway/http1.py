@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import ssl
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import httptools
@@ -56,6 +57,7 @@ class UpstreamResponse:
         "answered",
         "complete",
         "headers",
+        "on_release",
         "status",
     )
 
@@ -72,6 +74,8 @@ class UpstreamResponse:
         self.complete = False  # the parser saw the whole message
         self.answered = False  # a byte of the answer arrived
         self._released = False
+        # Called once when the answer is released (the router's outstanding count per replica).
+        self.on_release: Callable[[], None] | None = None
 
     # Fed by the connection ------------------------------------------------------------------------
 
@@ -155,6 +159,8 @@ class UpstreamResponse:
         if self._released:
             return
         self._released = True
+        if self.on_release is not None:
+            self.on_release()
         connection = self._connection
         if self.complete and not self._chunks and self._error is None and connection.reusable():
             connection.pool.put(connection)
@@ -259,9 +265,12 @@ class _Connection(asyncio.Protocol):
 class UpstreamPool:
     """Keep-alive connections to one origin (``http://host:port[/prefix]``, or https)."""
 
+    base_url: str
+
     def __init__(self, base_url: str, *, connect_timeout: float, keepalive: float, max_idle: int,
                  headers: dict[str, str]) -> None:
         parts = urlsplit(base_url)
+        self.base_url = base_url
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {base_url!r}")
         self.loop = asyncio.get_running_loop()
@@ -281,11 +290,18 @@ class UpstreamPool:
         self._idle: list[_Connection] = []
         self.closing = False
 
-    def _head(self, path: str, length: int) -> bytes:
-        return b"".join((f"POST {self.prefix}{path} HTTP/1.1\r\n".encode("latin-1"), self._fixed_head,
+    def _head(self, method: str, path: str, length: int) -> bytes:
+        return b"".join((f"{method} {self.prefix}{path} HTTP/1.1\r\n".encode("latin-1"), self._fixed_head,
                          b"content-length: %d\r\n\r\n" % length))
 
     async def post(self, path: str, body: bytes) -> UpstreamResponse:
+        """POST ``body`` to ``path``: see ``request``."""
+        return await self.request("POST", path, body)
+
+    async def get(self, path: str) -> UpstreamResponse:
+        return await self.request("GET", path, b"")
+
+    async def request(self, method: str, path: str, body: bytes) -> UpstreamResponse:
         """Send the request and wait for the answer's head.
 
         Raises UpstreamConnectTimeout, UpstreamConnectError (no connection), ClosedBeforeAnswer (safe to
@@ -293,7 +309,7 @@ class UpstreamPool:
         learns that the request is no longer wanted.
         """
         connection = self._take() or await self._connect()
-        response = connection.send(self._head(path, len(body)), body)
+        response = connection.send(self._head(method, path, len(body)), body)
         try:
             await response._head
         except BaseException:

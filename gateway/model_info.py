@@ -10,14 +10,15 @@ for ``REFRESH_SECONDS``, and ``GATEWAY_MODEL_MAX_LEN`` stands in while the serve
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
-import httpx
 
+from gateway.errors import ApiError
 from gateway.settings import Settings
 
 log = logging.getLogger("gateway.model")
@@ -47,12 +48,21 @@ def context_length(answer: Any, model: str) -> int | None:
     return None
 
 
+class ModelServer(Protocol):
+    """What the context needs of the upstream (gateway.upstream.Upstream): a small non-streamed read."""
+
+    async def read(self, method: str, path: str, limit: int) -> tuple[int, bytes]: ...
+
+
+MODELS_MAX_BYTES = 1024 * 1024
+
+
 class ModelContext:
     """The served model's context length, read from the model server and cached."""
 
-    def __init__(self, http: httpx.AsyncClient, settings: Settings,
+    def __init__(self, upstream: ModelServer, settings: Settings,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.http = http
+        self.upstream = upstream
         self.settings = settings
         self._clock = clock
         self._length: int | None = None
@@ -86,11 +96,12 @@ class ModelContext:
 
     async def _fetch(self) -> None:
         try:
-            response = await self.http.get("/v1/models", timeout=FETCH_TIMEOUT)
-            if response.status_code == 200:
-                self.remember(response.json())
+            with anyio.fail_after(FETCH_TIMEOUT):
+                status, body = await self.upstream.read("GET", "/v1/models", MODELS_MAX_BYTES)
+            if status == 200:
+                self.remember(json.loads(body))
                 if self._clock() < self._fresh_until:
                     return
-        except (httpx.HTTPError, ValueError) as exc:
+        except (ApiError, TimeoutError, ValueError) as exc:
             log.debug("model context unavailable", extra={"error": repr(exc)})
         self._next_attempt = self._clock() + RETRY_SECONDS

@@ -10,14 +10,13 @@ it is a proper HTTP error status; after it, failures become one SSE error event 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import anyio
-import httpx
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
@@ -26,7 +25,7 @@ from gateway.http1 import UpstreamError, UpstreamResponse
 from gateway.limits import Admission
 from gateway.metrics import GatewayMetrics
 from gateway.settings import Settings
-from gateway.upstream import Upstream
+from gateway.upstream import Upstream, upstream_http_error
 
 log = logging.getLogger("gateway.relay")
 
@@ -36,6 +35,7 @@ SSE_HEADERS: list[tuple[bytes, bytes]] = [
     (b"x-accel-buffering", b"no"),
 ]
 MAX_ERROR_BODY = 64 * 1024
+KEEP_ALIVE = b": keep-alive\n\n"
 
 
 @dataclass(slots=True)
@@ -57,27 +57,6 @@ def events_end(data: bytes) -> int:
     lf = data.rfind(b"\n\n")
     crlf = data.rfind(b"\r\n\r\n")
     return max(lf + 2 if lf >= 0 else 0, crlf + 4 if crlf >= 0 else 0)
-
-
-def upstream_http_error(status: int, body: bytes) -> ApiError:
-    """Map an upstream error answer to ours, keeping vLLM's message, param and code."""
-    message, param, code = "", None, None
-    try:
-        data = json.loads(body)
-    except ValueError:
-        data = None
-    if isinstance(data, dict):
-        inner = data.get("error") if isinstance(data.get("error"), dict) else data
-        message = str(inner.get("message") or inner.get("detail") or "")
-        param = inner.get("param") if isinstance(inner.get("param"), str) else None
-        code = inner.get("code") if isinstance(inner.get("code"), str) else None
-    if 400 <= status < 500 and status != 429:
-        return ApiError(status, message or f"The model server refused the request ({status}).",
-                        code=code, param=param)
-    if status in (429, 503):
-        return ApiError(503, message or "The model server is overloaded.", code="upstream_overloaded",
-                        retry_after=1)
-    return ApiError(502, f"The model server failed ({status}): {message}".rstrip(": "), code="upstream_error")
 
 
 def answer_too_large(limit: int) -> ApiError:
@@ -151,13 +130,6 @@ async def run_watching_disconnect(receive: Receive, body: Callable[[], Awaitable
     return finished
 
 
-async def close_quietly(response: httpx.Response) -> None:
-    # Shielded: closing must happen even while the request is being cancelled, or the upstream
-    # connection (and vLLM's request on it) would stay open.
-    with anyio.CancelScope(shield=True), anyio.move_on_after(2):
-        await response.aclose()
-
-
 class RelayResponse(Response):
     """A proxied OpenAI request: ``stream`` picks SSE passthrough or a plain JSON answer."""
 
@@ -169,8 +141,8 @@ class RelayResponse(Response):
         self.route = route
         self.background = None
         self.status_code = 200
-        self.started = False
-        self.finished = False
+        self.started = False  # the response head went to the client
+        self.answered = False  # the first upstream byte came
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         services = self.services
@@ -192,17 +164,18 @@ class RelayResponse(Response):
         # The event loop's clock is anyio's on asyncio (the gateway runs on asyncio, see gateway/cli.py);
         # read directly, it costs a fraction of anyio.current_time(), and it is read on every chunk.
         clock = asyncio.get_running_loop().time
-        now = clock()
-        total_deadline = now + settings.upstream_total_timeout
-        first_deadline = now + settings.upstream_first_token_timeout if self.stream else total_deadline
         idle = settings.upstream_idle_timeout
         response: UpstreamResponse | None = None
-        with anyio.CancelScope(deadline=min(total_deadline, first_deadline)) as timer:
+        # The timeouts run from when the request goes upstream: a hold (no model server ready yet) has
+        # its own bound, and sets the deadline aside while it lasts.
+        with anyio.CancelScope() as timer:
+            hooks = _RelayHooks(self, send, timer, settings)
             try:
-                response = await self.services.upstream.post(self.path, self.payload)
+                response = await self.services.upstream.request("POST", self.path, self.payload, hooks=hooks)
+                total_deadline = hooks.total_deadline
                 if response.status != 200:
                     body = await response.read(MAX_ERROR_BODY)
-                    await send_error(send, upstream_http_error(response.status, body))
+                    await self._fail(send, upstream_http_error(response.status, body))
                     return
                 if not self.stream:
                     await relay_answer(response, send, settings.max_response_bytes, self._mark_started)
@@ -217,10 +190,13 @@ class RelayResponse(Response):
                     if now - moved_at >= slack:
                         timer.deadline = min(total_deadline, now + idle)
                         moved_at = now
-                    if not self.started:
+                    if not self.answered:
                         metrics.time_to_first_token.labels(self.route).observe(time.perf_counter() - arrived)
-                        self.started = True
-                        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+                        self.answered = True
+                        if not self.started:
+                            self.started = True
+                            await send({"type": "http.response.start", "status": 200,
+                                        "headers": SSE_HEADERS})
                     data = pending + chunk if pending else chunk
                     end = events_end(data)
                     if end == len(data):
@@ -238,17 +214,17 @@ class RelayResponse(Response):
             except ApiError as error:
                 await self._fail(send, error)
             except UpstreamError as exc:
-                metrics.upstream_errors.labels("midstream" if self.started else "protocol").inc()
-                log.warning("upstream failed", extra={"error": repr(exc), "started": self.started})
+                metrics.upstream_errors.labels("midstream" if self.answered else "protocol").inc()
+                log.warning("upstream failed", extra={"error": repr(exc), "started": self.answered})
                 await self._fail(send, ApiError(502, "The model server connection was lost.",
                                                 code="upstream_disconnected"))
             finally:
                 if response is not None:
                     response.release()
         if timer.cancelled_caught:
-            if clock() >= total_deadline:
+            if clock() >= hooks.total_deadline:
                 kind, message = "total_timeout", "The request exceeded the gateway's total time limit."
-            elif not self.started:
+            elif not self.answered:
                 kind, message = "first_token_timeout", "The model server sent no token in time."
             else:
                 kind, message = "idle_timeout", "The model server stopped sending tokens."
@@ -268,3 +244,42 @@ class RelayResponse(Response):
         else:
             self.started = True
             await send_error(send, error)
+
+
+class _RelayHooks:
+    """The relay's timers around the hold, and keep-alives to a held stream."""
+
+    __slots__ = ("keepalive", "next_keepalive", "relay", "send", "settings", "timer", "total_deadline")
+
+    def __init__(self, relay: RelayResponse, send: Send, timer: anyio.CancelScope,
+                 settings: Settings) -> None:
+        self.relay = relay
+        self.send = send
+        self.timer = timer
+        self.settings = settings
+        self.keepalive = settings.hold_keepalive_seconds
+        self.next_keepalive = self.keepalive
+        self.total_deadline = math.inf
+
+    def holding(self) -> None:
+        self.timer.deadline = math.inf
+        self.total_deadline = math.inf
+
+    def sending(self) -> None:
+        now = asyncio.get_running_loop().time()
+        settings = self.settings
+        self.total_deadline = now + settings.upstream_total_timeout
+        first = now + settings.upstream_first_token_timeout if self.relay.stream else self.total_deadline
+        self.timer.deadline = min(self.total_deadline, first)
+
+    async def tick(self, seconds_held: float) -> None:
+        # Only streams get keep-alives: an SSE comment is part of the stream's grammar, whereas anything
+        # sent to a non-streaming client would commit the status (200) before the outcome is known.
+        relay = self.relay
+        if not relay.stream or seconds_held < self.next_keepalive:
+            return
+        self.next_keepalive = seconds_held + self.keepalive
+        if not relay.started:
+            relay.started = True
+            await self.send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+        await self.send({"type": "http.response.body", "body": KEEP_ALIVE, "more_body": True})

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import Depends, Request
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -44,7 +44,14 @@ class Settings(BaseSettings):
 
     # Upstream (the vLLM Service)
     upstream_url: str = "http://127.0.0.1:8000"
-    upstream_metrics_url: str = ""  # default: <upstream_url>/metrics
+    # Replicas: the addresses of a headless Service's name (re-resolved every discovery interval, each at
+    # upstream_url's port), or a fixed list of URLs; neither, or no address found: upstream_url alone.
+    upstream_discovery_dns: str = ""
+    upstream_replicas: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    upstream_discovery_seconds: float = Field(default=1.0, gt=0)
+    upstream_probe_seconds: float = Field(default=0.5, gt=0, description="/health of replicas marked down")
+    upstream_keepalive_seconds: float = Field(default=4.0, gt=0, description="below vLLM's (uvicorn's) 5 s")
+    upstream_max_idle_connections: int = Field(default=256, ge=1, description="kept per replica")
     upstream_api_key: SecretStr | None = None
     model: str = "mistral-7b-awq"
     allowed_models: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -55,6 +62,14 @@ class Settings(BaseSettings):
     upstream_idle_timeout: float = Field(default=30.0, gt=0)
     upstream_total_timeout: float = Field(default=300.0, gt=0)
     upstream_metrics_poll_seconds: float = Field(default=1.0, ge=0, description="0 disables queue shedding")
+
+    # Hold: requests wait while no model server is ready (a cold start), FIFO, bounded by count and time.
+    hold_max_requests: int = Field(default=128, ge=0, description="0: no hold; below max_in_flight")
+    # Covers the documented cold start (about 2 minutes, up to 180 s), and stays under the ALB's idle
+    # timeout (300 s, base/gateway/ingress.yaml): a held non-streaming request sends nothing meanwhile.
+    hold_timeout_seconds: float = Field(default=180.0, gt=0)
+    # SSE comment lines to a held stream; well under the ALB's idle timeout and clients' read timeouts.
+    hold_keepalive_seconds: float = Field(default=15.0, gt=0)
 
     # Admission and limits
     max_in_flight: int = Field(default=256, ge=1)
@@ -121,7 +136,16 @@ class Settings(BaseSettings):
     scaling_deployment: str = "vllm"  # also the name of KEDA's HPA (base/keda horizontalPodAutoscalerConfig)
     scaling_gateway_deployment: str = "gateway"
 
-    @field_validator("allowed_models", mode="before")
+    @model_validator(mode="after")
+    def _hold_within_in_flight(self) -> Settings:
+        # Held requests hold an in-flight slot: a hold as large as the cap would answer 429 before its
+        # own bound could answer 503 with Retry-After.
+        if self.hold_max_requests >= self.max_in_flight:
+            raise ValueError(f"hold_max_requests ({self.hold_max_requests}) must be below max_in_flight "
+                             f"({self.max_in_flight})")
+        return self
+
+    @field_validator("allowed_models", "upstream_replicas", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
@@ -157,9 +181,13 @@ class Settings(BaseSettings):
             return f"GATEWAY_ADMIN_TOKEN has {length} characters, fewer than {ADMIN_TOKEN_MIN_CHARS}"
         return None
 
-    @property
-    def metrics_url(self) -> str:
-        return self.upstream_metrics_url or f"{self.upstream_url}/metrics"
+    @field_validator("upstream_replicas")
+    @classmethod
+    def _replica_roots(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"{url!r} is not an http:// or https:// URL")
+        return [cls._upstream_root(url) for url in value]
 
 
 def get_settings(request: Request) -> Settings:

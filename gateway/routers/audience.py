@@ -6,23 +6,24 @@ A 2xx means the record is in S3. Contract details (bodies, SSE events) are in ga
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict
 from typing import Any
 
 import anyio
-import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from httpx_sse import EventSource
+from httpx_sse import EventSource, SSEError
 from pydantic import BaseModel, Field
 from starlette.types import Receive, Scope, Send
 
 from gateway.bodies import CheckedJsonRoute
 from gateway.errors import ApiError, send_error
+from gateway.http1 import UpstreamError, UpstreamResponse
 from gateway.identity import COOKIE_NAME, EntrantCookies, SurveyEntries
 from gateway.limits import work_tokens
-from gateway.relay import SSE_HEADERS, close_quietly, run_watching_disconnect, upstream_http_error
+from gateway.relay import KEEP_ALIVE, MAX_ERROR_BODY, SSE_HEADERS, run_watching_disconnect
 from gateway.settings import Settings, SettingsDep
 from gateway.storage import (
     RECORD_ID,
@@ -33,9 +34,11 @@ from gateway.storage import (
     record_id,
     unavailable,
 )
+from gateway.upstream import as_httpx_response, upstream_http_error
 
 router = APIRouter(prefix="/api", route_class=CheckedJsonRoute)
 
+QUEUED_MESSAGE = "The model is starting; your question is queued."
 IDEMPOTENCY_HEADER = "idempotency-key"
 MAX_IDEMPOTENCY_KEY = 200
 
@@ -176,21 +179,19 @@ class AnswerResponse(Response):
         settings: Settings = self.services.settings
         relay = self.services.relay
         arrived = time.perf_counter()
-        now = anyio.current_time()
-        total_deadline = now + settings.upstream_total_timeout
         parts: list[str] = []
         finish_reason: str | None = None
-        response: httpx.Response | None = None
+        upstream: UpstreamResponse | None = None
         first = True
-        first_deadline = min(total_deadline, now + settings.upstream_first_token_timeout)
-        with anyio.CancelScope(deadline=first_deadline) as timer:
+        with anyio.CancelScope() as timer:
+            hooks = _QuestionHooks(self, send, timer, settings)
             try:
-                response = await relay.upstream.open("POST", "/v1/chat/completions", self._request_body())
-                if response.status_code != 200:
-                    body = await response.aread()
-                    raise upstream_http_error(response.status_code, body)
-                async for event in EventSource(response).aiter_sse():
-                    timer.deadline = min(total_deadline,
+                upstream = await relay.upstream.request("POST", "/v1/chat/completions", self._request_body(),
+                                                        hooks=hooks)
+                if upstream.status != 200:
+                    raise upstream_http_error(upstream.status, await upstream.read(MAX_ERROR_BODY))
+                async for event in EventSource(as_httpx_response(upstream)).aiter_sse():
+                    timer.deadline = min(hooks.total_deadline,
                                          anyio.current_time() + settings.upstream_idle_timeout)
                     if event.data == "[DONE]":
                         break
@@ -215,14 +216,14 @@ class AnswerResponse(Response):
             except ApiError as error:
                 await self._fail(send, error)
                 return
-            except (httpx.TransportError, ValueError):
-                relay.metrics.upstream_errors.labels("midstream" if self.started else "protocol").inc()
+            except (UpstreamError, SSEError, ValueError):
+                relay.metrics.upstream_errors.labels("protocol" if first else "midstream").inc()
                 await self._fail(send, ApiError(502, "The model server connection was lost.",
                                                 code="upstream_disconnected"))
                 return
             finally:
-                if response is not None:
-                    await close_quietly(response)
+                if upstream is not None:
+                    upstream.release()
         if timer.cancelled_caught:
             relay.metrics.upstream_errors.labels("timeout").inc()
             await self._fail(send, ApiError(504, "The model did not answer in time.",
@@ -262,6 +263,41 @@ class AnswerResponse(Response):
         else:
             self.started = True
             await send_error(send, error)
+
+
+class _QuestionHooks:
+    """Timers around the hold; a held streamed question is told it is queued, then kept alive."""
+
+    def __init__(self, answer: AnswerResponse, send: Send, timer: anyio.CancelScope,
+                 settings: Settings) -> None:
+        self.answer = answer
+        self.send = send
+        self.timer = timer
+        self.settings = settings
+        self.total_deadline = math.inf
+        self.next_keepalive = settings.hold_keepalive_seconds
+
+    def holding(self) -> None:
+        self.timer.deadline = math.inf
+        self.total_deadline = math.inf
+
+    def sending(self) -> None:
+        now = anyio.current_time()
+        self.total_deadline = now + self.settings.upstream_total_timeout
+        self.timer.deadline = min(self.total_deadline, now + self.settings.upstream_first_token_timeout)
+
+    async def tick(self, seconds_held: float) -> None:
+        answer = self.answer
+        if not answer.stream:
+            return  # a JSON answer's status must wait for the outcome (see gateway/README.md)
+        if not answer.started:
+            # The first second held: the page says the model is starting instead of a bare spinner.
+            await answer._start(self.send)
+            event = _event({"type": "queued", "message": QUEUED_MESSAGE, "held_seconds": round(seconds_held)})
+            await self.send({"type": "http.response.body", "body": event, "more_body": True})
+        elif seconds_held >= self.next_keepalive:
+            self.next_keepalive = seconds_held + self.settings.hold_keepalive_seconds
+            await self.send({"type": "http.response.body", "body": KEEP_ALIVE, "more_body": True})
 
 
 @router.post("/survey")

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from typing import Any
 
 import anyio
-import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
@@ -25,13 +24,15 @@ from gateway.errors import ApiError, send_error
 from gateway.limits import RateLimiter, work_tokens
 from gateway.model_info import public_models
 from gateway.openai_fields import Shape, check_request
-from gateway.relay import RelayResponse, RelayServices, close_quietly, upstream_http_error
+from gateway.relay import RelayResponse, RelayServices
 from gateway.settings import Settings
+from gateway.upstream import upstream_http_error
 
 router = APIRouter()
 log = logging.getLogger("gateway.prompts")
 
 TOKEN_FIELDS = ("max_tokens", "max_completion_tokens")
+MODELS_MAX_BYTES = 1024 * 1024
 
 
 def services_of(request: Request) -> RelayServices:
@@ -216,18 +217,11 @@ async def list_models(request: Request) -> JSONResponse:
     services = services_of(request)
     allowed = services.settings.model_allow_list
     with anyio.move_on_after(services.settings.upstream_first_token_timeout) as timer:
-        response = await services.upstream.open("GET", "/v1/models")
-        try:
-            body = await response.aread()
-        except httpx.TransportError as exc:
-            raise ApiError(502, "The model server connection was lost.",
-                           code="upstream_disconnected") from exc
-        finally:
-            await close_quietly(response)
+        status, body = await services.upstream.read("GET", "/v1/models", MODELS_MAX_BYTES)
     if timer.cancelled_caught:
         raise ApiError(504, "The model server did not answer in time.", code="upstream_timeout")
-    if response.status_code != 200:
-        raise upstream_http_error(response.status_code, body)
+    if status != 200:
+        raise upstream_http_error(status, body)
     try:
         answer = json.loads(body)
     except ValueError as exc:

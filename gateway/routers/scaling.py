@@ -118,7 +118,7 @@ async def scaling(request: Request, settings: SettingsDep) -> JSONResponse:
     if not settings.prometheus_url:
         off = {"prometheus_url": None, "reachable": False, "error": SCALING_VIEW_OFF}
         return JSONResponse(off, headers=NO_STORE)
-    http = request.app.state.services.http
+    http = request.app.state.services.prometheus_http
     client = PrometheusClient(http, settings.prometheus_url, settings.prometheus_timeout)
     now = time.time()
     try:

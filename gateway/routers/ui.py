@@ -11,13 +11,15 @@ import io
 import math
 from typing import Any
 
-import httpx
+import anyio
 import segno
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.errors import ApiError
+from gateway.http1 import UpstreamConnectError, UpstreamError
+from gateway.replicas import Replica
 from gateway.routers.admin import require_admin
 from gateway.settings import Settings, SettingsDep
 
@@ -117,16 +119,24 @@ def _counter_total(counter: Any) -> dict[str, float]:
     return totals
 
 
-async def _read_upstream(request: Request, settings: Settings) -> dict[str, Any]:
-    services = request.app.state.services
+async def _read_replica(replica: Replica) -> dict[str, Any]:
     try:
-        response = await services.http.get(settings.metrics_url, timeout=LIVE_METRICS_TIMEOUT)
-        response.raise_for_status()
-        gauges = upstream_gauges(response.text)
-    except (httpx.HTTPError, ValueError) as exc:
-        return {"reachable": False, "error": f"{type(exc).__name__}: {exc}".rstrip(": "),
+        with anyio.fail_after(LIVE_METRICS_TIMEOUT):
+            response = await replica.pool.get("/metrics")
+            try:
+                body = await response.read()
+            finally:
+                response.release()
+        if response.status != 200:
+            raise ValueError(f"/metrics answered {response.status}")
+        gauges = upstream_gauges(body.decode("utf-8", "replace"))
+    except (UpstreamConnectError, UpstreamError, TimeoutError, ValueError) as exc:
+        return {"url": replica.url, "ready": replica.ready, "reachable": False,
+                "error": f"{type(exc).__name__}: {exc}".rstrip(": "),
                 "running": None, "waiting": None, "kv_cache_usage": None}
     return {
+        "url": replica.url,
+        "ready": replica.ready,
         "reachable": True,
         "error": None,
         "running": gauges.get("vllm:num_requests_running"),
@@ -135,15 +145,47 @@ async def _read_upstream(request: Request, settings: Settings) -> dict[str, Any]
     }
 
 
+async def _read_upstream(request: Request) -> dict[str, Any]:
+    """Every replica's figures, read now, and their sums (None when no replica answered)."""
+    replicas = request.app.state.services.upstream.replicas
+    figures: list[dict[str, Any]] = []
+
+    async def read(replica: Replica) -> None:
+        figures.append(await _read_replica(replica))
+
+    async with anyio.create_task_group() as group:
+        for replica in list(replicas.members.values()):
+            group.start_soon(read, replica)
+    figures.sort(key=lambda figure: figure["url"])
+    reached = [figure for figure in figures if figure["reachable"]]
+
+    def total(name: str) -> float | None:
+        values = [figure[name] for figure in reached if figure[name] is not None]
+        return sum(values) if values else None
+
+    unreached = [figure["error"] for figure in figures if not figure["reachable"]]
+    return {
+        "reachable": bool(reached),
+        "error": unreached[0] if unreached else None,
+        "running": total("running"),
+        "waiting": total("waiting"),
+        "ready_replicas": sum(1 for figure in figures if figure["ready"]),
+        "replicas": figures,
+    }
+
+
 @admin_router.get("/live")
 async def live(request: Request, settings: SettingsDep) -> JSONResponse:
-    """Figures for the admin page: this gateway replica's load and vLLM's queue, read now from /metrics.
+    """Figures for the admin page: this gateway replica's load, its hold, and each vLLM replica it knows,
+    read now from their /metrics.
 
-    Replica counts are "unknown": one gateway replica sees neither its peers nor the vLLM Deployment.
+    The gateway replica count is "unknown": one gateway replica does not see its peers.
     """
     admission = request.app.state.admission
     gateway_metrics = request.app.state.metrics
+    upstream = request.app.state.services.upstream
     requests = _counter_total(gateway_metrics.requests)
+    figures = await _read_upstream(request)
     body = {
         "gateway": {
             "in_flight": admission.in_flight,
@@ -153,8 +195,8 @@ async def live(request: Request, settings: SettingsDep) -> JSONResponse:
             "polled_upstream_waiting": admission.upstream_waiting,
             "shed_queue_waiting": admission.shed_queue_waiting,
         },
-        "upstream": {"metrics_url": settings.metrics_url, **await _read_upstream(request, settings)},
-        "replicas": {"gateway": "unknown", "vllm": "unknown"},
+        "hold": {"held": len(upstream.hold), "max_requests": upstream.hold.max_requests},
+        "upstream": figures,
     }
     return JSONResponse(body, headers=NO_STORE)
 

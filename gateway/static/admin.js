@@ -132,6 +132,7 @@ async function refresh() {
     showFigure("fig-running", upstream.reachable ? upstream.running : null);
     showFigure("fig-waiting", upstream.reachable ? `${upstream.waiting} (shed above ${gateway.shed_queue_waiting})` : null);
     showFigure("fig-shed", Object.values(gateway.shed).reduce((sum, count) => sum + count, 0));
+    showFigure("fig-held", `${live.hold.held} of ${live.hold.max_requests}`);
     showFigure("fig-replicas-gateway", replicas.gateway);
     showFigure("fig-replicas-vllm", replicas.vllm);
     const current = (stats.sessions || []).find((item) => item.session_id === session);

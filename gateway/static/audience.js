@@ -139,10 +139,19 @@ async function ask(question) {
     });
     if (!response.ok) throw await problemFrom(response);
     setText(el.answerStatus, "Answering…");
+    let queued = false;
     for await (const data of sseData(response)) {
       if (data === DONE) {
         finished = true;
+      } else if (data.type === "queued") {
+        // No model server is ready yet (a cold start): the gateway holds the question until one is.
+        queued = true;
+        setText(el.answerStatus, data.message || "The model is starting; your question is queued.");
       } else if (data.type === "delta") {
+        if (queued) {
+          queued = false;
+          setText(el.answerStatus, "Answering…");
+        }
         appendAnswer(data.text);
       } else if (data.type === "done") {
         finished = true;

@@ -12,6 +12,7 @@ N requests run and the rest wait, like vLLM's scheduler. A client that disconnec
 from __future__ import annotations
 
 import argparse
+import collections
 import gc
 import json
 import time
@@ -41,6 +42,10 @@ class FakeUpstream:
         self.waiting = 0
         self.requests_total = 0
         self.cancelled_total = 0
+        # True: answers 503 on /health and the generation routes, as vLLM does while its engine loads.
+        self.loading = False
+        # The last prompts received (last message or prompt), oldest first: the order requests came in.
+        self.received: collections.deque[str] = collections.deque(maxlen=1000)
         self._slots = anyio.Semaphore(self.config.max_num_seqs) if self.config.max_num_seqs else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -56,7 +61,9 @@ class FakeUpstream:
                     await send({"type": "lifespan.shutdown.complete"})
                     return
         path, method = scope["path"], scope["method"]
-        if method == "GET" and path == "/health":
+        if self.loading and path in ("/health", "/v1/chat/completions", "/v1/completions"):
+            await _send_json(send, 503, _error(503, "The model is loading.", "ServiceUnavailableError"))
+        elif method == "GET" and path == "/health":
             await _send_json(send, 200, {})
         elif method == "GET" and path == "/metrics":
             await _send(send, 200, self.metrics_text().encode(), b"text/plain; version=0.0.4")
@@ -110,6 +117,9 @@ class FakeUpstream:
                                                "NotFoundError", "model"))
             return
         self.requests_total += 1
+        messages = request.get("messages")
+        chat_last = isinstance(messages, list) and messages and isinstance(messages[-1], dict)
+        self.received.append(str(messages[-1].get("content") if chat_last else request.get("prompt")))
         finished = False
         async with anyio.create_task_group() as group:
 

@@ -64,9 +64,9 @@ class RunningServer:
 
 @contextmanager
 def serve_in_thread(app: ASGIApp, *, timeout_graceful_shutdown: int | None = None,
-                    start_timeout: float = 20.0) -> Iterator[RunningServer]:
-    """Serve ``app`` on 127.0.0.1 from a background thread with its own event loop."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", access_log=False,
+                    start_timeout: float = 20.0, port: int = 0) -> Iterator[RunningServer]:
+    """Serve ``app`` on 127.0.0.1 (``port``, or any free one) from a background thread with its own loop."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False,
                             lifespan="on", timeout_graceful_shutdown=timeout_graceful_shutdown,
                             loop="asyncio", http="httptools")
     server = uvicorn.Server(config)

@@ -30,9 +30,9 @@ class Upstream:
 
 
 @contextmanager
-def fake_upstream_server(**config: Any) -> Iterator[Upstream]:
+def fake_upstream_server(port: int = 0, **config: Any) -> Iterator[Upstream]:
     app = FakeUpstream(FakeConfig(model=MODEL, **config))
-    with serve_in_thread(app) as server:
+    with serve_in_thread(app, port=port) as server:
         yield Upstream(url=server.url, app=app, server=server)
 
 

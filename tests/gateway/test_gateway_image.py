@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import importlib.metadata
+import re
 import sys
 import tomllib
 from pathlib import Path
@@ -86,8 +87,10 @@ def test_the_image_matches_the_deployment() -> None:
     port = next(p["containerPort"] for p in container["ports"] if p["name"] == "http")
     configmap = yaml.safe_load((ROOT / "base/gateway/configmap.yaml").read_text())["data"]
 
-    # A pinned base: an exact Python patch release and a Debian release, never a moving tag.
-    assert dockerfile.baseimage.startswith("python:3.11.") and dockerfile.baseimage.endswith("-bookworm")
+    # A pinned base: an exact Python patch release and a Debian release, and the digest of that image.
+    reference, _, digest = dockerfile.baseimage.partition("@")
+    assert reference.startswith("python:3.11.") and reference.endswith("-bookworm")
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}", digest)
     assert instructions["EXPOSE"] == str(port) == dockerfile.envs["GATEWAY_PORT"] == configmap["GATEWAY_PORT"]
     user = int(instructions["USER"].split(":")[0])
     assert user != 0
@@ -99,3 +102,34 @@ def test_the_image_matches_the_deployment() -> None:
               for probe in ("livenessProbe", "readinessProbe", "startupProbe") if probe in container}
     assert probes == {"/healthz", "/readyz"}
     assert probes <= paths
+
+
+def environment_values() -> dict[str, dict[str, str]]:
+    return {path.parts[-3]: yaml.safe_load(path.read_text())["data"]
+            for path in sorted(ROOT.glob("overlays/*/environment/environment.yaml"))}
+
+
+def test_the_workflow_builds_the_dockerfile_tags_the_commit_and_pushes_to_each_environment() -> None:
+    workflow = yaml.safe_load((ROOT / ".github/workflows/gateway-image.yml").read_text())
+    job = workflow["jobs"]["push"]
+    assert job["strategy"]["matrix"]["environment"] == sorted(environment_values())
+    steps = {step.get("uses", step.get("name")): step for step in job["steps"]}
+    build = steps["docker/build-push-action@v6"]["with"]
+    assert (build["context"], build["file"], build["push"]) == (".", "gateway/Dockerfile", True)
+    assert build["tags"] == "${{ steps.target.outputs.repository }}:${{ github.sha }}"
+    # The push goes where the environment's own values say: the same file the overlay renders from.
+    read = steps["Read the environment's image repository"]
+    assert read["env"]["VALUES"] == "overlays/${{ matrix.environment }}/environment/environment.yaml"
+    assert '["gatewayImage"]' in read["run"]
+    assert steps["aws-actions/amazon-ecr-login@v2"]["with"]["registries"] == (
+        "${{ steps.target.outputs.registry }}")
+    assert job["permissions"] == {"contents": "read", "id-token": "write"}
+    assert "gateway/**" in workflow[True]["push"]["paths"]  # PyYAML reads the key `on` as True
+
+
+def test_each_environment_names_a_pinned_image_in_its_own_registry() -> None:
+    for env, values in environment_values().items():
+        image = values["gatewayImage"]
+        registry = f"{values['accountId']}.dkr.ecr.{values['awsRegion']}.amazonaws.com"
+        assert re.fullmatch(rf"{re.escape(registry)}/eks-llm-inference-gateway"
+                            r"(:[0-9a-f]{40}|@sha256:[0-9a-f]{64})", image), (env, image)

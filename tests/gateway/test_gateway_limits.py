@@ -9,9 +9,10 @@ from gateway.errors import ApiError
 from gateway.limits import Admission, ClientSlots, TokenBuckets, client_address, work_tokens
 from gateway.metrics import GatewayMetrics
 from gateway.model_info import REFRESH_SECONDS, ModelContext, context_length, public_models
-from gateway.relay import events_end, upstream_http_error
+from gateway.relay import events_end
+from gateway.replicas import parse_waiting
 from gateway.settings import Settings
-from gateway.upstream import parse_waiting
+from gateway.upstream import upstream_http_error
 
 
 def scope(peer: str = "10.0.0.9", forwarded: str | None = None) -> dict:

@@ -168,7 +168,7 @@ async def test_rate_limit_per_client_answers_429_with_retry_after(make_settings)
 
 async def test_in_flight_cap_answers_429_and_releases_slots(make_settings):
     with fake_upstream_server(tokens=20, interval=0.02) as slow:
-        async with gateway_client(make_settings(upstream_url=slow.url, max_in_flight=2,
+        async with gateway_client(make_settings(upstream_url=slow.url, max_in_flight=2, hold_max_requests=1,
                                                 retry_after_seconds=2)) as c:
             results = {}
 

@@ -211,13 +211,10 @@ async def test_non_streaming_total_timeout_is_504(make_settings):
 
 
 @pytest.mark.anyio
-async def test_connection_refused_is_retried_with_backoff_then_503(make_settings):
-    settings = make_settings(upstream_url=f"http://127.0.0.1:{free_port()}", upstream_connect_attempts=3,
-                             upstream_retry_backoff=0.1)
+async def test_connection_refused_with_the_hold_off_is_503_at_once(make_settings):
+    settings = make_settings(upstream_url=f"http://127.0.0.1:{free_port()}", hold_max_requests=0)
     async with gateway_client(settings) as c:
-        started = time.monotonic()
         response = await c.post("/v1/chat/completions", json=chat(stream=True))
-        elapsed = time.monotonic() - started
         metrics = (await c.get("/metrics")).text
         assert c.app.state.admission.in_flight == 0
     assert response.status_code == 503
@@ -225,15 +222,16 @@ async def test_connection_refused_is_retried_with_backoff_then_503(make_settings
     assert response.json() == {"error": {"message": "The model server is unavailable.",
                                          "type": "server_error", "param": None,
                                          "code": "upstream_unavailable"}}
-    assert metric_value(metrics, "gateway_upstream_errors_total", {"kind": "connect"}) == 3
-    assert elapsed >= 0.3  # backoff 0.1 s then 0.2 s
+    assert metric_value(metrics, "gateway_upstream_errors_total", {"kind": "connect"}) == 1
+    assert metric_value(metrics, "gateway_upstream_unavailable_total") == 1
+    assert metric_value(metrics, "gateway_upstream_replicas", {"state": "down"}) == 1
 
 
 @pytest.mark.anyio
 async def test_connect_timeout_is_504_at_once(make_settings):
     with unanswered_port() as port:
         settings = make_settings(upstream_url=f"http://127.0.0.1:{port}", upstream_connect_timeout=0.3,
-                                 upstream_connect_attempts=3)
+                                 hold_max_requests=0)
         async with gateway_client(settings) as c:
             response = await c.post("/v1/chat/completions", json=chat(stream=True))
             metrics = (await c.get("/metrics")).text
@@ -245,8 +243,9 @@ async def test_connect_timeout_is_504_at_once(make_settings):
 
 def test_upstream_dying_mid_stream_ends_the_stream_with_an_error_event(make_settings):
     fake = ["gateway.testing.fake_upstream", "--model", MODEL, "--interval-ms", "50"]
+    settings = make_settings(hold_timeout_seconds=1)
     with serve_process(fake, health_path="/health") as upstream, serve_in_thread(
-            create_app(make_settings(upstream_url=upstream.url))) as gateway:
+            create_app(settings.model_copy(update={"upstream_url": upstream.url}))) as gateway:
         events = []
         with httpx.stream("POST", f"{gateway.url}/v1/chat/completions",
                           json=chat(max_tokens=500, stream=True), timeout=10) as response:
@@ -263,10 +262,17 @@ def test_upstream_dying_mid_stream_ends_the_stream_with_an_error_event(make_sett
             "code": "upstream_disconnected"}}
         assert all("choices" in json.loads(e) for e in events[:-2])
         assert httpx.get(f"{gateway.url}/healthz").status_code == 200
-        after = httpx.post(f"{gateway.url}/v1/chat/completions", json=chat(max_tokens=1))
+        # No model server left: the next request is held, then refused at the hold's time bound.
+        after = httpx.post(f"{gateway.url}/v1/chat/completions", json=chat(max_tokens=1), timeout=10)
         assert after.status_code == 503
+        assert after.headers["retry-after"] == "1"
+        assert after.json()["error"] == {"message": "No model server became ready in time.",
+                                         "type": "server_error", "param": None,
+                                         "code": "upstream_unavailable"}
         metrics = httpx.get(f"{gateway.url}/metrics").text
     assert metric_value(metrics, "gateway_upstream_errors_total", {"kind": "midstream"}) == 1
+    assert metric_value(metrics, "gateway_hold_timeouts_total") == 1
+    assert metric_value(metrics, "gateway_held_requests") == 0
     assert metric_value(metrics, "gateway_in_flight_requests") == 0
 
 

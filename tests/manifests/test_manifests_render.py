@@ -18,6 +18,7 @@ WORKLOAD_IDS = {
     ("Deployment", "vllm"),
     ("Deployment", "gateway"),
     ("Service", "vllm"),
+    ("Service", "vllm-pods"),
     ("Service", "gateway"),
     ("PodDisruptionBudget", "vllm"),
     ("PodDisruptionBudget", "gateway"),
@@ -131,6 +132,10 @@ def test_environment_values_land_per_environment(rendered: dict[str, Rendered]) 
             "GATEWAY_SHUTDOWN_TIMEOUT": "30",
             "GATEWAY_KEEP_ALIVE_SECONDS": "310",
             "GATEWAY_UPSTREAM_URL": "http://vllm.inference.svc:8000",
+            "GATEWAY_UPSTREAM_DISCOVERY_DNS": "vllm-pods.inference.svc.cluster.local",
+            "GATEWAY_HOLD_MAX_REQUESTS": "128",
+            "GATEWAY_HOLD_TIMEOUT_SECONDS": "180",
+            "GATEWAY_HOLD_KEEPALIVE_SECONDS": "15",
             "GATEWAY_MODEL": "mistral-7b-instruct",
             "GATEWAY_ALLOWED_MODELS": "mistral-7b-instruct",
             "GATEWAY_MAX_TOKENS": "1024",
@@ -142,6 +147,10 @@ def test_environment_values_land_per_environment(rendered: dict[str, Rendered]) 
             "GATEWAY_PROMETHEUS_URL": "http://kube-prometheus-stack-prometheus.prometheus.svc:9090",
         }
         assert host == {"dev": "llm-dev.example.com", "prod": "llm.example.com"}[env]
+        gateway_pod = result.one("Deployment", "gateway")["spec"]["template"]["spec"]
+        assert [container["image"] for container in gateway_pod["containers"]] == [
+            f"{account}.dkr.ecr.us-east-1.amazonaws.com/eks-llm-inference-gateway:"
+            "83a9aec502916ab1f056d836692ef8ad2f8e4379"]
         annotations = result.one("Ingress", "gateway")["metadata"]["annotations"]
         assert annotations["alb.ingress.kubernetes.io/certificate-arn"].startswith(
             f"arn:aws:acm:us-east-1:{account}:certificate/"
@@ -154,3 +163,24 @@ def test_broken_kustomization_reports_kustomize_error(tmp_path: Path) -> None:
     (broken / "kustomization.yaml").write_text("resources:\n  - missing.yaml\n")
     with pytest.raises(RenderError, match=r"missing\.yaml"):
         render(str(broken))
+
+
+def test_the_gateway_discovers_the_vllm_pods_through_the_headless_service(
+        rendered: dict[str, Rendered]) -> None:
+    for env in ("dev", "prod"):
+        result = rendered[f"overlays/{env}"]
+        service = result.one("Service", "vllm")["spec"]
+        pods = result.one("Service", "vllm-pods")["spec"]
+        assert pods["clusterIP"] == "None"
+        assert pods["selector"] == service["selector"]
+        assert pods["ports"] == service["ports"]
+        config = result.one("ConfigMap", "gateway-config")["data"]
+        namespace = result.one("Service", "vllm-pods")["metadata"]["namespace"]
+        assert config["GATEWAY_UPSTREAM_DISCOVERY_DNS"] == f"vllm-pods.{namespace}.svc.cluster.local"
+        # A held non-streaming request sends nothing until answered: the ALB must not time it out first.
+        annotations = result.one("Ingress", "gateway")["metadata"]["annotations"]
+        idle = int(annotations["alb.ingress.kubernetes.io/load-balancer-attributes"].split("=")[1])
+        assert float(config["GATEWAY_HOLD_TIMEOUT_SECONDS"]) < idle
+        assert float(config["GATEWAY_HOLD_KEEPALIVE_SECONDS"]) < idle
+        probe = result.one("Deployment", "gateway")["spec"]["template"]["spec"]["containers"][0]
+        assert probe["readinessProbe"]["httpGet"]["path"] == "/readyz"

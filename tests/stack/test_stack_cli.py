@@ -76,7 +76,9 @@ def test_up_status_down_leaves_no_process_behind(tmp_path: Path, capsys: pytest.
         assert services["s3"]["bucket"] == RESPONSES_BUCKET
         # The gateway is wired to this vLLM and this S3: ready, and it proxies a real completion.
         gateway = services["gateway"]["url"]
-        assert httpx.get(f"{gateway}/readyz", timeout=10).json()["checks"] == {"upstream": "ok", "s3": "ok"}
+        status = httpx.get(f"{gateway}/status", timeout=10).json()
+        assert (status["status"], status["upstream"]["ready_replicas"], status["s3"]) == (
+            "ok", 1, {"ok": True, "error": None})
         chat = {"model": model, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}
         completion = httpx.post(f"{gateway}/v1/chat/completions", json=chat, timeout=60)
         assert completion.status_code == 200

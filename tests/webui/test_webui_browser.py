@@ -13,6 +13,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
+from gateway.testing.fake_upstream import FakeConfig, FakeUpstream
 from gateway.testing.servers import free_port, serve_in_thread
 from tests.webui.conftest import GatewayFactory, PageProblems
 from tests.webui.support import ADMIN_TOKEN, PHONE, PUBLIC_URL, Gateway, ScriptedModel, screenshot
@@ -316,11 +317,33 @@ def test_storage_outage_keeps_the_answer_and_the_retry_reuses_its_key(
         assert_page_clean(page, problems)
 
 
+def test_a_question_held_during_a_cold_start_says_so_then_gets_its_answer(start_gateway: GatewayFactory,
+                                                                          phone: Phone) -> None:
+    page, problems = phone
+    loading = FakeUpstream(FakeConfig(model="m", interval=0.001))
+    loading.loading = True
+    with serve_in_thread(loading) as model, start_gateway(
+            upstream_url=model.url, model="m", upstream_metrics_poll_seconds=0, upstream_probe_seconds=0.1,
+            question_max_tokens=3) as gateway:
+        open_page(page, gateway, "quiz")
+        page.fill("#question", "Are you awake?")
+        page.press("#question", "Enter")
+        expect(page.locator("#answer-status")).to_have_text("The model is starting; your question is queued.")
+        assert page.is_disabled("#ask")
+        screenshot(page, "quiz-held-during-cold-start")
+        loading.loading = False
+        expect(page.locator("#answer-status")).to_have_text("Answered.")
+        assert page.evaluate("document.getElementById('answer').textContent") == "t0 t1 t2 "
+        assert list(loading.received) == ["Are you awake?"]
+        assert_page_clean(page, problems)
+
+
 def test_model_server_down_shows_a_retry_and_keeps_the_question(start_gateway: GatewayFactory, phone: Phone,
                                                                 closed_upstream: str) -> None:
     page, problems = phone
+    # The hold off: with it on, the question would wait for a model server (the test below).
     with start_gateway(upstream_url=closed_upstream, model="m", upstream_metrics_poll_seconds=0,
-                       retry_after_seconds=30, upstream_connect_attempts=1) as gateway:
+                       retry_after_seconds=30, hold_max_requests=0) as gateway:
         open_page(page, gateway, "quiz")
         page.fill("#question", "Is anyone there?")
         page.press("#question", "Enter")
@@ -367,6 +390,7 @@ def test_admin_page_needs_the_token_then_shows_the_qr_code_and_live_figures(
         "no data", "no data")
     assert page.inner_text("#scaling-status") == (
         "No figures: the scaling view is off: GATEWAY_PROMETHEUS_URL is not set.")
+    assert page.inner_text("#fig-held") == f"0 of {model_gateway.settings.hold_max_requests}"
     assert page.evaluate("sessionStorage.getItem('admin:token')") == json.dumps(ADMIN_TOKEN)
     assert page.evaluate("localStorage.length") == 0
     assert page.context.cookies() == []

@@ -40,8 +40,8 @@ class GatewayServer:
         return f"{self.url}/metrics"
 
     @property
-    def ready_url(self) -> str:
-        return f"{self.url}/readyz"
+    def status_url(self) -> str:
+        return f"{self.url}/status"
 
     @property
     def pid(self) -> int | None:
@@ -84,7 +84,10 @@ def start_gateway(
     admin_token: str,
     timeout: float = 60.0,
 ) -> GatewayServer:
-    """Start `python -m gateway serve` and wait until /readyz says vLLM and S3 are reachable."""
+    """Start `python -m gateway serve` and wait until /status says a vLLM replica and S3 are reachable.
+
+    Not /readyz: the gateway is ready (takes traffic) without either, by design (gateway/README.md).
+    """
     if importlib.util.find_spec("gateway") is None:
         raise GatewayStartError(f"the gateway package is not importable from {REPO_ROOT}")
     env = dict(os.environ)
@@ -94,7 +97,7 @@ def start_gateway(
     server = GatewayServer(port=port, log_path=log_path, admin_token=admin_token)
     server.popen, server.record = start_process("gateway", command, log_path=log_path, env=env, cwd=REPO_ROOT)
     deadline = time.monotonic() + timeout
-    while not _ready(server.ready_url):
+    while not _serving(server.status_url):
         if server.popen.poll() is not None:
             raise GatewayStartError(
                 f"the gateway exited with code {server.popen.returncode}; {log_path}:\n{log_tail(log_path)}"
@@ -106,8 +109,9 @@ def start_gateway(
     return server
 
 
-def _ready(url: str) -> bool:
+def _serving(url: str) -> bool:
     try:
-        return httpx.get(url, timeout=10.0).status_code == 200
-    except httpx.HTTPError:
+        response = httpx.get(url, timeout=10.0)
+        return response.status_code == 200 and response.json().get("status") == "ok"
+    except (httpx.HTTPError, ValueError):
         return False

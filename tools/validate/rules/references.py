@@ -267,8 +267,7 @@ def check_in_cluster_url_resolves(ctx: Context, options: Mapping[str, Any]) -> I
             )
             continue
         if address.port is None:
-            yield Violation(address.holder, address.path, f"{address.text!r} names no port")
-            continue
+            continue  # a host name alone (a DNS lookup, a headless Service): the Service is enough
         ports = [p for p in sequence(service.get("spec", "ports")) if isinstance(p, dict)]
         port = next((p for p in ports if str(p.get("port")) == str(address.port)), None)
         offered = ", ".join(str(p.get("port")) for p in ports) or "none"

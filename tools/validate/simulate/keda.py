@@ -34,8 +34,8 @@ from tools.validate.simulate.hpa import (
 
 # What a trigger can read in the simulation: vLLM's gauges, the gateway's request rate and in-flight
 # gauge (gateway/metrics.py), or pod CPU.
-# `unserved`: requests/s the gateway refuses because no vLLM pod is ready (its
-# gateway_upstream_unavailable_total counter), the one signal that exists at zero replicas.
+# `unserved`: the rate of the gateway's gateway_upstream_unavailable_total (requests that found no ready
+# vLLM pod, plus one per second each stays held), the one signal that exists at zero replicas.
 SIGNALS = ("running", "waiting", "arrivals", "in_flight", "unserved", "cpu")
 TARGET_KEYS = ("targetValue", "threshold", "value", "targetQueryValue")
 ACTIVATION_KEYS = ("activationTargetValue", "activationThreshold", "activationValue")
