@@ -51,7 +51,8 @@ def context_length(answer: Any, model: str) -> int | None:
 class ModelServer(Protocol):
     """What the context needs of the upstream (gateway.upstream.Upstream): a small non-streamed read."""
 
-    async def read(self, method: str, path: str, limit: int) -> tuple[int, bytes]: ...
+    async def read(self, method: str, path: str, limit: int, *, unserved: bool = True) -> tuple[int, bytes]:
+        ...
 
 
 MODELS_MAX_BYTES = 1024 * 1024
@@ -97,7 +98,7 @@ class ModelContext:
     async def _fetch(self) -> None:
         try:
             with anyio.fail_after(FETCH_TIMEOUT):
-                status, body = await self.upstream.read("GET", "/v1/models", MODELS_MAX_BYTES)
+                status, body = await self.upstream.read("GET", "/v1/models", MODELS_MAX_BYTES, unserved=False)
             if status == 200:
                 self.remember(json.loads(body))
                 if self._clock() < self._fresh_until:

@@ -93,12 +93,13 @@ class Upstream:
         self.metrics = metrics
 
     async def request(self, method: str, path: str, body: bytes = b"", *, hooks: HoldHooks | None = None,
-                      hold: bool = True) -> UpstreamResponse:
+                      hold: bool = True, unserved: bool = True) -> UpstreamResponse:
         """Send the request to a ready replica and return the answer with its body unread.
 
         The caller reads the body and must ``release()`` the response (which closes the connection when
         the body was not read to its end: that is how vLLM learns the request is no longer wanted).
-        ``hold=False``: no ready replica is a 503 at once.
+        ``hold=False``: no ready replica is a 503 at once. ``unserved=False``: the gateway's own call
+        (not a client's), which does not count towards the wake signal.
         """
         replicas = self.replicas
         ticket: Ticket | None = None
@@ -108,7 +109,8 @@ class Upstream:
             replica = replicas.pick()
             if replica is None:
                 if not (hold and self.hold.enabled):
-                    self.metrics.upstream_unavailable.inc()
+                    if unserved:
+                        self.metrics.upstream_unavailable.inc()
                     raise connect_error or self.hold.unavailable("The model server is unavailable.")
                 ticket = ticket or self.hold.ticket()
                 if hooks is not None:
@@ -162,9 +164,9 @@ class Upstream:
                     continue
             return response
 
-    async def read(self, method: str, path: str, limit: int) -> tuple[int, bytes]:
+    async def read(self, method: str, path: str, limit: int, *, unserved: bool = True) -> tuple[int, bytes]:
         """A small non-streamed call (``/v1/models``): status and body, not held."""
-        response = await self.request(method, path, hold=False)
+        response = await self.request(method, path, hold=False, unserved=unserved)
         try:
             return response.status, await response.read(limit)
         except UpstreamError as exc:

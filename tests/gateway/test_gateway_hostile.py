@@ -114,6 +114,7 @@ async def test_the_rate_limit_charges_the_work_asked_for_not_the_request_count(m
 async def test_one_client_cannot_take_every_in_flight_slot(make_settings):
     with fake_upstream_server(tokens=50, interval=0.02) as slow:
         settings = make_settings(upstream_url=slow.url, max_in_flight=6, max_in_flight_per_client=3,
+                                 hold_max_requests=2,
                                  trusted_hops=1, rate_limit_per_second=1000, rate_limit_burst=100_000)
         async with gateway_client(settings) as c:
             greedy: list[httpx.Response] = []

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import httpx
+import json
+
 import pytest
 
 from gateway.errors import ApiError
@@ -155,37 +156,44 @@ def models_answer(length: object) -> dict:
     return {"object": "list", "data": [{"id": "m", "root": "/models/m", "max_model_len": length}]}
 
 
+class ScriptedModelServer:
+    """The upstream as ModelContext sees it: scripted answers to its reads (an ApiError: no server)."""
+
+    def __init__(self, *answers: tuple[int, object] | ApiError) -> None:
+        self.answers = list(answers)
+        self.calls: list[tuple[str, bool]] = []
+
+    async def read(self, method: str, path: str, limit: int, *, unserved: bool = True) -> tuple[int, bytes]:
+        self.calls.append((path, unserved))
+        answer = self.answers[min(len(self.calls), len(self.answers)) - 1]
+        if isinstance(answer, ApiError):
+            raise answer
+        status, body = answer
+        return status, json.dumps(body).encode()
+
+
 @pytest.mark.anyio
 async def test_model_context_is_read_cached_and_falls_back_to_the_setting():
-    calls = []
-    answers = [httpx.Response(200, json=models_answer(512)), httpx.Response(503),
-               httpx.Response(200, json=models_answer(2048))]
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        calls.append(request.url.path)
-        return answers[len(calls) - 1]
-
+    server = ScriptedModelServer((200, models_answer(512)), (503, {}), (200, models_answer(2048)))
     now = [0.0]
-    async with httpx.AsyncClient(transport=httpx.MockTransport(handler), base_url="http://vllm") as http:
-        context = ModelContext(http, Settings(model="m", model_max_len=4096), clock=lambda: now[0])
-        assert await context.length() == 512
-        assert await context.length() == 512  # cached: no second call
-        now[0] += REFRESH_SECONDS + 1
-        assert await context.length() == 512  # the refresh failed: the last known length stays
-        assert await context.length() == 512  # and it is not asked again before RETRY_SECONDS
-        now[0] += 6
-        assert await context.length() == 2048
-    assert calls == ["/v1/models"] * 3
+    context = ModelContext(server, Settings(model="m", model_max_len=4096), clock=lambda: now[0])
+    assert await context.length() == 512
+    assert await context.length() == 512  # cached: no second call
+    now[0] += REFRESH_SECONDS + 1
+    assert await context.length() == 512  # the refresh failed: the last known length stays
+    assert await context.length() == 512  # and it is not asked again before RETRY_SECONDS
+    now[0] += 6
+    assert await context.length() == 2048
+    # The gateway's own reads never count as requests no model server could take (the wake signal).
+    assert server.calls == [("/v1/models", False)] * 3
 
 
 @pytest.mark.anyio
 async def test_model_context_without_an_answer_is_the_setting():
-    def refused(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("refused", request=request)
-
-    async with httpx.AsyncClient(transport=httpx.MockTransport(refused), base_url="http://vllm") as http:
-        context = ModelContext(http, Settings(model="m", model_max_len=1000))
-        assert await context.length() == 1000
+    unavailable = ApiError(503, "The model server is unavailable.", code="upstream_unavailable")
+    server = ScriptedModelServer(unavailable)
+    context = ModelContext(server, Settings(model="m", model_max_len=1000))
+    assert await context.length() == 1000
     assert context_length(models_answer(True), "m") is None
     assert context_length(models_answer("512"), "m") is None
     assert context_length({"data": "x"}, "m") is None

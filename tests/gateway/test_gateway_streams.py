@@ -233,7 +233,9 @@ async def test_connect_timeout_is_504_at_once(make_settings):
         settings = make_settings(upstream_url=f"http://127.0.0.1:{port}", upstream_connect_timeout=0.3,
                                  hold_max_requests=0)
         async with gateway_client(settings) as c:
-            response = await c.post("/v1/chat/completions", json=chat(stream=True))
+            # With max_tokens given, the request itself is the first thing to reach for the model server
+            # (without it, the gateway first asks vLLM its context length, and that read meets the timeout).
+            response = await c.post("/v1/chat/completions", json=chat(stream=True, max_tokens=8))
             metrics = (await c.get("/metrics")).text
     assert response.status_code == 504
     assert response.json() == {"error": {"message": "Timed out connecting to the model server.",
