@@ -50,7 +50,7 @@ def test_quick_run_reports_every_gate_stage_with_positive_figures(
     assert results["machine"]["nproc"] == os.cpu_count()
 
     printed = capsys.readouterr().out
-    assert "| generated-100 | 130 | schema + policy |" in printed
+    assert "| generated-100 | 101 | schema + policy |" in printed
     assert "generated-100: schema + policy" in printed
     assert "checkov" not in printed.lower()
 
