@@ -371,17 +371,20 @@ def start_vllm(
     log_path: Path,
     max_num_seqs: int,
     timeout: float = START_TIMEOUT,
+    environment: Mapping[str, str] | None = None,
 ) -> VllmServer:
     """Start `python -m vllm.entrypoints.openai.api_server ARGS` and wait for /health.
 
-    `args` are local serving args (from local_serving_args); raises VllmStartError when the server exits
-    or is not healthy within `timeout` seconds (it is stopped then).
+    `args` are local serving args (from local_serving_args); `environment` is added to vLLM's (e.g. the
+    CPU its engine binds to); raises VllmStartError when the server exits or is not healthy within
+    `timeout` seconds (it is stopped then).
     """
     pairs = dict(split_flags(args))
     base_url = f"http://{pairs['--host']}:{pairs['--port']}"
     command = [str(python), "-m", "vllm.entrypoints.openai.api_server", *args]
     started = time.monotonic()
-    popen, record = start_process("vllm", command, log_path=log_path, env=vllm_environment())
+    popen, record = start_process("vllm", command, log_path=log_path,
+                                  env={**vllm_environment(), **(environment or {})})
     server = VllmServer(
         base_url=base_url,
         model=served_model_name(args),
