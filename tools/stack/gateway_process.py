@@ -71,6 +71,9 @@ def gateway_environment(
         "GATEWAY_MODEL_MAX_LEN": LOCAL_MAX_MODEL_LEN,
         # At most half the context by default, so that a prompt of some length still fits beside it.
         "GATEWAY_MAX_TOKENS": str(int(LOCAL_MAX_MODEL_LEN) // 2),
+        # Locally every request comes from one address (the tests' and the demo's load): the per-client
+        # in-flight cap would keep that one client from ever filling vLLM's queue.
+        "GATEWAY_MAX_IN_FLIGHT_PER_CLIENT": "256",
         "GATEWAY_PROMETHEUS_URL": prometheus_url,
         **s3.env(),
     }
