@@ -253,18 +253,23 @@ class Replicas:
 
     async def _poll_one(self, replica: Replica) -> None:
         try:
-            with anyio.fail_after(CHECK_TIMEOUT):
-                response = await replica.pool.get("/metrics")
-                try:
-                    body = await response.read()
-                finally:
-                    response.release()
-            if response.status != 200:
-                raise ValueError(f"/metrics answered {response.status}")
-            replica.waiting = parse_waiting(body.decode("utf-8", "replace"))
+            replica.waiting = parse_waiting(await read_metrics(replica, CHECK_TIMEOUT))
         except (UpstreamConnectError, UpstreamError, TimeoutError, ValueError):
             replica.waiting = None
 
     def close(self) -> None:
         for replica in self.members.values():
             replica.pool.close()
+
+
+async def read_metrics(replica: Replica, timeout: float) -> str:
+    """One replica's /metrics text; raises UpstreamError, TimeoutError or ValueError (not a 200)."""
+    with anyio.fail_after(timeout):
+        response = await replica.pool.get("/metrics")
+        try:
+            body = await response.read()
+        finally:
+            response.release()
+    if response.status != 200:
+        raise ValueError(f"/metrics answered {response.status}")
+    return body.decode("utf-8", "replace")

@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.errors import ApiError
 from gateway.http1 import UpstreamConnectError, UpstreamError
-from gateway.replicas import Replica
+from gateway.replicas import Replica, read_metrics
 from gateway.routers.admin import require_admin
 from gateway.settings import Settings, SettingsDep
 
@@ -121,15 +121,7 @@ def _counter_total(counter: Any) -> dict[str, float]:
 
 async def _read_replica(replica: Replica) -> dict[str, Any]:
     try:
-        with anyio.fail_after(LIVE_METRICS_TIMEOUT):
-            response = await replica.pool.get("/metrics")
-            try:
-                body = await response.read()
-            finally:
-                response.release()
-        if response.status != 200:
-            raise ValueError(f"/metrics answered {response.status}")
-        gauges = upstream_gauges(body.decode("utf-8", "replace"))
+        gauges = upstream_gauges(await read_metrics(replica, LIVE_METRICS_TIMEOUT))
     except (UpstreamConnectError, UpstreamError, TimeoutError, ValueError) as exc:
         return {"url": replica.url, "ready": replica.ready, "reachable": False,
                 "error": f"{type(exc).__name__}: {exc}".rstrip(": "),
