@@ -1,15 +1,16 @@
-"""Fixtures of the monitoring tests: a gateway (in a thread of this process) in front of the session's real
+"""Fixtures of the monitoring tests: a gateway (a process of its own) in front of the session's real
 vLLM and S3-compatible server."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.webui.support import Gateway, gateway_settings, running_gateway
+from tests.webui.support import ONE_CLIENT_FILLS_THE_QUEUE, Gateway, gateway_settings, running_gateway_process
 
 
 @pytest.fixture(scope="session")
@@ -28,7 +29,7 @@ def s3_environment(s3_server: Any) -> Iterator[Any]:
 
 
 @pytest.fixture
-def vllm_gateway(vllm_server: Any, s3_environment: Any) -> Iterator[Gateway]:
+def vllm_gateway(vllm_server: Any, s3_environment: Any, tmp_path: Path) -> Iterator[Gateway]:
     """A gateway in front of the real vLLM that never sheds: the tests want vLLM's own queue to grow."""
     settings = gateway_settings(
         s3_endpoint_url=s3_environment.endpoint_url,
@@ -36,8 +37,8 @@ def vllm_gateway(vllm_server: Any, s3_environment: Any) -> Iterator[Gateway]:
         region=s3_environment.region,
         upstream_url=vllm_server.base_url,
         model=vllm_server.model,
-        shed_queue_waiting=10_000,
+        **ONE_CLIENT_FILLS_THE_QUEUE,
         upstream_metrics_poll_seconds=0,
     )
-    with running_gateway(settings) as gateway:
+    with running_gateway_process(settings, tmp_path / "gateway.log") as gateway:
         yield gateway

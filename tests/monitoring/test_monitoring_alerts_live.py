@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,14 @@ class Load:
             thread.join(timeout=300)
 
 
+def upstream_trouble(gateway: Gateway, load: Load) -> str:
+    """What the load got and what the gateway counted against the model server, for a failure message."""
+    metrics = httpx.get(f"{gateway.url}/metrics", timeout=10).text
+    lines = [line for line in metrics.splitlines()
+             if line.startswith(("gateway_upstream_errors_total", "gateway_upstream_replicas"))]
+    return f"statuses {dict(Counter(load.statuses))}; gateway: {lines}"
+
+
 def wait_for(condition: Any, timeout: float, what: str) -> float:
     """Seconds until `condition()` held; fails the test after `timeout`."""
     start = time.monotonic()
@@ -104,9 +113,9 @@ def test_queue_alert_fires_under_load_and_resolves(
         waiting = prometheus.query("llm:vllm_requests_waiting:sum")
         running = prometheus.query("llm:vllm_requests_running:sum")
 
-    assert waiting > 20
+    assert set(load.statuses) == {200}, upstream_trouble(vllm_gateway, load)
+    assert waiting > 20, upstream_trouble(vllm_gateway, load)
     assert running == vllm_server.max_num_seqs
-    assert set(load.statuses) == {200}
     # Every request has ended (Load waits for them): the queue drains, the alert resolves.
     wait_for(lambda: ALERT not in prometheus.alerts(), 300, f"{ALERT} resolved")
     wait_for(lambda: prometheus.query("llm:vllm_requests_waiting:sum") == 0, 60, "the recorded queue at 0")

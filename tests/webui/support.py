@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 from starlette.types import Receive, Scope, Send
 
 from gateway.app import create_app
 from gateway.settings import Settings
-from gateway.testing.servers import serve_in_thread
+from gateway.testing.servers import serve_in_thread, serve_process
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO_ROOT / "artifacts" / "screenshots"
@@ -34,6 +35,13 @@ CHROMIUM_ARGS = [
 PHONE = {"width": 360, "height": 780}
 ADMIN_TOKEN = "webui-test-admin-token-at-least-32-characters"
 PUBLIC_URL = "https://talk.example.test/join"
+# A load test is one client keeping vLLM's queue full with answers of a known length: the per-client
+# in-flight cap would hold it at 8 and ignore_eos is refused by default.
+ONE_CLIENT_FILLS_THE_QUEUE: dict[str, Any] = {
+    "shed_queue_waiting": 10_000,
+    "max_in_flight_per_client": 256,
+    "allow_ignore_eos": True,
+}
 
 
 def gateway_settings(*, s3_endpoint_url: str, bucket: str, region: str, upstream_url: str, model: str,
@@ -80,6 +88,36 @@ class Gateway:
 def running_gateway(settings: Settings) -> Iterator[Gateway]:
     """The gateway app under uvicorn on a free loopback port, in a thread of this process."""
     with serve_in_thread(create_app(settings), timeout_graceful_shutdown=5) as server:
+        yield Gateway(url=server.url, settings=settings)
+
+
+def settings_environment(settings: Settings) -> dict[str, str]:
+    """``settings`` as the GATEWAY_* variables the gateway process reads them from."""
+    env: dict[str, str] = {}
+    for name, value in settings.model_dump().items():
+        if name in {"host", "port"} or value is None:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if isinstance(value, list):
+            value = ",".join(value)
+        elif isinstance(value, bool):
+            value = "true" if value else "false"
+        env[f"GATEWAY_{name.upper()}"] = str(value)
+    return env
+
+
+@contextmanager
+def running_gateway_process(settings: Settings, log_path: Path) -> Iterator[Gateway]:
+    """The gateway as a process of its own (``python -m gateway serve``) on a free loopback port.
+
+    For load tests: in a thread of the test process the gateway shares the interpreter lock with the
+    load's threads, and on a small machine that vLLM's CPU engine keeps busy its event loop then stalls
+    for seconds (measured: connects "taking" 8 s), which its upstream timeouts rightly read as a dead
+    replica.
+    """
+    with serve_process(["gateway", "serve", "--host", "127.0.0.1"], health_path="/healthz",
+                       env=settings_environment(settings), start_timeout=120, log_path=log_path) as server:
         yield Gateway(url=server.url, settings=settings)
 
 

@@ -22,7 +22,14 @@ from playwright.sync_api import expect
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
 from tests.webui.conftest import GatewayFactory, PageProblems
-from tests.webui.support import ADMIN_TOKEN, Gateway, screenshot
+from tests.webui.support import (
+    ADMIN_TOKEN,
+    ONE_CLIENT_FILLS_THE_QUEUE,
+    Gateway,
+    gateway_settings,
+    running_gateway_process,
+    screenshot,
+)
 from tools.stack.env import prometheus_binary
 from tools.stack.processes import free_port
 from tools.stack.prometheus import PrometheusServer, start_prometheus
@@ -32,6 +39,7 @@ pytestmark = [pytest.mark.vllm, pytest.mark.s3, pytest.mark.browser]
 # Where the picture of the presenter view is written when asked for (docs/scaling-view.png, in the READMEs).
 SCREENSHOT_ENV = "SCALING_VIEW_SCREENSHOT"
 PRESENTER_SCREEN = {"width": 1280, "height": 720}
+LOADED_WAIT_MS = 60_000
 
 
 class ClusterStandIn:
@@ -94,10 +102,13 @@ def scaling_prometheus(
 
 
 @pytest.fixture
-def scaling_gateway(start_gateway: GatewayFactory, vllm_server: Any,
-                    scaling_prometheus: PrometheusServer) -> Iterator[Gateway]:
-    with start_gateway(upstream_url=vllm_server.base_url, model=vllm_server.model,
-                       prometheus_url=scaling_prometheus.url, shed_queue_waiting=10_000) as gateway:
+def scaling_gateway(s3_credentials: Any, vllm_server: Any, scaling_prometheus: PrometheusServer,
+                    tmp_path: Path) -> Iterator[Gateway]:
+    settings = gateway_settings(s3_endpoint_url=s3_credentials.endpoint_url, bucket=s3_credentials.bucket,
+                                region=s3_credentials.region, upstream_url=vllm_server.base_url,
+                                model=vllm_server.model, prometheus_url=scaling_prometheus.url,
+                                **ONE_CLIENT_FILLS_THE_QUEUE)
+    with running_gateway_process(settings, tmp_path / "gateway.log") as gateway:
         yield gateway
 
 
@@ -202,9 +213,11 @@ def test_presenter_view_shows_the_queue_replicas_nodes_and_last_scale_event(
             # KEDA asks for a second replica, Karpenter launches an on-demand node for it.
             cluster.set_cluster(vllm_ready=1, vllm_desired=2, gateway_ready=2,
                                 gpu_nodes={"ip-10-0-1-1": "spot", "ip-10-0-1-2": "on-demand"})
-            expect(page.locator("#scale-replicas")).to_have_text("1 / 2")
-            expect(page.locator("#scale-nodes")).to_have_text("on-demand 1 · spot 1")
-            expect(page.locator("#scale-event")).to_have_text(re.compile(r"^1 → 2 replicas, \d+ s ago$"))
+            # A scrape, a rule evaluation and the page's refresh, on a machine the load keeps busy
+            expect(page.locator("#scale-replicas")).to_have_text("1 / 2", timeout=LOADED_WAIT_MS)
+            expect(page.locator("#scale-nodes")).to_have_text("on-demand 1 · spot 1", timeout=LOADED_WAIT_MS)
+            expect(page.locator("#scale-event")).to_have_text(re.compile(r"^1 → 2 replicas, \d+ s ago$"),
+                                                              timeout=LOADED_WAIT_MS)
             wait_for(lambda: int(page.inner_text("#scale-waiting")) > 0, 60, "a queue in the scaling view")
             assert int(page.inner_text("#scale-running")) == vllm_server.max_num_seqs
             page.click("#presenter")
