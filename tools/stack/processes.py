@@ -152,7 +152,9 @@ def stop_group(
             return
         time.sleep(0.1)
     _signal_group(pgid, signal.SIGKILL)
-    deadline = time.monotonic() + 10.0
+    # SIGKILL cannot be refused, but a process of many GiB (a vLLM engine) takes a while to release its
+    # memory on a machine whose cores are busy.
+    deadline = time.monotonic() + 60.0
     while time.monotonic() < deadline:
         if popen is not None:
             popen.poll()
