@@ -11,9 +11,9 @@ import pytest
 
 from tools.validate.config import GateConfig, load_config
 from tools.validate.engine import RunOptions, discover_targets, run
-from tools.validate.model import Finding, Severity, SourceLocation, Suppression
+from tools.validate.model import Context, Finding, Rule, Severity, SourceLocation, Suppression, Violation
 from tools.validate.rules import meta
-from tools.validate.rules.base import Context, Registry, Rule, Violation
+from tools.validate.rules.base import Registry
 
 TREE = Path(__file__).parent / "fixtures" / "tree"
 TODAY = dt.date(2026, 6, 1)

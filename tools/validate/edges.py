@@ -14,10 +14,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tools.validate.model import Resource, mapping, mappings, sequence
-from tools.validate.rules.base import Context
-from tools.validate.rules.helpers import PodTemplate, pod_templates, selector_matches
+from tools.validate.model import Context, Resource, mapping, mappings, sequence
 from tools.validate.vllm_args import dotted
+from tools.validate.workloads import PodTemplate, pod_templates, selector_matches
 
 CONTAINER_LISTS = ("initContainers", "containers")
 

@@ -1,11 +1,18 @@
-"""The data every stage of the gate shares: rendered resources, findings, severities."""
+"""The data every stage of the gate shares: rendered resources, one overlay as the rules see it
+(`Context`), rules as data with their documentation, violations and findings, severities."""
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator, Mapping
+import heapq
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from decimal import Decimal
+from typing import Any, TypeVar, cast
+
+from kubernetes.utils import parse_quantity
+
+T = TypeVar("T")
 
 
 class Severity(enum.IntEnum):
@@ -44,6 +51,27 @@ def sequence(value: Any) -> list[Any]:
 def mappings(value: Any) -> list[Mapping[str, Any]]:
     """The mapping items of a list (other items, and a value that is no list, give nothing)."""
     return [item for item in sequence(value) if isinstance(item, dict)]
+
+
+def as_int(value: Any, default: int | None = None) -> int | None:
+    """An integer field of a rendered resource (int or numeric string); `default` when absent or not a
+    number (the schema stage reports the wrong type)."""
+    if value is None or isinstance(value, bool):
+        return default
+    try:
+        return int(float(str(value).strip()))
+    except ValueError:
+        return default
+
+
+def quantity(value: Any) -> Decimal | None:
+    """A Kubernetes quantity as a Decimal, or None when absent or malformed."""
+    if value is None:
+        return None
+    try:
+        return parse_quantity(value)
+    except ValueError:
+        return None
 
 
 @dataclass
@@ -106,6 +134,75 @@ class Resource:
                 return default
             node = node[key]
         return node
+
+
+@dataclass(frozen=True)
+class Violation:
+    resource: Resource | None
+    path: str
+    message: str
+
+
+@dataclass
+class Context:
+    """Everything a check may look at: one overlay's rendered resources and the environment."""
+
+    overlay: str
+    env: str | None
+    resources: Sequence[Resource]
+    catalogue: Any = None  # tools.validate.catalogue.Catalogue, loaded once per run
+    schemas: Any = None  # tools.validate.schema.SchemaValidator, built once per run
+    extras: dict[str, Any] = field(default_factory=dict)
+    # Objects the overlay references that something else creates (gate.yaml `external`).
+    external: Sequence[Resource] = ()
+    _by_kind: dict[str, list[tuple[int, Resource]]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+
+    def memo(self, key: str, build: Callable[[], T]) -> T:
+        """`build()` once per overlay, kept in `extras` under `key`: derived data several rules ask for
+        (indexes, parsed commands). What it returns is shared: callers read it and never change it."""
+        if key not in self.extras:
+            self.extras[key] = build()
+        return cast(T, self.extras[key])
+
+    def of_kind(self, *kinds: str) -> Iterator[Resource]:
+        """The resources of these kinds, in rendered order.
+
+        Rules ask for kinds once per workload, so the kinds are indexed on first use (a scan per call
+        made the policy stage quadratic in the overlay's size); `resources` must not change afterwards.
+        """
+        if self._by_kind is None:
+            by_kind: dict[str, list[tuple[int, Resource]]] = {}
+            for position, resource in enumerate(self.resources):
+                by_kind.setdefault(resource.kind, []).append((position, resource))
+            self._by_kind = by_kind
+        if len(kinds) == 1:
+            return (resource for _, resource in self._by_kind.get(kinds[0], ()))
+        lists = [self._by_kind.get(kind, []) for kind in dict.fromkeys(kinds)]
+        return (resource for _, resource in heapq.merge(*lists, key=lambda item: item[0]))
+
+
+Check = Callable[[Context, Mapping[str, Any]], Iterable[Violation]]
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    family: str
+    title: str
+    severity: Severity
+    why: str
+    remediation: str
+    scope: tuple[str, ...]
+    check: Check
+    options: Mapping[str, Any] = field(default_factory=dict)
+    example: str = ""
+    use_instead: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.id.startswith(f"{self.family}/"):
+            raise ValueError(f"rule {self.id}: id must start with its family, '{self.family}/'")
 
 
 @dataclass(frozen=True)

@@ -29,9 +29,8 @@ import re2
 
 from tools.validate.config import EXTERNAL_ANNOTATION, SCRAPER_ANNOTATION
 from tools.validate.edges import addresses, config_refs, find, pod_classes, selected_classes
-from tools.validate.model import Resource, mapping, mappings, sequence
-from tools.validate.rules.base import Context
-from tools.validate.rules.helpers import PodTemplate, as_int, pod_templates, selector_matches
+from tools.validate.model import Context, Resource, as_int, mapping, mappings, sequence
+from tools.validate.workloads import PodTemplate, pod_templates, selector_matches
 
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 DNS_NAMESPACE = "kube-system"

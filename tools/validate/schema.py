@@ -34,8 +34,7 @@ from urllib.parse import urljoin
 import jsonschema_rs
 
 from tools.validate.loader import InputError, Limits, load_file, load_text
-from tools.validate.model import Resource
-from tools.validate.rules.base import Violation
+from tools.validate.model import Resource, Violation
 
 DEFAULT_KUBERNETES_VERSION = "1.33"
 

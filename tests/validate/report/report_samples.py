@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tools.validate.model import Finding, Report, Resource, Severity, SourceLocation, Suppression
-from tools.validate.rules.base import Registry, Rule
+from tools.validate.model import Finding, Report, Resource, Rule, Severity, SourceLocation, Suppression
+from tools.validate.rules.base import Registry
 
 
 def _no_violations(context, options):  # type: ignore[no-untyped-def]

@@ -25,9 +25,8 @@ import yaml
 
 from tools.validate.catalogue import Catalogue
 from tools.validate.config import External
-from tools.validate.model import Resource
+from tools.validate.model import Context, Resource, Rule
 from tools.validate.rules import gitops, gpu, observability, references, scaling, security, spot
-from tools.validate.rules.base import Context, Rule
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

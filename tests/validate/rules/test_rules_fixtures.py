@@ -7,8 +7,9 @@ import pytest
 from rules_fixtures import FIXTURES, context_for, load_fixture, policy_rules, run_rule, slug
 
 from tools.validate.catalogue import Catalogue, load_catalogue
+from tools.validate.model import Rule
 from tools.validate.rules import default_registry
-from tools.validate.rules.base import FAMILIES, Rule
+from tools.validate.rules.base import FAMILIES
 from tools.validate.vllm_args import find_vllm_python
 
 RULES = policy_rules()

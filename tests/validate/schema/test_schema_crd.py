@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from schema_helpers import edited, example, found, renamed, resource, upstream_crds
 
+from tools.validate.model import Context
 from tools.validate.rules import default_registry
-from tools.validate.rules.base import Context
 from tools.validate.schema import SchemaError, SchemaValidator
 
 EXAMPLE_NAMES = [

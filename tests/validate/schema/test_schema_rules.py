@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 from schema_helpers import edited, example, renamed, resource
 
-from tools.validate.model import Resource
+from tools.validate.model import Context, Resource
 from tools.validate.rules import default_registry
 from tools.validate.rules import schema as schema_rules
-from tools.validate.rules.base import Context
 from tools.validate.schema import SchemaValidator, SchemaViolation
 
 CONTAINER = "spec.template.spec.containers[0]"

@@ -13,9 +13,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import PurePosixPath
 from typing import Any
 
-from tools.validate.model import Resource, Severity, mapping, sequence
-from tools.validate.rules.base import Context, Rule, Violation
-from tools.validate.rules.helpers import app_sources, applications, sync_options, sync_wave, target_of
+from tools.validate.argocd import app_sources, applications, sync_options, sync_wave
+from tools.validate.keda import target_of
+from tools.validate.model import Context, Resource, Rule, Severity, Violation, mapping, sequence
 
 SYNC_WAVE = "argocd.argoproj.io/sync-wave"
 SYNC_OPTIONS_ANNOTATION = "argocd.argoproj.io/sync-options"

@@ -7,36 +7,31 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 from tools.validate.catalogue import GIB, Catalogue, InstanceType, ModelProfile
-from tools.validate.model import Resource, Severity, mapping, sequence
-from tools.validate.rules.base import Context, Rule, Violation
-from tools.validate.rules.helpers import (
-    CATEGORY,
-    FAMILY,
-    GPU_COUNT,
-    GPU_NAME,
-    GPU_RESOURCE,
-    PodTemplate,
+from tools.validate.gpu import (
     PoolMatch,
     admission_path,
-    admitted_instance_types,
-    compatible,
     gpu_admission_path,
     gpu_pod_templates,
     gpu_pool_matches,
     gpu_pools,
     is_gpu_nodepool,
     matched_pools,
-    nodepools,
     pod_instance_types,
+)
+from tools.validate.karpenter import (
+    CATEGORY,
+    FAMILY,
+    GPU_COUNT,
+    GPU_NAME,
+    admitted_instance_types,
+    compatible,
+    nodepools,
     pod_requirement_terms,
-    pod_templates,
-    quantity,
     requirement_index,
     requirements_from,
-    tolerates,
     types_admitted,
-    vllm_workloads,
 )
+from tools.validate.model import Context, Resource, Rule, Severity, Violation, mapping, quantity, sequence
 from tools.validate.vllm_args import (
     ParserVerdict,
     VllmCommand,
@@ -44,6 +39,7 @@ from tools.validate.vllm_args import (
     check_flags_with_vllm,
     find_vllm_python,
 )
+from tools.validate.workloads import GPU_RESOURCE, PodTemplate, pod_templates, tolerates, vllm_workloads
 
 VLLM_DEFAULT_GPU_MEMORY_UTILIZATION = 0.9
 BLOCKING_EFFECTS = ("NoSchedule", "NoExecute")

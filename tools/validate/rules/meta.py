@@ -12,8 +12,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from tools.validate import suppress
-from tools.validate.model import Severity
-from tools.validate.rules.base import Context, Rule, Violation
+from tools.validate.model import Context, Rule, Severity, Violation
 
 _EXAMPLE = """metadata:
   annotations:

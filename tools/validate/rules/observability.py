@@ -20,8 +20,7 @@ from typing import Any
 import promql_parser
 
 from tools.validate.catalogue import Catalogue
-from tools.validate.model import Resource, Severity, mapping, sequence
-from tools.validate.rules.base import Context, Rule, Violation
+from tools.validate.model import Context, Resource, Rule, Severity, Violation, mapping, sequence
 
 # Series Prometheus itself writes for alerting rules.
 PROMETHEUS_SERIES = frozenset({"ALERTS", "ALERTS_FOR_STATE"})

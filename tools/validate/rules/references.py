@@ -23,10 +23,9 @@ from tools.validate.edges import (
     selected_classes,
     speaks,
 )
-from tools.validate.model import Severity, mapping, mappings, sequence
+from tools.validate.model import Context, Rule, Severity, Violation, mapping, mappings, sequence
 from tools.validate.network import cuts, describe, required_connections, scrape_jobs
-from tools.validate.rules.base import Context, Rule, Violation
-from tools.validate.rules.helpers import WORKLOAD_KINDS, pod_templates
+from tools.validate.workloads import WORKLOAD_KINDS, pod_templates
 
 PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
 

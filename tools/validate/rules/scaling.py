@@ -7,27 +7,25 @@ from decimal import Decimal
 from typing import Any
 
 from tools.validate.catalogue import SERIES_SUFFIXES
-from tools.validate.model import Severity
-from tools.validate.rules.base import Context, Rule, Violation
-from tools.validate.rules.helpers import (
-    GPU_RESOURCE,
+from tools.validate.gpu import gpu_pool_matches, matched_pools
+from tools.validate.keda import (
     QueryError,
-    any_selecting,
-    as_int,
-    exported_name,
     formula_names,
-    gpu_pool_matches,
     hpas_of,
-    matched_pools,
     measures,
-    otel_renames,
-    pod_template,
-    pod_templates,
     scaled_objects_of,
     target_of,
     trigger_query,
     trigger_target,
     triggers,
+)
+from tools.validate.model import Context, Rule, Severity, Violation, as_int
+from tools.validate.telemetry import exported_name, otel_renames
+from tools.validate.workloads import (
+    GPU_RESOURCE,
+    any_selecting,
+    pod_template,
+    pod_templates,
     vllm_commands_of,
     vllm_workloads,
 )

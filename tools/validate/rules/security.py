@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from tools.validate.model import Resource, Severity, mapping, sequence
-from tools.validate.rules.base import Context, Rule, Violation
-from tools.validate.rules.helpers import PodTemplate, any_selecting, as_int, pod_templates, vllm_workloads
+from tools.validate.model import Context, Resource, Rule, Severity, Violation, as_int, mapping, sequence
+from tools.validate.workloads import PodTemplate, any_selecting, pod_templates, vllm_workloads
 
 UNPINNED_TAGS = ("latest", "main", "master", "nightly", "dev")
 CREDENTIAL_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")

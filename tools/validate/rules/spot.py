@@ -5,18 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from tools.validate.model import Severity, mapping, sequence
-from tools.validate.rules.base import Context, Rule, Violation
-from tools.validate.rules.helpers import (
-    CAPACITY_TYPE,
+from tools.validate.gpu import gpu_pool_matches, is_gpu_nodepool, matched_pools
+from tools.validate.karpenter import CAPACITY_TYPE, requirement_index
+from tools.validate.model import Context, Rule, Severity, Violation, as_int, mapping, sequence
+from tools.validate.workloads import (
     PodTemplate,
     any_selecting,
-    as_int,
-    gpu_pool_matches,
-    is_gpu_nodepool,
-    matched_pools,
     pod_templates,
-    requirement_index,
     tolerates,
     vllm_commands_of,
     vllm_workloads,

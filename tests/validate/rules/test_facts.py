@@ -9,18 +9,10 @@ from pathlib import Path
 import pytest
 
 from tools.validate.catalogue import GIB, load_catalogue
-from tools.validate.model import Resource
-from tools.validate.rules.base import Context
-from tools.validate.rules.helpers import (
-    QueryError,
-    compatible,
-    exported_name,
-    formula_names,
-    otel_query_metric,
-    otel_renames,
-    promql_metrics,
-    requirements_from,
-)
+from tools.validate.karpenter import compatible, requirements_from
+from tools.validate.keda import QueryError, formula_names, otel_query_metric, promql_metrics
+from tools.validate.model import Context, Resource
+from tools.validate.telemetry import exported_name, otel_renames
 from tools.validate.vllm_args import VllmUnavailable, check_flags_with_vllm, find_vllm_python, vllm_commands
 
 # ------------------------------------------------------------------------------------------ formulas
