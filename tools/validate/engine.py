@@ -306,7 +306,7 @@ def _run_rule(rule: Rule, ctx: Context, rule_options: dict[str, Any], severity: 
                     message=violation.message,
                     overlay=rendered.overlay,
                     resource=violation.resource,
-                    path=violation.path,
+                    path=violation.segments,
                     remediation=rule.remediation,
                     location=location,
                 )

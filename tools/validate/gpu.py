@@ -25,8 +25,10 @@ from tools.validate.karpenter import (
     requirements_key,
     types_admitted,
 )
-from tools.validate.model import Context, Resource, mapping, mappings, quantity, sequence
+from tools.validate.model import Context, FieldPath, Resource, mapping, mappings, quantity, sequence
 from tools.validate.workloads import GPU_RESOURCE, PodTemplate, canonical, pod_templates
+
+REQUIREMENTS: FieldPath = ("spec", "template", "spec", "requirements")
 
 
 def gpu_pod_templates(ctx: Context) -> list[PodTemplate]:
@@ -257,19 +259,19 @@ def _gpus_admitted(reqs: Requirements, catalogue: Catalogue) -> tuple[set[str], 
     return candidates, deciding
 
 
-def admission_path(nodepool: Resource, deciding: str | None) -> str:
+def admission_path(nodepool: Resource, deciding: str | None) -> FieldPath:
     """Path of the NodePool requirement on `deciding` (see `_gpus_admitted`) that admits its GPUs."""
     if deciding is None:
-        return "spec.template.spec.requirements"
+        return REQUIREMENTS
     index = requirement_index(nodepool, deciding)
     if index is None:
-        return "spec.template.metadata.labels"
-    return f"spec.template.spec.requirements[{index}]"
+        return ("spec", "template", "metadata", "labels")
+    return (*REQUIREMENTS, index)
 
 
 def gpus_nodepool_may_launch(
     nodepool: Resource, catalogue: Catalogue, template: PodTemplate | None = None
-) -> tuple[set[str], str]:
+) -> tuple[set[str], FieldPath]:
     """GPU names the pool may launch (for the pod, when given: its required node labels narrow the
     choice), and the path of the NodePool requirement that admits them."""
     candidates, deciding = _gpus_admitted(nodepool_requirements(nodepool), catalogue)
@@ -281,7 +283,7 @@ def gpus_nodepool_may_launch(
     return candidates, admission_path(nodepool, deciding)
 
 
-def gpu_admission_path(nodepool: Resource, gpu: str, catalogue: Catalogue) -> str | None:
+def gpu_admission_path(nodepool: Resource, gpu: str, catalogue: Catalogue) -> FieldPath | None:
     """Path of the requirement value that lets the pool launch `gpu` (`requirements[i].values[j]`): its
     name in instance-gpu-name, else its family in instance-family, else its category."""
     families = [f for f in catalogue.families.values() if f.gpu == gpu]
@@ -297,5 +299,5 @@ def gpu_admission_path(nodepool: Resource, gpu: str, catalogue: Catalogue) -> st
                 continue
             for j, value in enumerate(sequence(item.get("values"))):
                 if str(value) in wanted[key]:
-                    return f"spec.template.spec.requirements[{i}].values[{j}]"
+                    return (*REQUIREMENTS, i, "values", j)
     return None

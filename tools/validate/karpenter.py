@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tools.validate.catalogue import Catalogue, InstanceType
-from tools.validate.model import Context, Resource, mapping, mappings, sequence
+from tools.validate.model import Context, FieldPath, Resource, mapping, mappings, sequence
 from tools.validate.workloads import PodTemplate
 
 WELL_KNOWN_PREFIXES = (
@@ -149,7 +149,7 @@ def compatible(pod_reqs: Requirements, pool_reqs: Requirements) -> str | None:
 @dataclass(frozen=True)
 class PodRequirementTerm:
     requirements: Requirements
-    paths: Mapping[str, str]  # key -> path of the field that set it
+    paths: Mapping[str, FieldPath]  # key -> path of the field that set it
 
 
 def pod_requirement_terms(template: PodTemplate) -> list[PodRequirementTerm]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import enum
 import heapq
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -13,6 +14,77 @@ from typing import Any, TypeVar, cast
 from kubernetes.utils import parse_quantity
 
 T = TypeVar("T")
+
+Segment = str | int
+# Where a finding points inside a rendered object: keys and list indexes, as segments, so that a key
+# containing dots (`karpenter.sh/do-not-disrupt`) stays one segment. Only the reports turn it into text.
+FieldPath = tuple[Segment, ...]
+
+_PATH_TOKEN = re.compile(r"""\[(\d+)\]|\[\s*"((?:[^"\\]|\\.)*)"\s*\]|\[\s*'([^']*)'\s*\]|([^.\[\]]+)""")
+
+
+class QuotedKey(str):
+    """A key the reports print in brackets (`data["scaling.json"]`) rather than after a dot; it equals,
+    and looks up like, the plain string."""
+
+    __slots__ = ()
+
+
+def format_path(path: Sequence[Segment]) -> str:
+    """`("spec", "containers", 0, "args")` -> `spec.containers[0].args`, as the reports print a path."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif isinstance(part, QuotedKey):
+            out += f'["{part}"]'
+        else:
+            out = f"{out}.{part}" if out else str(part)
+    return out
+
+
+def parse_path(text: str) -> list[Segment]:
+    """The printed form back to segments: `a.b[0]["c.d"]` -> ["a", "b", 0, "c.d"]."""
+    segments: list[Segment] = []
+    for match in _PATH_TOKEN.finditer(text):
+        index, double, single, plain = match.groups()
+        if index is not None:
+            segments.append(int(index))
+        elif double is not None:
+            segments.append(QuotedKey(double.replace('\\"', '"')))
+        elif single is not None:
+            segments.append(QuotedKey(single))
+        else:
+            segments.append(plain)
+    return segments
+
+
+def resolve_path(doc: Any, path: str | Sequence[Segment]) -> FieldPath:
+    """A path as segments. Segments are kept as given; text is parsed, and its plain dotted keys are
+    re-joined where the rendered object has such a key
+    (`metadata.annotations.karpenter.sh/do-not-disrupt`)."""
+    if not isinstance(path, str):
+        return tuple(path)
+    raw = parse_path(path)
+    resolved: list[Segment] = []
+    node = doc
+    i = 0
+    while i < len(raw):
+        segment = raw[i]
+        if isinstance(segment, str) and isinstance(node, dict) and segment not in node:
+            for j in range(len(raw), i + 1, -1):
+                parts = raw[i:j]
+                if all(isinstance(p, str) for p in parts) and ".".join(map(str, parts)) in node:
+                    segment = ".".join(map(str, parts))
+                    i = j - 1
+                    break
+        resolved.append(segment)
+        if isinstance(segment, int):
+            node = node[segment] if isinstance(node, list) and 0 <= segment < len(node) else None
+        else:
+            node = node.get(segment) if isinstance(node, dict) else None
+        i += 1
+    return tuple(resolved)
 
 
 class Severity(enum.IntEnum):
@@ -138,9 +210,22 @@ class Resource:
 
 @dataclass(frozen=True)
 class Violation:
+    """What a check yields. `path` is segments; a check may write it in the printed form
+    (`spec.triggers[0].metadata.query`), which is read against the rendered object (`resolve_path`)."""
+
     resource: Resource | None
-    path: str
+    path: FieldPath | str
     message: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.path, tuple):
+            doc = self.resource.doc if self.resource is not None else None
+            object.__setattr__(self, "path", resolve_path(doc, self.path))
+
+    @property
+    def segments(self) -> FieldPath:
+        assert isinstance(self.path, tuple)  # made so by __post_init__
+        return self.path
 
 
 @dataclass
@@ -216,7 +301,8 @@ class Suppression:
 class Finding:
     """One violation of one rule by one resource (or by the overlay as a whole when `resource` is None).
 
-    `path` is a JSON-path-like string into the rendered object (`spec.template.spec.containers[0].args`);
+    `path` is where in the rendered object, as segments (`("spec", "template", "spec", "containers",
+    0, "args")`; the reports print it with `format_path`);
     `location` is the line of the repository file that set it, filled in by the engine.
     """
 
@@ -225,7 +311,7 @@ class Finding:
     message: str
     overlay: str
     resource: Resource | None = None
-    path: str = ""
+    path: FieldPath = ()
     remediation: str = ""
     location: SourceLocation | None = None
     suppression: Suppression | None = None
@@ -237,7 +323,7 @@ class Finding:
 
 
 def walk(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """Every (path, value) pair below `node`, paths in the same syntax as `Finding.path`."""
+    """Every (path, value) pair below `node`, paths in the printed form (`format_path`)."""
     yield prefix, node
     if isinstance(node, dict):
         for key, value in node.items():

@@ -29,7 +29,16 @@ import re2
 
 from tools.validate.config import EXTERNAL_ANNOTATION, SCRAPER_ANNOTATION
 from tools.validate.edges import addresses, config_refs, find, pod_classes, selected_classes
-from tools.validate.model import Context, Resource, as_int, mapping, mappings, sequence
+from tools.validate.model import (
+    Context,
+    FieldPath,
+    Resource,
+    as_int,
+    format_path,
+    mapping,
+    mappings,
+    sequence,
+)
 from tools.validate.workloads import PodTemplate, pod_templates, selector_matches
 
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
@@ -79,7 +88,7 @@ class Connection:
     protocol: str  # TCP or UDP
     why: str  # what needs it, for the reviewer: "Ingress/gateway backend", "GATEWAY_UPSTREAM_URL"
     holder: Resource  # the resource that asks for it (where a finding about a missing target points)
-    holder_path: str
+    holder_path: FieldPath | str
 
 
 @dataclass(frozen=True)
@@ -244,7 +253,7 @@ def _target_port(service_port: Mapping[str, Any], destination: Pods) -> int | No
 
 def _service_connections(
     ctx: Context, source: Pods, service: Resource, port: Mapping[str, Any], why: str, holder: Resource,
-    holder_path: str,
+    holder_path: FieldPath | str,
 ) -> Iterator[Connection]:
     if EXTERNAL_ANNOTATION in service.annotations:  # declared in gate.yaml: its pods' labels, when given
         if service.labels:
@@ -318,7 +327,7 @@ def _required(ctx: Context) -> Iterator[Connection]:
         else:
             sources = [pods_of(t) for t in _templates_of(ctx, address.holder)]
         for source in sources:
-            why = f"{address.text} ({address.holder.kind}/{address.holder.name} {address.path})"
+            why = f"{address.text} ({address.holder.kind}/{address.holder.name} {format_path(address.path)})"
             if isolating(ctx, source, "Egress"):
                 dns = Pods("the cluster DNS (kube-system)", DNS_NAMESPACE, DNS_LABELS)
                 yield Connection(source, dns, DNS_PORT, "UDP", f"DNS for {address.text}", address.holder,

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from tools.validate.model import Context, Resource, mapping, mappings, quantity, sequence
-from tools.validate.vllm_args import VllmCommand, dotted, pod_spec_path, vllm_commands
+from tools.validate.model import Context, FieldPath, Resource, mapping, mappings, quantity, sequence
+from tools.validate.vllm_args import VllmCommand, pod_spec_path, vllm_commands
 
 GPU_RESOURCE = "nvidia.com/gpu"
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod")
@@ -26,8 +26,9 @@ class PodTemplate:
     spec: Mapping[str, Any]
     path: tuple[str, ...]  # path of the pod spec in the resource
 
-    def at(self, *parts: str | int) -> str:
-        return dotted([*self.path, *parts])
+    def at(self, *parts: str | int) -> FieldPath:
+        """The path of a field below the pod spec."""
+        return (*self.path, *parts)
 
     @property
     def metadata_path(self) -> tuple[str, ...]:

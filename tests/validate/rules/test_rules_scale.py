@@ -24,7 +24,7 @@ from tools.validate import gpu as gpu_facts
 from tools.validate import karpenter, keda, vllm_args, workloads
 from tools.validate.catalogue import Catalogue, load_catalogue
 from tools.validate.config import load_config
-from tools.validate.model import Context, Resource
+from tools.validate.model import Context, Resource, format_path
 from tools.validate.rules import default_registry, gpu
 
 BASELINE = FIXTURES / "baseline" / "prod.yaml"
@@ -127,7 +127,8 @@ def findings(ctx: Context) -> list[tuple[str, str, str]]:
     out = []
     for rule in policy_rules():
         for violation in rule.check(ctx, rule.options):
-            out.append((rule.id, violation.resource.ref() if violation.resource else "", violation.path))
+            out.append((rule.id, violation.resource.ref() if violation.resource else "",
+                        format_path(violation.segments)))
     return out
 
 

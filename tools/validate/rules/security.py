@@ -168,7 +168,7 @@ def check_network_policy(ctx: Context, options: Mapping[str, Any]) -> Iterator[V
         if not any_selecting(ctx, "NetworkPolicy", template, _restricts_ingress):
             yield Violation(
                 template.resource,
-                ".".join(template.metadata_path) + ".labels",
+                (*template.metadata_path, "labels"),
                 "no NetworkPolicy restricts ingress to the vLLM pods: anything in the cluster can call the "
                 "model directly, around the gateway",
             )
@@ -182,7 +182,7 @@ def check_seccomp(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violatio
             if kind not in ("RuntimeDefault", "Localhost"):
                 yield Violation(
                     template.resource,
-                    f"{path}.type" if kind is not None else path,
+                    (*path, "type") if kind is not None else path,
                     f"container {container.get('name')!r} runs without a seccomp profile "
                     f"({kind or 'unset'}): every syscall of the kernel is open to it",
                 )
