@@ -480,7 +480,7 @@ def check_parallelism_matches_gpus(ctx: Context, options: Mapping[str, Any]) -> 
         if wanted == gpus:
             continue
         flag = next((f for f, v in sizes if v > 1), sizes[0][0] if sizes else None)
-        path = command.value_path(flag) if flag else f"{command.container_path}.resources.limits"
+        path = command.value_path(flag) if flag else (*command.container_path, "resources", "limits")
         product = " x ".join(f"{f} {v}" for f, v in sizes) or "no parallelism flags (1)"
         yield Violation(
             template.resource,

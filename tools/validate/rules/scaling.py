@@ -260,7 +260,7 @@ def check_startup_probe(ctx: Context, options: Mapping[str, Any]) -> Iterator[Vi
     cold_start = int(options["cold_start_seconds"])
     for template, command in vllm_workloads(ctx):
         container = template.spec["containers"][command.container_index]
-        base = f"{command.container_path}.startupProbe"
+        base = (*command.container_path, "startupProbe")
         probe = container.get("startupProbe")
         if not isinstance(probe, dict):
             yield Violation(
@@ -278,7 +278,7 @@ def check_startup_probe(ctx: Context, options: Mapping[str, Any]) -> Iterator[Vi
             field = "failureThreshold" if "failureThreshold" in probe else ""
             yield Violation(
                 template.resource,
-                f"{base}.{field}" if field else base,
+                (*base, field) if field else base,
                 f"startupProbe allows {allowed} s (initialDelaySeconds {delay} + failureThreshold {failures} "
                 "x "
                 f"periodSeconds {period}), less than the {cold_start} s cold start",

@@ -79,7 +79,7 @@ def check_grace_period(ctx: Context, options: Mapping[str, Any]) -> Iterator[Vio
                 container = template.spec["containers"][command.container_index]
                 yield Violation(
                     template.resource,
-                    command.container_path + (".args" if container.get("args") else ""),
+                    (*command.container_path, "args") if container.get("args") else command.container_path,
                     "vLLM has no --shutdown-timeout: on SIGTERM it aborts in-flight requests at once",
                 )
         if grace < drain:
