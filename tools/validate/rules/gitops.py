@@ -15,7 +15,7 @@ from typing import Any
 
 from tools.validate.argocd import app_sources, applications, sync_options, sync_wave
 from tools.validate.keda import target_of
-from tools.validate.model import Context, Resource, Rule, Severity, Violation, mapping, sequence
+from tools.validate.model import Context, FieldPath, Resource, Rule, Severity, Violation, mapping, sequence
 
 SYNC_WAVE = "argocd.argoproj.io/sync-wave"
 SYNC_OPTIONS_ANNOTATION = "argocd.argoproj.io/sync-options"
@@ -103,10 +103,10 @@ def _providers(ctx: Context) -> dict[str, list[Resource]]:
     return out
 
 
-def _wave_path(app: Resource) -> str:
+def _wave_path(app: Resource) -> FieldPath:
     if SYNC_WAVE in app.annotations:
-        return f"metadata.annotations.{SYNC_WAVE}"
-    return "metadata.annotations" if app.get("metadata", "annotations") is not None else "metadata"
+        return ("metadata", "annotations", SYNC_WAVE)
+    return ("metadata", "annotations") if app.get("metadata", "annotations") is not None else ("metadata",)
 
 
 def check_sync_wave_order(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:

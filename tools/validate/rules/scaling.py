@@ -19,7 +19,7 @@ from tools.validate.keda import (
     trigger_target,
     triggers,
 )
-from tools.validate.model import Context, Rule, Severity, Violation, as_int
+from tools.validate.model import Context, FieldPath, Rule, Severity, Violation, as_int
 from tools.validate.telemetry import exported_name, otel_renames
 from tools.validate.workloads import (
     GPU_RESOURCE,
@@ -36,17 +36,17 @@ SCALING_MODIFIERS = ("spec", "advanced", "scalingModifiers")
 BEHAVIOR = ("spec", "advanced", "horizontalPodAutoscalerConfig", "behavior")
 
 
-def _path(*parts: str) -> str:
-    return ".".join(parts)
+def _path(*parts: str) -> FieldPath:
+    return parts
 
 
-def _nearest(resource: Any, *parts: str) -> str:
+def _nearest(resource: Any, *parts: str) -> FieldPath:
     """`parts` as a path when it exists in the resource, else its nearest existing parent ("" for the "
     "root)."""
     for end in range(len(parts), 0, -1):
         if resource.get(*parts[:end]) is not None:
             return _path(*parts[:end])
-    return ""
+    return ()
 
 
 def _scaled_workloads(ctx: Context) -> Iterator[tuple[Any, Any, Any]]:
@@ -117,7 +117,7 @@ def check_running_target(ctx: Context, options: Mapping[str, Any]) -> Iterator[V
             if value >= max_num_seqs:
                 yield Violation(
                     so,
-                    f"spec.triggers[{i}].metadata.{field}",
+                    ("spec", "triggers", i, "metadata", field),
                     f"per-pod target {value:g} of the running-requests trigger is not below vLLM's "
                     f"--max-num-seqs {max_num_seqs} ({target.kind}/{target.name}): pods saturate and "
                     "requests "
@@ -162,14 +162,14 @@ def check_formula(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violatio
         try:
             names = formula_names(str(formula))
         except QueryError as exc:
-            yield Violation(so, f"{base}.formula", str(exc))
+            yield Violation(so, (*base, "formula"), str(exc))
             continue
         named = {str(t.get("name")) for _, t in triggers(so) if t.get("name")}
         for name in names:
             if name not in named:
                 yield Violation(
                     so,
-                    f"{base}.formula",
+                    (*base, "formula"),
                     f"formula uses `{name}`, which is not the name of any trigger "
                     f"(named triggers: {', '.join(sorted(named)) or 'none'})",
                 )
@@ -191,11 +191,11 @@ def check_trigger_metrics(ctx: Context, options: Mapping[str, Any]) -> Iterator[
                 query = trigger_query(trigger)
             except QueryError as exc:
                 field = "query" if trigger.get("type") == "prometheus" else "metricQuery"
-                yield Violation(so, f"spec.triggers[{i}].metadata.{field}", str(exc))
+                yield Violation(so, ("spec", "triggers", i, "metadata", field), str(exc))
                 continue
             if query is None:
                 continue
-            path = f"spec.triggers[{i}].metadata.{query.field}"
+            path = ("spec", "triggers", i, "metadata", query.field)
             exported_from = via_prometheus if trigger.get("type") == "prometheus" else via_collector
             for metric in query.metrics:
                 if metric.startswith("gateway_"):

@@ -114,7 +114,7 @@ def check_do_not_disrupt(ctx: Context, options: Mapping[str, Any]) -> Iterator[V
         if str(template.annotations.get(DO_NOT_DISRUPT, "")).lower() != "true":
             meta = template.metadata_path
             has_annotations = template.resource.get(*meta, "annotations") is not None
-            path = ".".join([*meta, "annotations"]) if has_annotations else ".".join(meta)
+            path = (*meta, "annotations") if has_annotations else meta
             yield Violation(
                 template.resource,
                 path,
