@@ -12,12 +12,13 @@ from typing import Any
 from kubernetes.utils import parse_quantity
 
 from tools.validate.karpenter import CAPACITY_TYPE, requirements_from
+from tools.validate.keda import scale_target
 from tools.validate.model import Resource
 from tools.validate.simulate.hardware import HardwareProfile, InstanceType
 from tools.validate.simulate.hpa import Behavior
 from tools.validate.simulate.keda import KedaScaling, ScalingConfigError, parse_scaled_object
 from tools.validate.vllm_args import vllm_commands
-from tools.validate.workloads import tolerates
+from tools.validate.workloads import selector_matches, tolerates
 
 VLLM_DEFAULT_MAX_NUM_SEQS = 256  # vLLM's engine default when --max-num-seqs is not given
 _GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
@@ -248,7 +249,7 @@ def read_cluster(overlay: str, resources: Sequence[Resource]) -> Cluster:
         r
         for r in resources
         if r.kind == "ScaledObject"
-        and r.get("spec", "scaleTargetRef", "name") == deployment.name
+        and scale_target(r) == ("Deployment", deployment.name)
         and r.namespace == dep_res.namespace
     ]
     scaling = parse_scaled_object(scaled[0].doc) if scaled else None
@@ -259,9 +260,9 @@ def read_cluster(overlay: str, resources: Sequence[Resource]) -> Cluster:
     pdb = None
     for r in resources:
         if r.kind == "PodDisruptionBudget" and r.namespace == dep_res.namespace:
-            selector = r.get("spec", "selector", "matchLabels", default={}) or {}
+            selector = r.get("spec", "selector")
             labels = dep_res.get("spec", "template", "metadata", "labels", default={}) or {}
-            if selector and all(labels.get(k) == v for k, v in selector.items()):
+            if selector and selector_matches(selector, labels):
                 pdb = PodDisruptionBudget(
                     r.name,
                     None if r.get("spec", "minAvailable") is None else str(r.get("spec", "minAvailable")),
