@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from tools.validate.model import Context, Resource, sequence
+from tools.validate.model import Context, FieldPath, Resource, sequence
 
 
 def applications(ctx: Context) -> list[Resource]:
@@ -17,14 +17,14 @@ def applications(ctx: Context) -> list[Resource]:
     return list(seen.values())
 
 
-def app_sources(app: Resource) -> list[tuple[str, Mapping[str, Any]]]:
+def app_sources(app: Resource) -> list[tuple[FieldPath, Mapping[str, Any]]]:
     """(path, source) for `spec.source` and each `spec.sources[i]`."""
     out = []
     if isinstance(app.get("spec", "source"), dict):
-        out.append(("spec.source", app.get("spec", "source")))
+        out.append((("spec", "source"), app.get("spec", "source")))
     for i, source in enumerate(sequence(app.get("spec", "sources"))):
         if isinstance(source, dict):
-            out.append((f"spec.sources[{i}]", source))
+            out.append((("spec", "sources", i), source))
     return out
 
 

@@ -49,7 +49,7 @@ def check_revision_pinned(ctx: Context, options: Mapping[str, Any]) -> Iterator[
                 what = f"chart {source.get('chart')} version" if source.get("chart") else "targetRevision"
                 yield Violation(
                     app,
-                    f"{path}.targetRevision" if "targetRevision" in source else path,
+                    (*path, "targetRevision") if "targetRevision" in source else path,
                     f"{what} {revision!r} is not pinned: a push upstream changes the cluster without a "
                     "commit here",
                 )
@@ -213,7 +213,7 @@ def check_application_source_exists(ctx: Context, options: Mapping[str, Any]) ->
             if problem is not None:
                 yield Violation(
                     app,
-                    f"{path}.path",
+                    (*path, "path"),
                     f"source path {relative!r} {problem}: Argo CD cannot generate the manifests and the "
                     "Application stays in ComparisonError",
                 )
@@ -277,7 +277,7 @@ def check_project_permits_application(ctx: Context, options: Mapping[str, Any]) 
             if not _glob_permits(sequence(project.get("spec", "sourceRepos")), repo, _normalized_repo):
                 yield Violation(
                     app,
-                    f"{path}.repoURL",
+                    (*path, "repoURL"),
                     f"AppProject/{name} does not permit the source repository {repo!r} (sourceRepos): the "
                     "sync is refused",
                 )

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 from tools.validate.catalogue import GIB, Catalogue, InstanceType, ModelProfile
 from tools.validate.gpu import (
+    REQUIREMENTS,
     PoolMatch,
     admission_path,
     gpu_admission_path,
@@ -31,7 +32,17 @@ from tools.validate.karpenter import (
     requirements_from,
     types_admitted,
 )
-from tools.validate.model import Context, Resource, Rule, Severity, Violation, mapping, quantity, sequence
+from tools.validate.model import (
+    Context,
+    FieldPath,
+    Resource,
+    Rule,
+    Severity,
+    Violation,
+    mapping,
+    quantity,
+    sequence,
+)
 from tools.validate.vllm_args import (
     ParserVerdict,
     VllmCommand,
@@ -163,7 +174,7 @@ def check_taints_tolerated(ctx: Context, options: Mapping[str, Any]) -> Iterator
             for i, taint in blocking:
                 yield Violation(
                     pool,
-                    f"spec.template.spec.taints[{i}]",
+                    ("spec", "template", "spec", "taints", i),
                     f"taint {taint.get('key')}={taint.get('value', '')}:{taint.get('effect')} is not "
                     f"tolerated by {template.resource.kind}/{template.resource.name}: Karpenter skips "
                     "this NodePool "
@@ -232,7 +243,7 @@ def check_limits_admit_instance(ctx: Context, options: Mapping[str, Any]) -> Ite
         )
         yield Violation(
             pool,
-            f"spec.limits.{field}" if field else "spec.limits",
+            ("spec", "limits", field) if field else ("spec", "limits"),
             f"every instance type this NodePool admits exceeds its limits (smallest: {smallest.name}, "
             f"{smallest.gpus} GPU, {smallest.vcpu} vCPU, {smallest.memory_mib} MiB): Karpenter reports "
             "'all available instance types exceed limits' and pods stay Pending",
@@ -351,23 +362,23 @@ def check_vllm_flags(ctx: Context, options: Mapping[str, Any]) -> Iterator[Viola
 # ---------------------------------------------------------------------------- instance types as data
 
 
-def _requirement_path(pool: Resource, *keys: str) -> str:
+def _requirement_path(pool: Resource, *keys: str) -> FieldPath:
     """The path of the first requirement on one of `keys`, else of the requirements."""
     for key in keys:
         index = requirement_index(pool, key)
         if index is not None:
-            return f"spec.template.spec.requirements[{index}]"
-    return "spec.template.spec.requirements"
+            return (*REQUIREMENTS, index)
+    return REQUIREMENTS
 
 
-def _emptying_requirement(pool: Resource, catalogue: Catalogue) -> str:
+def _emptying_requirement(pool: Resource, catalogue: Catalogue) -> FieldPath:
     """The requirement without which the pool would admit an instance type (the first such), else all."""
     items = list(sequence(pool.get("spec", "template", "spec", "requirements")))
     for i in range(len(items)):
         rest = [item for j, item in enumerate(items) if j != i]
         if types_admitted(requirements_from(rest), catalogue):
-            return f"spec.template.spec.requirements[{i}]"
-    return "spec.template.spec.requirements"
+            return (*REQUIREMENTS, i)
+    return REQUIREMENTS
 
 
 def check_nodepool_admits_instance_types(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:

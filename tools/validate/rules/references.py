@@ -23,7 +23,7 @@ from tools.validate.edges import (
     selected_classes,
     speaks,
 )
-from tools.validate.model import Context, Rule, Severity, Violation, mapping, mappings, sequence
+from tools.validate.model import Context, FieldPath, Rule, Severity, Violation, mapping, mappings, sequence
 from tools.validate.network import cuts, describe, required_connections, scrape_jobs
 from tools.validate.workloads import WORKLOAD_KINDS, pod_templates
 
@@ -144,7 +144,7 @@ def check_service_target_port_exists(ctx: Context, options: Mapping[str, Any]) -
                 if not has_port(containers, target):
                     yield Violation(
                         service,
-                        f"spec.ports[{i}].{field_name}",
+                        ("spec", "ports", i, field_name),
                         f"targetPort {target!r} is not a port of any container of "
                         f"{template.resource.kind}/{template.resource.name}: traffic to port "
                         f"{port.get('port')} is refused",
@@ -177,22 +177,22 @@ def check_probe_port_exists(ctx: Context, options: Mapping[str, Any]) -> Iterato
 
 def check_ingress_backend_exists(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
     for ingress in ctx.of_kind("Ingress"):
-        backends: list[tuple[str, Any]] = []
+        backends: list[tuple[FieldPath, Any]] = []
         default = ingress.get("spec", "defaultBackend", "service")
         if isinstance(default, dict):
-            backends.append(("spec.defaultBackend.service", default))
+            backends.append((("spec", "defaultBackend", "service"), default))
         for i, rule in enumerate(sequence(ingress.get("spec", "rules"))):
             for j, path in enumerate(sequence(mapping(mapping(rule).get("http")).get("paths"))):
                 service = mapping(mapping(path).get("backend")).get("service")
                 if isinstance(service, dict):
-                    backends.append((f"spec.rules[{i}].http.paths[{j}].backend.service", service))
+                    backends.append((("spec", "rules", i, "http", "paths", j, "backend", "service"), service))
         for where, backend in backends:
             name = str(backend.get("name", ""))
             service = find(ctx, "Service", ingress.namespace, name)
             if service is None:
                 yield Violation(
                     ingress,
-                    f"{where}.name",
+                    (*where, "name"),
                     f"backend Service {name!r} does not exist {_where(ingress.namespace)}: the load balancer "
                     "answers 503 on this path",
                 )
@@ -208,7 +208,7 @@ def check_ingress_backend_exists(ctx: Context, options: Mapping[str, Any]) -> It
             if not found:
                 yield Violation(
                     ingress,
-                    f"{where}.port",
+                    (*where, "port"),
                     f"Service {name!r} has no port {wanted}: the load balancer has no target for this path",
                 )
 
@@ -242,7 +242,7 @@ def check_trigger_authentication_exists(ctx: Context, options: Mapping[str, Any]
             if not _known(ctx, kind, namespace, name):
                 yield Violation(
                     scaled,
-                    f"spec.triggers[{i}].authenticationRef.name",
+                    ("spec", "triggers", i, "authenticationRef", "name"),
                     f"{kind} {name!r} does not exist {_where(namespace)}: KEDA cannot read this trigger "
                     "and the ScaledObject never becomes ready",
                 )
@@ -303,7 +303,7 @@ def check_network_path_allowed(ctx: Context, options: Mapping[str, Any]) -> Iter
             seen.add(key)
             policy = cut.policies[0]
             rules_key = cut.side  # spec.ingress / spec.egress
-            path = f"spec.{rules_key}" if policy.get("spec", rules_key) else "spec.podSelector"
+            path = ("spec", rules_key) if policy.get("spec", rules_key) else ("spec", "podSelector")
             names = ", ".join(p.name for p in cut.policies)
             refuses = (
                 f"{describe(connection.destination)} accepts no such connection"

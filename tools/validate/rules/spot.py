@@ -36,7 +36,7 @@ def check_on_demand_fallback(ctx: Context, options: Mapping[str, Any]) -> Iterat
         index = requirement_index(first, CAPACITY_TYPE)
         yield Violation(
             first,
-            f"spec.template.spec.requirements[{index}]",
+            ("spec", "template", "spec", "requirements", index),
             f"no NodePool {template.resource.kind}/{template.resource.name} can land on admits on-demand "
             f"capacity ({', '.join(p.name for p in pools)}): when Spot GPUs run out, replicas stay Pending",
         )
