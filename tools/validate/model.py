@@ -224,8 +224,7 @@ class Violation:
 
     @property
     def segments(self) -> FieldPath:
-        assert isinstance(self.path, tuple)  # made so by __post_init__
-        return self.path
+        return cast(FieldPath, self.path)  # made segments by __post_init__
 
 
 @dataclass
@@ -273,6 +272,10 @@ Check = Callable[[Context, Mapping[str, Any]], Iterable[Violation]]
 
 @dataclass(frozen=True)
 class Rule:
+    """A rule as data: its id and family, severity and options with their defaults, the check, and its
+    documentation beside it (title, why it matters, the fix, an example and what to write instead), from
+    which `docs/rules.md` is generated. The registry (`rules/base.py`) lists every rule explicitly."""
+
     id: str
     family: str
     title: str
