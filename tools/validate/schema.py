@@ -555,14 +555,14 @@ class SchemaValidator:
     def validate(self, resource: Resource) -> list[SchemaViolation]:
         if not isinstance(resource.doc, Mapping):
             message = f"a resource must be an object (got {_describe(resource.doc)})"
-            return [SchemaViolation(resource, "", message, UNKNOWN_KIND)]
+            return [SchemaViolation(resource, (), message, UNKNOWN_KIND)]
         api_version, kind = resource.api_version, resource.kind
         if not api_version or not kind:
-            return [SchemaViolation(resource, "", "resource has no apiVersion or kind", UNKNOWN_KIND)]
+            return [SchemaViolation(resource, (), "resource has no apiVersion or kind", UNKNOWN_KIND)]
         compiled = self._compiler(api_version, kind)
         if compiled is None:
             message = self._unknown_kind_message(api_version, kind)
-            return [SchemaViolation(resource, "", message, UNKNOWN_KIND)]
+            return [SchemaViolation(resource, (), message, UNKNOWN_KIND)]
         violations: list[SchemaViolation] = []
         document: Any = resource.doc
         try:

@@ -59,7 +59,7 @@ def check_appproject_restricted(ctx: Context, options: Mapping[str, Any]) -> Ite
     for project in ctx.of_kind("AppProject"):
         repos = project.get("spec", "sourceRepos")
         if not repos:
-            yield Violation(project, "spec", "AppProject lists no sourceRepos")
+            yield Violation(project, ("spec",), "AppProject lists no sourceRepos")
         for i, repo in enumerate(repos or []):
             if str(repo).strip() == "*":
                 yield Violation(
@@ -67,7 +67,7 @@ def check_appproject_restricted(ctx: Context, options: Mapping[str, Any]) -> Ite
                 )
         destinations = project.get("spec", "destinations")
         if not destinations:
-            yield Violation(project, "spec", "AppProject lists no destinations")
+            yield Violation(project, ("spec",), "AppProject lists no destinations")
         for i, dest in enumerate(destinations or []):
             for key in ("namespace", "server", "name"):
                 if str(dest.get(key, "")).strip() == "*":
@@ -155,7 +155,7 @@ def check_scaled_replicas_ignored(ctx: Context, options: Mapping[str, Any]) -> I
             continue
         yield Violation(
             target,
-            "spec.replicas",
+            ("spec", "replicas"),
             f"replicas is set on a workload ScaledObject/{so.name} scales, and Application/{apps[0].name} "
             "does "
             "not ignore /spec/replicas with RespectIgnoreDifferences=true: every sync resets the HPA's count",
@@ -267,7 +267,7 @@ def check_project_permits_application(ctx: Context, options: Mapping[str, Any]) 
         if project is None:
             yield Violation(
                 app,
-                "spec.project" if name else "spec",
+                ("spec", "project") if name else ("spec",),
                 f"AppProject {name!r} is not rendered with this Application: Argo CD refuses to sync an "
                 "Application of a project it does not have",
             )
@@ -286,7 +286,7 @@ def check_project_permits_application(ctx: Context, options: Mapping[str, Any]) 
             where = ", ".join(f"{k} {v!r}" for k, v in destination.items())
             yield Violation(
                 app,
-                "spec.destination",
+                ("spec", "destination"),
                 f"AppProject/{name} does not permit the destination ({where}): the sync is refused",
             )
 

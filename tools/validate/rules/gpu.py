@@ -528,7 +528,7 @@ def check_bottlerocket_user_data(ctx: Context, options: Mapping[str, Any]) -> It
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
-            yield Violation(node_class, "spec.userData",
+            yield Violation(node_class, ("spec", "userData"),
                             f"userData is not valid TOML ({exc}): Bottlerocket cannot apply any of it")
             continue
         unknown = [f"[{key}]" for key in data if key != "settings"]
@@ -543,7 +543,7 @@ def check_bottlerocket_user_data(ctx: Context, options: Mapping[str, Any]) -> It
         for name in unknown:
             yield Violation(
                 node_class,
-                "spec.userData",
+                ("spec", "userData"),
                 f"{name} is not a Bottlerocket setting: the node's settings API refuses it, so what it was "
                 "meant to do (lazy image loading with SOCI, say) does not happen",
             )

@@ -47,7 +47,7 @@ def _no_check(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
 
 def _duplicate_keys(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
     for duplicate in ctx.extras.get("duplicates", ()):
-        yield Violation(None, "", f"key {duplicate.key!r} appears twice in one mapping ({duplicate.source} "
+        yield Violation(None, (), f"key {duplicate.key!r} appears twice in one mapping ({duplicate.source} "
                                   f"line {duplicate.line}); only the last value is used")
 
 

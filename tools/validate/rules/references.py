@@ -93,14 +93,14 @@ def check_scale_target_exists(ctx: Context, options: Mapping[str, Any]) -> Itera
     for scaler in ctx.of_kind("HorizontalPodAutoscaler", "ScaledObject"):
         ref = scaler.get("spec", "scaleTargetRef")
         if not isinstance(ref, dict):
-            yield Violation(scaler, "spec", f"{scaler.kind} has no scaleTargetRef: it scales nothing")
+            yield Violation(scaler, ("spec",), f"{scaler.kind} has no scaleTargetRef: it scales nothing")
             continue
         default_kind = "Deployment" if scaler.kind == "ScaledObject" else ""
         kind, name = str(ref.get("kind") or default_kind), str(ref.get("name") or "")
         if not kind or not _known(ctx, kind, scaler.namespace, name):
             yield Violation(
                 scaler,
-                "spec.scaleTargetRef.name" if "name" in ref else "spec.scaleTargetRef",
+                ("spec", "scaleTargetRef", "name") if "name" in ref else ("spec", "scaleTargetRef"),
                 f"scaleTargetRef {kind or '(no kind)'}/{name} does not exist {_where(scaler.namespace)}: "
                 f"the {scaler.kind} scales nothing and its metrics drive no replica",
             )
@@ -225,7 +225,7 @@ def check_node_class_exists(ctx: Context, options: Mapping[str, Any]) -> Iterato
         if kind != "EC2NodeClass" or not _known(ctx, "EC2NodeClass", "", name):
             yield Violation(
                 pool,
-                "spec.template.spec.nodeClassRef.name",
+                ("spec", "template", "spec", "nodeClassRef", "name"),
                 f"nodeClassRef {kind}/{name} does not exist in this overlay: Karpenter launches no node for "
                 "this NodePool and its pods stay Pending",
             )

@@ -141,7 +141,7 @@ def check_running_target(ctx: Context, options: Mapping[str, Any]) -> Iterator[V
         if value >= max_num_seqs:
             yield Violation(
                 so,
-                "spec.advanced.scalingModifiers.target",
+                ("spec", "advanced", "scalingModifiers", "target"),
                 f"formula target {value:g} (in running requests per pod) is not below vLLM's --max-num-seqs "
                 f"{max_num_seqs} ({target.kind}/{target.name})",
             )
@@ -325,7 +325,7 @@ def check_fallback(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violati
         if not isinstance(fallback, dict):
             yield Violation(
                 so,
-                "spec",
+                ("spec",),
                 "no fallback: when the metrics source fails, KEDA keeps the current replica count blindly",
             )
             continue
@@ -343,7 +343,7 @@ def check_single_autoscaler(ctx: Context, options: Mapping[str, Any]) -> Iterato
         for extra in scalers[1:]:
             yield Violation(
                 extra,
-                "spec.scaleTargetRef",
+                ("spec", "scaleTargetRef"),
                 f"{workload.kind}/{workload.name} is already scaled by ScaledObject/{scalers[0].name}: two "
                 "HPAs fight over its replicas",
             )
@@ -352,7 +352,7 @@ def check_single_autoscaler(ctx: Context, options: Mapping[str, Any]) -> Iterato
         for hpa in hpas_of(ctx, workload):
             yield Violation(
                 hpa,
-                "spec.scaleTargetRef",
+                ("spec", "scaleTargetRef"),
                 f"{workload.kind}/{workload.name} is scaled by ScaledObject/{scalers[0].name}, whose HPA "
                 "this one fights",
             )
@@ -369,7 +369,7 @@ def check_polling_interval(ctx: Context, options: Mapping[str, Any]) -> Iterator
         if effective > limit:
             yield Violation(
                 so,
-                "spec.pollingInterval" if interval is not None else "spec",
+                ("spec", "pollingInterval") if interval is not None else ("spec",),
                 f"KEDA polls every {effective} s{' (the default)' if interval is None else ''}: a queue "
                 f"burst waits that long before any scaling (at most {limit} s)",
             )
@@ -382,7 +382,7 @@ def check_pdb_for_scaled(ctx: Context, options: Mapping[str, Any]) -> Iterator[V
         labels = (*template.metadata_path, "labels")
         yield Violation(
             target,
-            ".".join(labels) if target.get(*labels) is not None else "",
+            labels if target.get(*labels) is not None else (),
             f"no PodDisruptionBudget selects the pods ScaledObject/{so.name} scales: a node drain may evict "
             "every replica at once",
         )

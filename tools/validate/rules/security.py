@@ -141,14 +141,14 @@ def check_imds(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
         if tokens is not None and tokens != "required":
             yield Violation(
                 node_class,
-                "spec.metadataOptions.httpTokens",
+                ("spec", "metadataOptions", "httpTokens"),
                 f"httpTokens {tokens!r}: IMDSv1 lets any SSRF read the node role's credentials",
             )
         hops = as_int(options_.get("httpPutResponseHopLimit"))
         if hops is not None and hops > 1:
             yield Violation(
                 node_class,
-                "spec.metadataOptions.httpPutResponseHopLimit",
+                ("spec", "metadataOptions", "httpPutResponseHopLimit"),
                 f"hop limit {hops} lets pods reach IMDS and take the node's IAM role (use 1; pods use Pod "
                 "Identity)",
             )
@@ -216,7 +216,7 @@ def check_ingress_tls(ctx: Context, options: Mapping[str, Any]) -> Iterator[Viol
             continue
         yield Violation(
             ingress,
-            "spec" if ingress.get("spec") is not None else "",
+            ("spec",) if ingress.get("spec") is not None else (),
             "Ingress terminates no TLS (no spec.tls, no ALB certificate-arn): prompts and answers cross the "
             "internet in clear text",
         )

@@ -18,6 +18,7 @@ from tools.validate.workloads import (
 )
 
 DO_NOT_DISRUPT = "karpenter.sh/do-not-disrupt"
+POOL_SPEC = ("spec", "template", "spec")
 K8S_DEFAULT_GRACE_SECONDS = 30
 
 
@@ -135,7 +136,7 @@ def check_consolidation_policy(ctx: Context, options: Mapping[str, Any]) -> Iter
             )
             yield Violation(
                 pool,
-                "spec.disruption.consolidationPolicy",
+                ("spec", "disruption", "consolidationPolicy"),
                 f"consolidationPolicy {policy!r} is not a Karpenter v1 policy{hint}",
             )
 
@@ -161,12 +162,13 @@ def check_pdb_allows_drain(ctx: Context, options: Mapping[str, Any]) -> Iterator
         if max_unavailable is not None and str(max_unavailable).strip() in ("0", "0%"):
             yield Violation(
                 pdb,
-                "spec.maxUnavailable",
+                ("spec", "maxUnavailable"),
                 "maxUnavailable 0 blocks every voluntary eviction: Karpenter can never drain or consolidate "
                 "these nodes, and expiry waits forever",
             )
         elif min_available is not None and str(min_available).strip() == "100%":
-            yield Violation(pdb, "spec.minAvailable", "minAvailable 100% blocks every voluntary eviction")
+            yield Violation(pdb, ("spec", "minAvailable"),
+                            "minAvailable 100% blocks every voluntary eviction")
 
 
 def check_expire_after(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
@@ -178,14 +180,14 @@ def check_expire_after(ctx: Context, options: Mapping[str, Any]) -> Iterator[Vio
             has_spec = pool.get("spec", "template", "spec") is not None
             yield Violation(
                 pool,
-                "spec.template.spec" if has_spec else "spec",
+                ("spec", "template", "spec") if has_spec else ("spec",),
                 "expireAfter is not set: the node lifetime is left to Karpenter's default (720h) instead of "
                 "a reviewed value",
             )
         elif str(value) == "Never":
             yield Violation(
                 pool,
-                "spec.template.spec.expireAfter",
+                ("spec", "template", "spec", "expireAfter"),
                 "expireAfter Never: GPU nodes are never replaced, so AMI and driver patches never reach them",
             )
 
@@ -220,7 +222,7 @@ def check_expiry_drain_bounded(ctx: Context, options: Mapping[str, Any]) -> Iter
             reported.add(id(pool))
             yield Violation(
                 pool,
-                "spec.template.spec.expireAfter" if "expireAfter" in spec else "spec.template.spec",
+                (*POOL_SPEC, "expireAfter") if "expireAfter" in spec else POOL_SPEC,
                 f"nodes expire (expireAfter {spec.get('expireAfter', '720h, the default')}) but the NodePool "
                 f"sets no terminationGracePeriod, and {template.resource.kind}/{template.resource.name} is "
                 f"protected from eviction by {blocker}: an expired node drains for ever, and drift never "
