@@ -42,10 +42,10 @@ from typing import Any
 from tools.validate.config import GateConfig
 from tools.validate.engine import RunOptions, build_catalogue, build_schemas, check
 from tools.validate.loader import load_text
-from tools.validate.model import Severity
+from tools.validate.model import Context, Rule, Severity, Violation
 from tools.validate.render import RenderOptions, kustomize_command, render
 from tools.validate.rules import default_registry
-from tools.validate.rules.base import Context, Registry, Rule, Violation
+from tools.validate.rules.base import Registry
 from tools.validate.sources import SourceMapper
 
 DEPLOYMENT = """\

@@ -14,9 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.manifests.rendered_manifests import render
 from tests.webui.support import Gateway
 from tools.validate.catalogue import Catalogue, load_catalogue
-from tools.validate.model import Resource
+from tools.validate.model import Context, Resource
 from tools.validate.rules import observability
-from tools.validate.rules.base import Context
 
 pytestmark = [pytest.mark.vllm, pytest.mark.s3]
 

@@ -9,9 +9,8 @@ from pathlib import Path
 from gateway.routers.scaling import scaling_queries
 from gateway.settings import Settings
 from tools.validate.catalogue import load_catalogue
-from tools.validate.model import Resource
+from tools.validate.model import Context, Resource
 from tools.validate.rules import observability
-from tools.validate.rules.base import Context
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -8,9 +8,9 @@ import pytest
 
 from tools.validate.cli import main
 from tools.validate.config import ConfigError, GateConfig, load_config
-from tools.validate.model import Severity
+from tools.validate.model import Rule, Severity
 from tools.validate.rules import default_registry, meta
-from tools.validate.rules.base import Registry, Rule
+from tools.validate.rules.base import Registry
 
 TREE = Path(__file__).parent / "fixtures" / "tree"
 

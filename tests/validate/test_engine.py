@@ -11,9 +11,18 @@ import pytest
 
 from tools.validate.config import GateConfig, load_config
 from tools.validate.engine import RunOptions, discover_targets, run
-from tools.validate.model import Finding, Severity, SourceLocation, Suppression
+from tools.validate.model import (
+    Context,
+    Finding,
+    Rule,
+    Severity,
+    SourceLocation,
+    Suppression,
+    Violation,
+    format_path,
+)
 from tools.validate.rules import meta
-from tools.validate.rules.base import Context, Registry, Rule, Violation
+from tools.validate.rules.base import Registry
 
 TREE = Path(__file__).parent / "fixtures" / "tree"
 TODAY = dt.date(2026, 6, 1)
@@ -67,7 +76,7 @@ def options(registry: Registry, **kwargs: Any) -> RunOptions:
 
 def key(finding: Finding) -> tuple[str, str, str, SourceLocation | None, Suppression | None]:
     ref = finding.resource.ref() if finding.resource else ""
-    return finding.rule_id, ref, finding.path, finding.location, finding.suppression
+    return finding.rule_id, ref, format_path(finding.path), finding.location, finding.suppression
 
 
 def test_findings_carry_severity_location_and_remediation() -> None:

@@ -6,9 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from tools.validate.config import External
-from tools.validate.model import Resource
+from tools.validate.model import Context, Resource
 from tools.validate.network import required_connections, scrape_jobs
-from tools.validate.rules.base import Context
 
 
 def _ctx(docs: list[dict[str, Any]]) -> Context:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
-from tools.validate.model import SourceLocation, walk
+from tools.validate.model import Resource, SourceLocation, format_path, parse_path, resolve_path, walk
 from tools.validate.render import Rendered, render, split_field_path
-from tools.validate.sources import SourceMapper, parse_path, resolve_path
+from tools.validate.sources import SourceMapper
 
 TREE = Path(__file__).parent / "fixtures" / "tree"
 CONTAINERS = "spec.template.spec.containers"
@@ -72,9 +73,43 @@ def test_path_syntax() -> None:
         "metadata", "annotations", "karpenter.sh/do-not-disrupt"
     ]
     doc = {"metadata": {"annotations": {"karpenter.sh/do-not-disrupt": "true"}}}
-    assert resolve_path(doc, "metadata.annotations.karpenter.sh/do-not-disrupt") == [
+    assert list(resolve_path(doc, "metadata.annotations.karpenter.sh/do-not-disrupt")) == [
         "metadata", "annotations", "karpenter.sh/do-not-disrupt"
     ]
+
+
+DOTTED_KEYS = """\
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+  annotations:
+    karpenter.sh/do-not-disrupt: "true"
+data:
+  config: |
+    yaml: not this one
+  config.yaml: |
+    the: one a finding means
+"""
+
+
+@pytest.mark.parametrize(
+    ("path", "line"),
+    [
+        (("metadata", "annotations", "karpenter.sh/do-not-disrupt"), 6),
+        # `config.yaml` beside `config`: as text the path would be read as `config`, then `yaml`; a block
+        # scalar's line is its first line of text
+        (("data", "config.yaml"), 10),
+        (("data", "config"), 8),
+    ],
+)
+def test_a_key_with_dots_is_one_segment_and_finds_its_line(tmp_path: Path, path: tuple[str, ...],
+                                                            line: int) -> None:
+    (tmp_path / "settings.yaml").write_text(DOTTED_KEYS)
+    resource = Resource(yaml.safe_load(DOTTED_KEYS), "overlays/dev", origin="settings.yaml")
+
+    assert SourceMapper(tmp_path).locate(resource, path) == SourceLocation("settings.yaml", line)
+    assert format_path(path) == ".".join(path)  # printed as before: keys joined by dots
 
 
 def test_source_files_are_parsed_once(dev: Rendered, monkeypatch: pytest.MonkeyPatch) -> None:

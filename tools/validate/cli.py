@@ -34,7 +34,7 @@ from tools.validate import docs as rule_docs
 from tools.validate.config import ConfigError, find_config, load_config
 from tools.validate.engine import GateError, RunOptions, discover_targets, run
 from tools.validate.loader import InputError
-from tools.validate.model import Report, Severity
+from tools.validate.model import Report, Severity, format_path
 from tools.validate.render import RenderError, is_kustomization_dir
 from tools.validate.rendered_input import STDIN, RenderedInput, read_stdin, read_target
 from tools.validate.rules import default_registry
@@ -223,7 +223,8 @@ def _plain_text(report: Report, options: Any = None) -> str:
         ref = finding.resource.ref() if finding.resource else "(overlay)"
         state = " (suppressed)" if finding.suppressed else ""
         lines.append(
-            f"{finding.severity.name} {finding.rule_id} {finding.overlay} {ref} {where} {finding.path}: "
+            f"{finding.severity.name} {finding.rule_id} {finding.overlay} {ref} {where} "
+            f"{format_path(finding.path)}: "
             f"{finding.message}{state}"
         )
     lines.append(f"{len(report.failing())} failing finding(s) in {report.resource_count} resources")

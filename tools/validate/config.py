@@ -53,9 +53,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tools.validate.loader import InputError, Limits, compose_with_lines, load_one_mapping, read_text
-from tools.validate.model import Resource, Severity
+from tools.validate.model import Resource, Rule, Severity
 from tools.validate.render import DEFAULT_TIMEOUT_SECONDS
-from tools.validate.rules.base import Registry, Rule
+from tools.validate.rules.base import Registry
 from tools.validate.sandbox import DEFAULT_MEMORY_LIMIT_BYTES, config_build_option_problem, config_line
 
 DEFAULT_CONFIG_NAME = "gate.yaml"

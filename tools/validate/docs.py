@@ -6,7 +6,8 @@ import json
 from typing import Any
 
 from tools.validate.config import GateConfig
-from tools.validate.rules.base import FAMILIES, Registry, Rule
+from tools.validate.model import Rule
+from tools.validate.rules.base import FAMILIES, Registry
 
 DOCS_PATH = "docs/rules.md"
 

@@ -14,10 +14,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tools.validate.model import Resource, mapping, mappings, sequence
-from tools.validate.rules.base import Context
-from tools.validate.rules.helpers import PodTemplate, pod_templates, selector_matches
-from tools.validate.vllm_args import dotted
+from tools.validate.model import Context, FieldPath, Resource, mapping, mappings, sequence
+from tools.validate.workloads import PodTemplate, pod_templates, selector_matches
 
 CONTAINER_LISTS = ("initContainers", "containers")
 
@@ -188,7 +186,7 @@ class Address:
     """An in-cluster address written in a field: where it is, what it names, what must answer there."""
 
     holder: Resource
-    path: str
+    path: FieldPath
     text: str
     service: str
     namespace: str
@@ -196,7 +194,7 @@ class Address:
     protocol: str | None  # what the consumer speaks, when the field says
 
 
-def addresses_in(holder: Resource, path: str, value: Any, protocol: str | None) -> Iterator[Address]:
+def addresses_in(holder: Resource, path: FieldPath, value: Any, protocol: str | None) -> Iterator[Address]:
     if not isinstance(value, str):
         return
     for match in SERVICE_HOST.finditer(value):
@@ -218,14 +216,14 @@ def find_addresses(ctx: Context) -> Iterator[Address]:
     for resource in ctx.resources:
         if resource.kind == "ConfigMap":
             for key, value in mapping(resource.get("data")).items():
-                yield from addresses_in(resource, dotted(["data", str(key)]), value, None)
+                yield from addresses_in(resource, ("data", str(key)), value, None)
         elif resource.kind in ("ScaledObject", "ScaledJob"):
             for i, trigger in enumerate(sequence(resource.get("spec", "triggers"))):
                 metadata = mapping(mapping(trigger).get("metadata"))
                 speaks = TRIGGER_PROTOCOLS.get(str(mapping(trigger).get("type")))
                 for key in ("scalerAddress", "serverAddress"):
                     protocol = speaks if key == "scalerAddress" else "http"
-                    yield from addresses_in(resource, f"spec.triggers[{i}].metadata.{key}",
+                    yield from addresses_in(resource, ("spec", "triggers", i, "metadata", key),
                                              metadata.get(key), protocol)
         elif resource.kind == "OpenTelemetryCollector":
             exporters = mapping(resource.get("spec", "config", "exporters"))
@@ -234,7 +232,7 @@ def find_addresses(ctx: Context) -> Iterator[Address]:
                     continue
                 protocol = EXPORTER_PROTOCOLS.get(str(name).split("/")[0])
                 for key in ("endpoint", "traces_endpoint", "metrics_endpoint", "logs_endpoint"):
-                    path = dotted(["spec", "config", "exporters", str(name), key])
+                    path = ("spec", "config", "exporters", str(name), key)
                     yield from addresses_in(resource, path, exporter.get(key), protocol)
     for template in pod_templates(ctx):
         for prefix, container in containers_of(template):

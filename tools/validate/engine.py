@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from tools.validate import sandbox, suppress
+from tools.validate.argocd import app_sources
 from tools.validate.config import GateConfig
 from tools.validate.loader import InputError, Limits, load_one_mapping
-from tools.validate.model import Finding, Report, Resource, Severity
+from tools.validate.model import Context, Finding, Report, Resource, Rule, Severity
 from tools.validate.render import (
     KUSTOMIZATION_FILES,
     Rendered,
@@ -31,8 +32,7 @@ from tools.validate.render import (
     repo_relative,
 )
 from tools.validate.rendered_input import RenderedInput
-from tools.validate.rules.base import Context, Registry, Rule
-from tools.validate.rules.helpers import app_sources
+from tools.validate.rules.base import Registry
 from tools.validate.sources import SourceMapper
 
 TARGET_ROOTS = ("overlays", "apps", "clusters")
@@ -306,7 +306,7 @@ def _run_rule(rule: Rule, ctx: Context, rule_options: dict[str, Any], severity: 
                     message=violation.message,
                     overlay=rendered.overlay,
                     resource=violation.resource,
-                    path=violation.path,
+                    path=violation.segments,
                     remediation=rule.remediation,
                     location=location,
                 )

@@ -29,9 +29,17 @@ import re2
 
 from tools.validate.config import EXTERNAL_ANNOTATION, SCRAPER_ANNOTATION
 from tools.validate.edges import addresses, config_refs, find, pod_classes, selected_classes
-from tools.validate.model import Resource, mapping, mappings, sequence
-from tools.validate.rules.base import Context
-from tools.validate.rules.helpers import PodTemplate, as_int, pod_templates, selector_matches
+from tools.validate.model import (
+    Context,
+    FieldPath,
+    Resource,
+    as_int,
+    format_path,
+    mapping,
+    mappings,
+    sequence,
+)
+from tools.validate.workloads import PodTemplate, pod_templates, selector_matches
 
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 DNS_NAMESPACE = "kube-system"
@@ -80,7 +88,7 @@ class Connection:
     protocol: str  # TCP or UDP
     why: str  # what needs it, for the reviewer: "Ingress/gateway backend", "GATEWAY_UPSTREAM_URL"
     holder: Resource  # the resource that asks for it (where a finding about a missing target points)
-    holder_path: str
+    holder_path: FieldPath
 
 
 @dataclass(frozen=True)
@@ -245,7 +253,7 @@ def _target_port(service_port: Mapping[str, Any], destination: Pods) -> int | No
 
 def _service_connections(
     ctx: Context, source: Pods, service: Resource, port: Mapping[str, Any], why: str, holder: Resource,
-    holder_path: str,
+    holder_path: FieldPath,
 ) -> Iterator[Connection]:
     if EXTERNAL_ANNOTATION in service.annotations:  # declared in gate.yaml: its pods' labels, when given
         if service.labels:
@@ -307,7 +315,7 @@ def _required(ctx: Context) -> Iterator[Connection]:
                 if service is not None and port is not None:
                     yield from _service_connections(
                         ctx, OUTSIDE, service, port, f"Ingress/{ingress.name} backend", ingress,
-                        f"spec.rules[{i}].http.paths[{j}].backend")
+                        ("spec", "rules", i, "http", "paths", j, "backend"))
     for address in addresses(ctx):
         service = find(ctx, "Service", address.namespace, address.service)
         port = next((p for p in (sequence(service.get("spec", "ports"))) if isinstance(p, dict)
@@ -319,7 +327,7 @@ def _required(ctx: Context) -> Iterator[Connection]:
         else:
             sources = [pods_of(t) for t in _templates_of(ctx, address.holder)]
         for source in sources:
-            why = f"{address.text} ({address.holder.kind}/{address.holder.name} {address.path})"
+            why = f"{address.text} ({address.holder.kind}/{address.holder.name} {format_path(address.path)})"
             if isolating(ctx, source, "Egress"):
                 dns = Pods("the cluster DNS (kube-system)", DNS_NAMESPACE, DNS_LABELS)
                 yield Connection(source, dns, DNS_PORT, "UDP", f"DNS for {address.text}", address.holder,
@@ -359,7 +367,7 @@ def _monitor_connections(ctx: Context) -> Iterator[Connection]:
                     for scraper in scrapers if port is not None else []:
                         yield from _service_connections(
                             ctx, scraper, service, port, f"ServiceMonitor/{monitor.name} endpoint "
-                            f"{endpoint.get('port')!r}", monitor, f"spec.endpoints[{i}]")
+                            f"{endpoint.get('port')!r}", monitor, ("spec", "endpoints", i))
     for monitor in ctx.of_kind("PodMonitor"):
         selector = mapping(monitor.get("spec", "selector"))
         for namespace in _monitor_namespaces(ctx, monitor):
@@ -372,7 +380,7 @@ def _monitor_connections(ctx: Context) -> Iterator[Connection]:
                     for scraper in scrapers if number is not None else []:
                         yield Connection(scraper, destination, number, "TCP",
                                          f"PodMonitor/{monitor.name} endpoint {endpoint.get('port')!r}",
-                                         monitor, f"spec.podMetricsEndpoints[{i}]")
+                                         monitor, ("spec", "podMetricsEndpoints", i))
 
 
 # Prometheus' meta label of a pod label: non-alphanumerics become underscores.
@@ -386,7 +394,7 @@ def _sanitized(key: str) -> str:
 @dataclass(frozen=True)
 class ScrapeJob:
     collector: Resource
-    path: str
+    path: FieldPath
     name: str
     connections: tuple[Connection, ...]
 
@@ -413,13 +421,14 @@ def _collector_pods(collector: Resource) -> Pods:
                  "app.kubernetes.io/component": "opentelemetry-collector"})
 
 
-def _scrape_configs(collector: Resource) -> Iterator[tuple[str, Mapping[str, Any]]]:
+def _scrape_configs(collector: Resource) -> Iterator[tuple[FieldPath, Mapping[str, Any]]]:
     receivers = mapping(collector.get("spec", "config", "receivers"))
     for receiver_name, receiver in receivers.items():
         if str(receiver_name).split("/")[0] != "prometheus" or not isinstance(receiver, dict):
             continue
         for k, scrape in enumerate(sequence(mapping(receiver.get("config")).get("scrape_configs"))):
-            yield f"spec.config.receivers.{receiver_name}.config.scrape_configs[{k}]", mapping(scrape)
+            path = ("spec", "config", "receivers", str(receiver_name), "config", "scrape_configs", k)
+            yield path, mapping(scrape)
 
 
 def _pod_namespaces(scrape: Mapping[str, Any]) -> set[str] | None:
@@ -443,7 +452,7 @@ def _scrape_connections(ctx: Context, collector: Resource) -> Iterator[Connectio
 
 
 def _scrape_config_connections(
-    ctx: Context, collector: Resource, source: Pods, scrape: Mapping[str, Any], path: str
+    ctx: Context, collector: Resource, source: Pods, scrape: Mapping[str, Any], path: FieldPath
 ) -> Iterator[Connection]:
     """The collector's pods to every pod the scrape config keeps, on the kept ports.
 
@@ -463,7 +472,7 @@ def _all_namespaces(ctx: Context) -> list[str]:
 
 
 def _kept_ports(
-    collector: Resource, source: Pods, scrape: Mapping[str, Any], path: str,
+    collector: Resource, source: Pods, scrape: Mapping[str, Any], path: FieldPath,
     keeps: list[Mapping[str, Any]], template: PodTemplate,
 ) -> Iterator[Connection]:
     pods = pods_of(template)

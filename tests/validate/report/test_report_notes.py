@@ -14,9 +14,9 @@ import jsonschema
 from tests.validate.report.report_samples import make_report
 from tools.validate.config import GateConfig
 from tools.validate.engine import RunOptions, run
-from tools.validate.model import Report, Severity
+from tools.validate.model import Context, Report, Rule, Severity, Violation
 from tools.validate.report import render
-from tools.validate.rules.base import Context, Registry, Rule, Violation
+from tools.validate.rules.base import Registry
 
 CEL_NOTE = "CEL rule skipped (2x): uses the undeclared function `isQuantity`"
 VLLM_NOTE = "gpu/vllm-flags-accepted: the vLLM environment is not installed; flags were not checked"

@@ -25,9 +25,8 @@ import yaml
 
 from tools.validate.catalogue import Catalogue
 from tools.validate.config import External
-from tools.validate.model import Resource
+from tools.validate.model import Context, Resource, Rule, format_path
 from tools.validate.rules import gitops, gpu, observability, references, scaling, security, spot
-from tools.validate.rules.base import Context, Rule
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -99,7 +98,7 @@ def run_rule(rule: Rule, ctx: Context, options: Mapping[str, Any] | None = None)
     if unknown:
         raise KeyError(f"{rule.id}: fixture sets unknown options {sorted(unknown)}")
     return {
-        (f"{v.resource.kind}/{v.resource.name}" if v.resource else "", v.path)
+        (f"{v.resource.kind}/{v.resource.name}" if v.resource else "", format_path(v.segments))
         for v in rule.check(ctx, merged)
     }
 

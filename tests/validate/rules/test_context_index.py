@@ -1,13 +1,13 @@
-"""The per-overlay indexes rules share: Context.of_kind and the GPU NodePools of helpers.nodepools_for."""
+"""The per-overlay indexes rules share: Context.of_kind and the GPU NodePools of `gpu.nodepools_for`."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from tools.validate.catalogue import load_catalogue
-from tools.validate.model import Resource
-from tools.validate.rules.base import Context
-from tools.validate.rules.helpers import nodepools_for, pod_template
+from tools.validate.gpu import nodepools_for
+from tools.validate.model import Context, Resource
+from tools.validate.workloads import pod_template
 
 
 def _resource(kind: str, name: str, spec: dict[str, Any] | None = None) -> Resource:

@@ -7,8 +7,9 @@ import pytest
 from rules_fixtures import FIXTURES, context_for, load_fixture, policy_rules, run_rule, slug
 
 from tools.validate.catalogue import Catalogue, load_catalogue
+from tools.validate.model import Rule
 from tools.validate.rules import default_registry
-from tools.validate.rules.base import FAMILIES, Rule
+from tools.validate.rules.base import FAMILIES
 from tools.validate.vllm_args import find_vllm_python
 
 RULES = policy_rules()
@@ -79,3 +80,22 @@ def test_vllm_flags_rule_reports_nothing_and_says_so_without_vllm(
     assert run_rule(rule, ctx, fixture.options) == set()
     notes = ctx.extras["notes"]
     assert len(notes) == 1 and "vLLM environment is not installed" in notes[0]
+
+
+@pytest.mark.parametrize(
+    ("rule_id", "key", "segments"),
+    [
+        ("gitops/sync-wave-order", "argocd.argoproj.io/sync-wave",
+         ("metadata", "annotations", "argocd.argoproj.io/sync-wave")),
+        ("gpu/node-selector-satisfiable", "karpenter.k8s.aws/instance-gpu-name",
+         ("spec", "template", "spec", "nodeSelector", "karpenter.k8s.aws/instance-gpu-name")),
+        ("references/in-cluster-url-resolves", "settings.yaml", ("data", "settings.yaml")),
+    ],
+)
+def test_a_key_with_dots_is_one_segment_of_the_path(rule_id: str, key: str, segments: tuple[str, ...],
+                                                     catalogue: Catalogue) -> None:
+    rule = default_registry().get(rule_id)
+    fixture = load_fixture(FIXTURES / slug(rule) / "fire.yaml")
+    paths = [v.segments for v in rule.check(context_for(fixture, catalogue), rule.options)]
+    assert segments in paths
+    assert all(part != key.split(".")[0] for path in paths for part in path)  # never split at its dots

@@ -23,8 +23,8 @@ from rules_fixtures import FIXTURES, policy_rules, resources_from, run_all
 
 from tools.validate.catalogue import Catalogue, load_catalogue
 from tools.validate.config import load_config
+from tools.validate.model import Context
 from tools.validate.rules import default_registry
-from tools.validate.rules.base import Context
 
 REPO = Path(__file__).resolve().parents[3]
 RULES = [r for r in policy_rules() if r.id != "gpu/vllm-flags-accepted"]

@@ -20,10 +20,9 @@ from rules_fixtures import run_rule
 
 from tools.validate.catalogue import load_catalogue
 from tools.validate.config import load_config
-from tools.validate.model import Resource
+from tools.validate.model import Context, Resource
 from tools.validate.render import render
 from tools.validate.rules import default_registry, references
-from tools.validate.rules.base import Context
 
 REPO = Path(__file__).resolve().parents[3]
 OVERLAYS = ("overlays/dev", "overlays/prod")

@@ -10,9 +10,9 @@ from rules_fixtures import policy_rules, run_rule
 
 from tools.validate.catalogue import load_catalogue
 from tools.validate.config import load_config
+from tools.validate.model import Context
 from tools.validate.render import render
 from tools.validate.rules import default_registry
-from tools.validate.rules.base import Context
 
 REPO = Path(__file__).resolve().parents[3]
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from rules_fixtures import FIXTURES, policy_rules, resources_from
 
 from tools.validate.catalogue import load_catalogue
-from tools.validate.rules.base import Context
+from tools.validate.model import Context
 
 RULES = [r for r in policy_rules() if r.id != "gpu/vllm-flags-accepted"]
 CATALOGUE = load_catalogue()

@@ -20,19 +20,22 @@ import pytest
 import yaml
 from rules_fixtures import FIXTURES, policy_rules
 
-from tools.validate import vllm_args
+from tools.validate import gpu as gpu_facts
+from tools.validate import karpenter, keda, vllm_args, workloads
 from tools.validate.catalogue import Catalogue, load_catalogue
 from tools.validate.config import load_config
-from tools.validate.model import Resource
-from tools.validate.rules import default_registry, gpu, helpers
-from tools.validate.rules.base import Context
+from tools.validate.model import Context, Resource, format_path
+from tools.validate.rules import default_registry, gpu
 
 BASELINE = FIXTURES / "baseline" / "prod.yaml"
 EXTERNAL = load_config(Path(__file__).resolve().parents[3] / "gate.yaml", default_registry()).external
-# The helpers each (workload, NodePool) or (resource, resource) pair used to call.
+# The functions each (workload, NodePool) or (resource, resource) pair used to call, in the modules that call
+# them.
 COUNTED = {
-    helpers: ("nodepool_requirements", "compatible", "selector_matches", "requirements_from",
-              "pod_requirement_terms", "scale_target"),
+    karpenter: ("nodepool_requirements", "requirements_from", "pod_requirement_terms"),
+    gpu_facts: ("nodepool_requirements", "compatible", "pod_requirement_terms"),
+    workloads: ("selector_matches",),
+    keda: ("scale_target",),
     gpu: ("compatible", "pod_requirement_terms", "tolerates"),
     vllm_args: ("parse_container", "check_flags_with_vllm"),
 }
@@ -124,7 +127,8 @@ def findings(ctx: Context) -> list[tuple[str, str, str]]:
     out = []
     for rule in policy_rules():
         for violation in rule.check(ctx, rule.options):
-            out.append((rule.id, violation.resource.ref() if violation.resource else "", violation.path))
+            out.append((rule.id, violation.resource.ref() if violation.resource else "",
+                        format_path(violation.segments)))
     return out
 
 
@@ -174,14 +178,15 @@ def test_gpu_nodepools_fall_in_one_class_worked_out_once(count: int, catalogue: 
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     ctx = context(copies(baseline_docs(), count), catalogue)
     calls: Counter[str] = Counter()
-    monkeypatch.setattr(helpers, "nodepool_requirements",
-                        counting(calls, "nodepool_requirements", helpers.nodepool_requirements))
-    vllm = [t for t in helpers.gpu_pod_templates(ctx) if t.resource.name.startswith("vllm-")]
+    counted = counting(calls, "nodepool_requirements", karpenter.nodepool_requirements)
+    for module in (karpenter, gpu_facts):
+        monkeypatch.setattr(module, "nodepool_requirements", counted)
+    vllm = [t for t in gpu_facts.gpu_pod_templates(ctx) if t.resource.name.startswith("vllm-")]
     pool_names = [f"gpu-inference-c{n}" for n in range(count)]
 
-    matched = [helpers.nodepools_for(ctx, template) for template in vllm]
+    matched = [gpu_facts.nodepools_for(ctx, template) for template in vllm]
 
-    pools = helpers.gpu_pools(ctx)
+    pools = gpu_facts.gpu_pools(ctx)
     assert [[p.name for p in pools_of] for pools_of in matched] == [pool_names] * count
     assert len(pools.classes) == 1
     assert [m.pool.name for m in pools.classes[0].members] == pool_names
@@ -194,8 +199,8 @@ def test_work_per_overlay_grows_linearly_with_its_resources(catalogue: Catalogue
     by_count = {n: calls_for(n, catalogue, monkeypatch) for n in (2, 4, 8)}
 
     names = sorted(set().union(*by_count.values()))
-    assert {"tools.validate.rules.helpers.nodepool_requirements", "tools.validate.rules.helpers.compatible",
-            "tools.validate.rules.helpers.selector_matches",
+    assert {"tools.validate.gpu.nodepool_requirements", "tools.validate.gpu.compatible",
+            "tools.validate.workloads.selector_matches",
             "tools.validate.vllm_args.parse_container"} <= set(names)
     for name in names:
         f = {n: by_count[n][name] for n in by_count}

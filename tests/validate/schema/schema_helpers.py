@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tools.validate.model import Resource
+from tools.validate.model import Resource, format_path
 
 EXAMPLES = Path(__file__).parent / "examples"
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -48,7 +48,7 @@ def resource(doc: dict[str, Any]) -> Resource:
 
 
 def found(violations: list[Any]) -> list[tuple[str, str]]:
-    return sorted((v.rule_id, v.path) for v in violations)
+    return sorted((v.rule_id, format_path(v.segments)) for v in violations)
 
 
 def upstream_crds() -> Path:

@@ -7,6 +7,7 @@ import datetime as dt
 import pytest
 from schema_helpers import edited, example, found, renamed, resource
 
+from tools.validate.model import format_path
 from tools.validate.schema import (
     DEFAULT_KUBERNETES_VERSION,
     SchemaError,
@@ -134,7 +135,7 @@ def test_values_json_cannot_carry_are_validated_as_kubectl_sends_them(validator:
 
     violations = validator.validate(resource(doc))
 
-    assert [(v.rule_id, v.path, v.message) for v in violations] == [
+    assert [(v.rule_id, format_path(v.segments), v.message) for v in violations] == [
         ("schema/invalid-value", "data.replicas", "must be a string (got number 3)")
     ]
 
@@ -142,6 +143,6 @@ def test_values_json_cannot_carry_are_validated_as_kubectl_sends_them(validator:
 def test_a_document_that_is_not_an_object_is_reported(validator: SchemaValidator) -> None:
     violations = validator.validate(resource(["not", "a", "resource"]))  # type: ignore[arg-type]
 
-    assert [(v.rule_id, v.path, v.message) for v in violations] == [
+    assert [(v.rule_id, format_path(v.segments), v.message) for v in violations] == [
         ("schema/unknown-kind", "", "a resource must be an object (got a list)")
     ]

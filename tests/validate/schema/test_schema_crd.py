@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from schema_helpers import edited, example, found, renamed, resource, upstream_crds
 
+from tools.validate.model import Context, format_path
 from tools.validate.rules import default_registry
-from tools.validate.rules.base import Context
 from tools.validate.schema import SchemaError, SchemaValidator
 
 EXAMPLE_NAMES = [
@@ -227,7 +227,7 @@ def test_structural_schema_semantics(widgets: SchemaValidator) -> None:
 def test_cel_rule_sees_defaults_and_unknown_functions_are_skipped(widgets: SchemaValidator) -> None:
     violations = widgets.validate(resource(widget(size=1, min=20)))
 
-    assert [(v.rule_id, v.path, v.message) for v in violations] == [
+    assert [(v.rule_id, format_path(v.segments), v.message) for v in violations] == [
         ("schema/cel-rule", "spec", "min must not exceed max")
     ]
     assert widgets.validate(resource(widget(size=1, min=5))) == []

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from schema_helpers import edited, example, found, renamed, resource
 
+from tools.validate.model import format_path
 from tools.validate.schema import PROJECT_KINDS, SchemaValidator
 
 EXAMPLES = {
@@ -394,7 +395,7 @@ def test_mistake_fails_with_rule_and_path(
 
     assert found(violations) == expected
     if message is not None:
-        first = min(violations, key=lambda v: (v.rule_id, v.path))
+        first = min(violations, key=lambda v: (v.rule_id, format_path(v.segments)))
         assert first.message == message
 
 

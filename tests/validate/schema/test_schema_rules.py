@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 from schema_helpers import edited, example, renamed, resource
 
-from tools.validate.model import Resource
+from tools.validate.model import Context, Resource, format_path
 from tools.validate.rules import default_registry
 from tools.validate.rules import schema as schema_rules
-from tools.validate.rules.base import Context
 from tools.validate.schema import SchemaValidator, SchemaViolation
 
 CONTAINER = "spec.template.spec.containers[0]"
@@ -28,7 +27,7 @@ def overlay() -> list[Resource]:
 
 def run(rule_id: str, ctx: Context) -> list[tuple[str, str, str]]:
     rule = default_registry().get(rule_id)
-    return [(v.resource.ref(), v.path, v.message) for v in rule.check(ctx, rule.options)]
+    return [(v.resource.ref(), format_path(v.segments), v.message) for v in rule.check(ctx, rule.options)]
 
 
 def test_the_family_is_registered_with_its_docs() -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from tools.validate.model import Finding, Report, Severity
+from tools.validate.model import Finding, Report, Severity, format_path
 
 TOOL_NAME = "gate"
 DISTRIBUTION = "eks-llm-inference"
@@ -88,7 +88,7 @@ def sort_findings(report: Report, findings: Iterable[Finding]) -> list[Finding]:
             resource_ref(f),
             -int(f.severity),
             f.rule_id,
-            f.path,
+            format_path(f.path),
             file_line[1] or 0,
         )
 
@@ -191,7 +191,7 @@ def fingerprint(finding: Finding) -> str:
         resource.gvk if resource else "",
         resource.namespace if resource else "",
         resource.name if resource else "",
-        finding.path,
+        format_path(finding.path),
     ]
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 

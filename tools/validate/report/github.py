@@ -7,7 +7,7 @@ in the message `%`, CR and LF; in properties also `:` and `,`.
 
 from __future__ import annotations
 
-from tools.validate.model import Finding, Report, Severity
+from tools.validate.model import Finding, Report, Severity, format_path
 from tools.validate.report.common import (
     DEFAULT_OPTIONS,
     RenderOptions,
@@ -48,7 +48,7 @@ def _command(report: Report, finding: Finding) -> str:
             properties.append(("line", str(line)))
     where = f"[{finding.overlay}] {resource_ref(finding)}"
     if finding.path:
-        where += f" {finding.path}"
+        where += f" {format_path(finding.path)}"
     body = f"{where}: {finding.message}"
     if finding.suppression is not None:
         command = "notice"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tools.validate.model import Finding, Report
+from tools.validate.model import Finding, Report, format_path
 from tools.validate.report.common import (
     DEFAULT_OPTIONS,
     RenderOptions,
@@ -65,7 +65,7 @@ def _finding(report: Report, finding: Finding) -> dict[str, Any]:
             "namespace": resource.namespace or None,
             "name": resource.name,
         },
-        "path": finding.path or None,
+        "path": format_path(finding.path) or None,
         "file": file,
         "line": line,
         "suppressed": None

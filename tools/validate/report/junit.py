@@ -14,7 +14,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from tools.validate.model import Finding, Report
+from tools.validate.model import Finding, Report, format_path
 from tools.validate.report.common import (
     DEFAULT_OPTIONS,
     TOOL_NAME,
@@ -148,7 +148,7 @@ def _details(report: Report, findings: Sequence[Finding]) -> str:
                 severity_name(finding.severity),
                 source_text(finding) or "(no source line)",
                 resource_ref(finding),
-                finding.path,
+                format_path(finding.path),
             )
             if part
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from itertools import groupby
 
-from tools.validate.model import Finding, Report, Severity
+from tools.validate.model import Finding, Report, Severity, format_path
 from tools.validate.report.common import (
     DEFAULT_OPTIONS,
     RenderOptions,
@@ -101,7 +101,7 @@ def _source_cell(finding: Finding, options: RenderOptions) -> str:
 def _row(finding: Finding, options: RenderOptions) -> str:
     resource = resource_ref(finding)
     if finding.path:
-        resource += f" {finding.path}"
+        resource += f" {format_path(finding.path)}"
     cells = [
         f"{ICONS[finding.severity]} {severity_name(finding.severity)}",
         code(finding.rule_id),

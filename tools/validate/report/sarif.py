@@ -12,7 +12,7 @@ import json
 from typing import Any
 from urllib.parse import quote
 
-from tools.validate.model import Finding, Report, Severity
+from tools.validate.model import Finding, Report, Severity, format_path
 from tools.validate.report.common import (
     DEFAULT_OPTIONS,
     TOOL_NAME,
@@ -132,7 +132,8 @@ def _location(finding: Finding) -> dict[str, Any]:
         }
     ]
     if finding.path:
-        path_name = f"{resource_name}/{finding.path}"
-        logical.append({"name": finding.path, "fullyQualifiedName": path_name, "kind": "property"})
+        printed = format_path(finding.path)
+        path_name = f"{resource_name}/{printed}"
+        logical.append({"name": printed, "fullyQualifiedName": path_name, "kind": "property"})
     location["logicalLocations"] = logical
     return location

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from itertools import groupby
 
-from tools.validate.model import Finding, Report, Severity
+from tools.validate.model import Finding, Report, Severity, format_path
 from tools.validate.report.common import (
     DEFAULT_OPTIONS,
     RenderOptions,
@@ -62,7 +62,7 @@ def _head(finding: Finding, paint: _Painter) -> str:
     label = paint.severity(finding.severity, severity_name(finding.severity).ljust(_SEVERITY_WIDTH))
     parts = [label, finding.rule_id, source_text(finding) or "(no source line)"]
     if finding.path:
-        parts.append(finding.path)
+        parts.append(format_path(finding.path))
     return "  ".join(parts)
 
 

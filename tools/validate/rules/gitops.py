@@ -13,9 +13,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import PurePosixPath
 from typing import Any
 
-from tools.validate.model import Resource, Severity, mapping, sequence
-from tools.validate.rules.base import Context, Rule, Violation
-from tools.validate.rules.helpers import app_sources, applications, sync_options, sync_wave, target_of
+from tools.validate.argocd import app_sources, applications, sync_options, sync_wave
+from tools.validate.keda import target_of
+from tools.validate.model import Context, FieldPath, Resource, Rule, Severity, Violation, mapping, sequence
 
 SYNC_WAVE = "argocd.argoproj.io/sync-wave"
 SYNC_OPTIONS_ANNOTATION = "argocd.argoproj.io/sync-options"
@@ -49,7 +49,7 @@ def check_revision_pinned(ctx: Context, options: Mapping[str, Any]) -> Iterator[
                 what = f"chart {source.get('chart')} version" if source.get("chart") else "targetRevision"
                 yield Violation(
                     app,
-                    f"{path}.targetRevision" if "targetRevision" in source else path,
+                    (*path, "targetRevision") if "targetRevision" in source else path,
                     f"{what} {revision!r} is not pinned: a push upstream changes the cluster without a "
                     "commit here",
                 )
@@ -59,7 +59,7 @@ def check_appproject_restricted(ctx: Context, options: Mapping[str, Any]) -> Ite
     for project in ctx.of_kind("AppProject"):
         repos = project.get("spec", "sourceRepos")
         if not repos:
-            yield Violation(project, "spec", "AppProject lists no sourceRepos")
+            yield Violation(project, ("spec",), "AppProject lists no sourceRepos")
         for i, repo in enumerate(repos or []):
             if str(repo).strip() == "*":
                 yield Violation(
@@ -67,7 +67,7 @@ def check_appproject_restricted(ctx: Context, options: Mapping[str, Any]) -> Ite
                 )
         destinations = project.get("spec", "destinations")
         if not destinations:
-            yield Violation(project, "spec", "AppProject lists no destinations")
+            yield Violation(project, ("spec",), "AppProject lists no destinations")
         for i, dest in enumerate(destinations or []):
             for key in ("namespace", "server", "name"):
                 if str(dest.get(key, "")).strip() == "*":
@@ -103,10 +103,10 @@ def _providers(ctx: Context) -> dict[str, list[Resource]]:
     return out
 
 
-def _wave_path(app: Resource) -> str:
+def _wave_path(app: Resource) -> FieldPath:
     if SYNC_WAVE in app.annotations:
-        return f"metadata.annotations.{SYNC_WAVE}"
-    return "metadata.annotations" if app.get("metadata", "annotations") is not None else "metadata"
+        return ("metadata", "annotations", SYNC_WAVE)
+    return ("metadata", "annotations") if app.get("metadata", "annotations") is not None else ("metadata",)
 
 
 def check_sync_wave_order(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
@@ -155,7 +155,7 @@ def check_scaled_replicas_ignored(ctx: Context, options: Mapping[str, Any]) -> I
             continue
         yield Violation(
             target,
-            "spec.replicas",
+            ("spec", "replicas"),
             f"replicas is set on a workload ScaledObject/{so.name} scales, and Application/{apps[0].name} "
             "does "
             "not ignore /spec/replicas with RespectIgnoreDifferences=true: every sync resets the HPA's count",
@@ -213,7 +213,7 @@ def check_application_source_exists(ctx: Context, options: Mapping[str, Any]) ->
             if problem is not None:
                 yield Violation(
                     app,
-                    f"{path}.path",
+                    (*path, "path"),
                     f"source path {relative!r} {problem}: Argo CD cannot generate the manifests and the "
                     "Application stays in ComparisonError",
                 )
@@ -267,7 +267,7 @@ def check_project_permits_application(ctx: Context, options: Mapping[str, Any]) 
         if project is None:
             yield Violation(
                 app,
-                "spec.project" if name else "spec",
+                ("spec", "project") if name else ("spec",),
                 f"AppProject {name!r} is not rendered with this Application: Argo CD refuses to sync an "
                 "Application of a project it does not have",
             )
@@ -277,7 +277,7 @@ def check_project_permits_application(ctx: Context, options: Mapping[str, Any]) 
             if not _glob_permits(sequence(project.get("spec", "sourceRepos")), repo, _normalized_repo):
                 yield Violation(
                     app,
-                    f"{path}.repoURL",
+                    (*path, "repoURL"),
                     f"AppProject/{name} does not permit the source repository {repo!r} (sourceRepos): the "
                     "sync is refused",
                 )
@@ -286,7 +286,7 @@ def check_project_permits_application(ctx: Context, options: Mapping[str, Any]) 
             where = ", ".join(f"{k} {v!r}" for k, v in destination.items())
             yield Violation(
                 app,
-                "spec.destination",
+                ("spec", "destination"),
                 f"AppProject/{name} does not permit the destination ({where}): the sync is refused",
             )
 

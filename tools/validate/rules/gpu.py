@@ -7,35 +7,41 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 from tools.validate.catalogue import GIB, Catalogue, InstanceType, ModelProfile
-from tools.validate.model import Resource, Severity, mapping, sequence
-from tools.validate.rules.base import Context, Rule, Violation
-from tools.validate.rules.helpers import (
-    CATEGORY,
-    FAMILY,
-    GPU_COUNT,
-    GPU_NAME,
-    GPU_RESOURCE,
-    PodTemplate,
+from tools.validate.gpu import (
+    REQUIREMENTS,
     PoolMatch,
     admission_path,
-    admitted_instance_types,
-    compatible,
     gpu_admission_path,
     gpu_pod_templates,
     gpu_pool_matches,
     gpu_pools,
     is_gpu_nodepool,
     matched_pools,
-    nodepools,
     pod_instance_types,
+)
+from tools.validate.karpenter import (
+    CATEGORY,
+    FAMILY,
+    GPU_COUNT,
+    GPU_NAME,
+    admitted_instance_types,
+    compatible,
+    nodepools,
     pod_requirement_terms,
-    pod_templates,
-    quantity,
     requirement_index,
     requirements_from,
-    tolerates,
     types_admitted,
-    vllm_workloads,
+)
+from tools.validate.model import (
+    Context,
+    FieldPath,
+    Resource,
+    Rule,
+    Severity,
+    Violation,
+    mapping,
+    quantity,
+    sequence,
 )
 from tools.validate.vllm_args import (
     ParserVerdict,
@@ -44,6 +50,7 @@ from tools.validate.vllm_args import (
     check_flags_with_vllm,
     find_vllm_python,
 )
+from tools.validate.workloads import GPU_RESOURCE, PodTemplate, pod_templates, tolerates, vllm_workloads
 
 VLLM_DEFAULT_GPU_MEMORY_UTILIZATION = 0.9
 BLOCKING_EFFECTS = ("NoSchedule", "NoExecute")
@@ -167,7 +174,7 @@ def check_taints_tolerated(ctx: Context, options: Mapping[str, Any]) -> Iterator
             for i, taint in blocking:
                 yield Violation(
                     pool,
-                    f"spec.template.spec.taints[{i}]",
+                    ("spec", "template", "spec", "taints", i),
                     f"taint {taint.get('key')}={taint.get('value', '')}:{taint.get('effect')} is not "
                     f"tolerated by {template.resource.kind}/{template.resource.name}: Karpenter skips "
                     "this NodePool "
@@ -236,7 +243,7 @@ def check_limits_admit_instance(ctx: Context, options: Mapping[str, Any]) -> Ite
         )
         yield Violation(
             pool,
-            f"spec.limits.{field}" if field else "spec.limits",
+            ("spec", "limits", field) if field else ("spec", "limits"),
             f"every instance type this NodePool admits exceeds its limits (smallest: {smallest.name}, "
             f"{smallest.gpus} GPU, {smallest.vcpu} vCPU, {smallest.memory_mib} MiB): Karpenter reports "
             "'all available instance types exceed limits' and pods stay Pending",
@@ -355,23 +362,23 @@ def check_vllm_flags(ctx: Context, options: Mapping[str, Any]) -> Iterator[Viola
 # ---------------------------------------------------------------------------- instance types as data
 
 
-def _requirement_path(pool: Resource, *keys: str) -> str:
+def _requirement_path(pool: Resource, *keys: str) -> FieldPath:
     """The path of the first requirement on one of `keys`, else of the requirements."""
     for key in keys:
         index = requirement_index(pool, key)
         if index is not None:
-            return f"spec.template.spec.requirements[{index}]"
-    return "spec.template.spec.requirements"
+            return (*REQUIREMENTS, index)
+    return REQUIREMENTS
 
 
-def _emptying_requirement(pool: Resource, catalogue: Catalogue) -> str:
+def _emptying_requirement(pool: Resource, catalogue: Catalogue) -> FieldPath:
     """The requirement without which the pool would admit an instance type (the first such), else all."""
     items = list(sequence(pool.get("spec", "template", "spec", "requirements")))
     for i in range(len(items)):
         rest = [item for j, item in enumerate(items) if j != i]
         if types_admitted(requirements_from(rest), catalogue):
-            return f"spec.template.spec.requirements[{i}]"
-    return "spec.template.spec.requirements"
+            return (*REQUIREMENTS, i)
+    return REQUIREMENTS
 
 
 def check_nodepool_admits_instance_types(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
@@ -484,7 +491,7 @@ def check_parallelism_matches_gpus(ctx: Context, options: Mapping[str, Any]) -> 
         if wanted == gpus:
             continue
         flag = next((f for f, v in sizes if v > 1), sizes[0][0] if sizes else None)
-        path = command.value_path(flag) if flag else f"{command.container_path}.resources.limits"
+        path = command.value_path(flag) if flag else (*command.container_path, "resources", "limits")
         product = " x ".join(f"{f} {v}" for f, v in sizes) or "no parallelism flags (1)"
         yield Violation(
             template.resource,
@@ -521,7 +528,7 @@ def check_bottlerocket_user_data(ctx: Context, options: Mapping[str, Any]) -> It
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
-            yield Violation(node_class, "spec.userData",
+            yield Violation(node_class, ("spec", "userData"),
                             f"userData is not valid TOML ({exc}): Bottlerocket cannot apply any of it")
             continue
         unknown = [f"[{key}]" for key in data if key != "settings"]
@@ -536,7 +543,7 @@ def check_bottlerocket_user_data(ctx: Context, options: Mapping[str, Any]) -> It
         for name in unknown:
             yield Violation(
                 node_class,
-                "spec.userData",
+                ("spec", "userData"),
                 f"{name} is not a Bottlerocket setting: the node's settings API refuses it, so what it was "
                 "meant to do (lazy image loading with SOCI, say) does not happen",
             )

@@ -12,8 +12,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from tools.validate import suppress
-from tools.validate.model import Severity
-from tools.validate.rules.base import Context, Rule, Violation
+from tools.validate.model import Context, Rule, Severity, Violation
 
 _EXAMPLE = """metadata:
   annotations:
@@ -48,7 +47,7 @@ def _no_check(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
 
 def _duplicate_keys(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
     for duplicate in ctx.extras.get("duplicates", ()):
-        yield Violation(None, "", f"key {duplicate.key!r} appears twice in one mapping ({duplicate.source} "
+        yield Violation(None, (), f"key {duplicate.key!r} appears twice in one mapping ({duplicate.source} "
                                   f"line {duplicate.line}); only the last value is used")
 
 

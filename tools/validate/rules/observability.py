@@ -20,8 +20,17 @@ from typing import Any
 import promql_parser
 
 from tools.validate.catalogue import Catalogue
-from tools.validate.model import Resource, Severity, mapping, sequence
-from tools.validate.rules.base import Context, Rule, Violation
+from tools.validate.model import (
+    Context,
+    FieldPath,
+    QuotedKey,
+    Resource,
+    Rule,
+    Severity,
+    Violation,
+    mapping,
+    sequence,
+)
 
 # Series Prometheus itself writes for alerting rules.
 PROMETHEUS_SERIES = frozenset({"ALERTS", "ALERTS_FOR_STATE"})
@@ -35,7 +44,7 @@ _LABEL_MAKERS = frozenset({"label_replace", "label_join"})
 @dataclass(frozen=True)
 class Query:
     resource: Resource
-    path: str  # of the field holding the query (a rule's expr, a dashboard's data key)
+    path: FieldPath  # of the field holding the query (a rule's expr, a dashboard's data key)
     where: str  # in words: "alert VllmQueueBacklog", "dashboard llm-scaling, panel 'x', query A"
     expr: str
 
@@ -63,8 +72,8 @@ def dashboards(ctx: Context, options: Mapping[str, Any]) -> Iterator[tuple[Resou
                 yield configmap, str(key), error
 
 
-def _data_path(key: str) -> str:
-    return f'data["{key}"]'
+def _data_path(key: str) -> FieldPath:
+    return ("data", QuotedKey(key))
 
 
 def _panels(board: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
@@ -81,7 +90,8 @@ def _rule_queries(ctx: Context) -> Iterator[tuple[Query, Mapping[str, Any]]]:
                 if not isinstance(rule, Mapping) or "expr" not in rule:
                     continue
                 name = f"alert {rule['alert']}" if "alert" in rule else f"recording rule {rule.get('record')}"
-                yield Query(resource, f"spec.groups[{g}].rules[{r}].expr", name, str(rule["expr"])), rule
+                path = ("spec", "groups", g, "rules", r, "expr")
+                yield Query(resource, path, name, str(rule["expr"])), rule
 
 
 def queries(ctx: Context, options: Mapping[str, Any]) -> Iterator[Query]:

@@ -23,10 +23,9 @@ from tools.validate.edges import (
     selected_classes,
     speaks,
 )
-from tools.validate.model import Severity, mapping, mappings, sequence
+from tools.validate.model import Context, FieldPath, Rule, Severity, Violation, mapping, mappings, sequence
 from tools.validate.network import cuts, describe, required_connections, scrape_jobs
-from tools.validate.rules.base import Context, Rule, Violation
-from tools.validate.rules.helpers import WORKLOAD_KINDS, pod_templates
+from tools.validate.workloads import WORKLOAD_KINDS, pod_templates
 
 PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
 
@@ -94,14 +93,14 @@ def check_scale_target_exists(ctx: Context, options: Mapping[str, Any]) -> Itera
     for scaler in ctx.of_kind("HorizontalPodAutoscaler", "ScaledObject"):
         ref = scaler.get("spec", "scaleTargetRef")
         if not isinstance(ref, dict):
-            yield Violation(scaler, "spec", f"{scaler.kind} has no scaleTargetRef: it scales nothing")
+            yield Violation(scaler, ("spec",), f"{scaler.kind} has no scaleTargetRef: it scales nothing")
             continue
         default_kind = "Deployment" if scaler.kind == "ScaledObject" else ""
         kind, name = str(ref.get("kind") or default_kind), str(ref.get("name") or "")
         if not kind or not _known(ctx, kind, scaler.namespace, name):
             yield Violation(
                 scaler,
-                "spec.scaleTargetRef.name" if "name" in ref else "spec.scaleTargetRef",
+                ("spec", "scaleTargetRef", "name") if "name" in ref else ("spec", "scaleTargetRef"),
                 f"scaleTargetRef {kind or '(no kind)'}/{name} does not exist {_where(scaler.namespace)}: "
                 f"the {scaler.kind} scales nothing and its metrics drive no replica",
             )
@@ -145,7 +144,7 @@ def check_service_target_port_exists(ctx: Context, options: Mapping[str, Any]) -
                 if not has_port(containers, target):
                     yield Violation(
                         service,
-                        f"spec.ports[{i}].{field_name}",
+                        ("spec", "ports", i, field_name),
                         f"targetPort {target!r} is not a port of any container of "
                         f"{template.resource.kind}/{template.resource.name}: traffic to port "
                         f"{port.get('port')} is refused",
@@ -178,22 +177,22 @@ def check_probe_port_exists(ctx: Context, options: Mapping[str, Any]) -> Iterato
 
 def check_ingress_backend_exists(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
     for ingress in ctx.of_kind("Ingress"):
-        backends: list[tuple[str, Any]] = []
+        backends: list[tuple[FieldPath, Any]] = []
         default = ingress.get("spec", "defaultBackend", "service")
         if isinstance(default, dict):
-            backends.append(("spec.defaultBackend.service", default))
+            backends.append((("spec", "defaultBackend", "service"), default))
         for i, rule in enumerate(sequence(ingress.get("spec", "rules"))):
             for j, path in enumerate(sequence(mapping(mapping(rule).get("http")).get("paths"))):
                 service = mapping(mapping(path).get("backend")).get("service")
                 if isinstance(service, dict):
-                    backends.append((f"spec.rules[{i}].http.paths[{j}].backend.service", service))
+                    backends.append((("spec", "rules", i, "http", "paths", j, "backend", "service"), service))
         for where, backend in backends:
             name = str(backend.get("name", ""))
             service = find(ctx, "Service", ingress.namespace, name)
             if service is None:
                 yield Violation(
                     ingress,
-                    f"{where}.name",
+                    (*where, "name"),
                     f"backend Service {name!r} does not exist {_where(ingress.namespace)}: the load balancer "
                     "answers 503 on this path",
                 )
@@ -209,7 +208,7 @@ def check_ingress_backend_exists(ctx: Context, options: Mapping[str, Any]) -> It
             if not found:
                 yield Violation(
                     ingress,
-                    f"{where}.port",
+                    (*where, "port"),
                     f"Service {name!r} has no port {wanted}: the load balancer has no target for this path",
                 )
 
@@ -226,7 +225,7 @@ def check_node_class_exists(ctx: Context, options: Mapping[str, Any]) -> Iterato
         if kind != "EC2NodeClass" or not _known(ctx, "EC2NodeClass", "", name):
             yield Violation(
                 pool,
-                "spec.template.spec.nodeClassRef.name",
+                ("spec", "template", "spec", "nodeClassRef", "name"),
                 f"nodeClassRef {kind}/{name} does not exist in this overlay: Karpenter launches no node for "
                 "this NodePool and its pods stay Pending",
             )
@@ -243,7 +242,7 @@ def check_trigger_authentication_exists(ctx: Context, options: Mapping[str, Any]
             if not _known(ctx, kind, namespace, name):
                 yield Violation(
                     scaled,
-                    f"spec.triggers[{i}].authenticationRef.name",
+                    ("spec", "triggers", i, "authenticationRef", "name"),
                     f"{kind} {name!r} does not exist {_where(namespace)}: KEDA cannot read this trigger "
                     "and the ScaledObject never becomes ready",
                 )
@@ -304,7 +303,7 @@ def check_network_path_allowed(ctx: Context, options: Mapping[str, Any]) -> Iter
             seen.add(key)
             policy = cut.policies[0]
             rules_key = cut.side  # spec.ingress / spec.egress
-            path = f"spec.{rules_key}" if policy.get("spec", rules_key) else "spec.podSelector"
+            path = ("spec", rules_key) if policy.get("spec", rules_key) else ("spec", "podSelector")
             names = ", ".join(p.name for p in cut.policies)
             refuses = (
                 f"{describe(connection.destination)} accepts no such connection"

@@ -7,27 +7,25 @@ from decimal import Decimal
 from typing import Any
 
 from tools.validate.catalogue import SERIES_SUFFIXES
-from tools.validate.model import Severity
-from tools.validate.rules.base import Context, Rule, Violation
-from tools.validate.rules.helpers import (
-    GPU_RESOURCE,
+from tools.validate.gpu import gpu_pool_matches, matched_pools
+from tools.validate.keda import (
     QueryError,
-    any_selecting,
-    as_int,
-    exported_name,
     formula_names,
-    gpu_pool_matches,
     hpas_of,
-    matched_pools,
     measures,
-    otel_renames,
-    pod_template,
-    pod_templates,
     scaled_objects_of,
     target_of,
     trigger_query,
     trigger_target,
     triggers,
+)
+from tools.validate.model import Context, FieldPath, Rule, Severity, Violation, as_int
+from tools.validate.telemetry import exported_name, otel_renames
+from tools.validate.workloads import (
+    GPU_RESOURCE,
+    any_selecting,
+    pod_template,
+    pod_templates,
     vllm_commands_of,
     vllm_workloads,
 )
@@ -38,17 +36,17 @@ SCALING_MODIFIERS = ("spec", "advanced", "scalingModifiers")
 BEHAVIOR = ("spec", "advanced", "horizontalPodAutoscalerConfig", "behavior")
 
 
-def _path(*parts: str) -> str:
-    return ".".join(parts)
+def _path(*parts: str) -> FieldPath:
+    return parts
 
 
-def _nearest(resource: Any, *parts: str) -> str:
+def _nearest(resource: Any, *parts: str) -> FieldPath:
     """`parts` as a path when it exists in the resource, else its nearest existing parent ("" for the "
     "root)."""
     for end in range(len(parts), 0, -1):
         if resource.get(*parts[:end]) is not None:
             return _path(*parts[:end])
-    return ""
+    return ()
 
 
 def _scaled_workloads(ctx: Context) -> Iterator[tuple[Any, Any, Any]]:
@@ -119,7 +117,7 @@ def check_running_target(ctx: Context, options: Mapping[str, Any]) -> Iterator[V
             if value >= max_num_seqs:
                 yield Violation(
                     so,
-                    f"spec.triggers[{i}].metadata.{field}",
+                    ("spec", "triggers", i, "metadata", field),
                     f"per-pod target {value:g} of the running-requests trigger is not below vLLM's "
                     f"--max-num-seqs {max_num_seqs} ({target.kind}/{target.name}): pods saturate and "
                     "requests "
@@ -143,7 +141,7 @@ def check_running_target(ctx: Context, options: Mapping[str, Any]) -> Iterator[V
         if value >= max_num_seqs:
             yield Violation(
                 so,
-                "spec.advanced.scalingModifiers.target",
+                ("spec", "advanced", "scalingModifiers", "target"),
                 f"formula target {value:g} (in running requests per pod) is not below vLLM's --max-num-seqs "
                 f"{max_num_seqs} ({target.kind}/{target.name})",
             )
@@ -164,14 +162,14 @@ def check_formula(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violatio
         try:
             names = formula_names(str(formula))
         except QueryError as exc:
-            yield Violation(so, f"{base}.formula", str(exc))
+            yield Violation(so, (*base, "formula"), str(exc))
             continue
         named = {str(t.get("name")) for _, t in triggers(so) if t.get("name")}
         for name in names:
             if name not in named:
                 yield Violation(
                     so,
-                    f"{base}.formula",
+                    (*base, "formula"),
                     f"formula uses `{name}`, which is not the name of any trigger "
                     f"(named triggers: {', '.join(sorted(named)) or 'none'})",
                 )
@@ -193,11 +191,11 @@ def check_trigger_metrics(ctx: Context, options: Mapping[str, Any]) -> Iterator[
                 query = trigger_query(trigger)
             except QueryError as exc:
                 field = "query" if trigger.get("type") == "prometheus" else "metricQuery"
-                yield Violation(so, f"spec.triggers[{i}].metadata.{field}", str(exc))
+                yield Violation(so, ("spec", "triggers", i, "metadata", field), str(exc))
                 continue
             if query is None:
                 continue
-            path = f"spec.triggers[{i}].metadata.{query.field}"
+            path = ("spec", "triggers", i, "metadata", query.field)
             exported_from = via_prometheus if trigger.get("type") == "prometheus" else via_collector
             for metric in query.metrics:
                 if metric.startswith("gateway_"):
@@ -262,7 +260,7 @@ def check_startup_probe(ctx: Context, options: Mapping[str, Any]) -> Iterator[Vi
     cold_start = int(options["cold_start_seconds"])
     for template, command in vllm_workloads(ctx):
         container = template.spec["containers"][command.container_index]
-        base = f"{command.container_path}.startupProbe"
+        base = (*command.container_path, "startupProbe")
         probe = container.get("startupProbe")
         if not isinstance(probe, dict):
             yield Violation(
@@ -280,7 +278,7 @@ def check_startup_probe(ctx: Context, options: Mapping[str, Any]) -> Iterator[Vi
             field = "failureThreshold" if "failureThreshold" in probe else ""
             yield Violation(
                 template.resource,
-                f"{base}.{field}" if field else base,
+                (*base, field) if field else base,
                 f"startupProbe allows {allowed} s (initialDelaySeconds {delay} + failureThreshold {failures} "
                 "x "
                 f"periodSeconds {period}), less than the {cold_start} s cold start",
@@ -327,7 +325,7 @@ def check_fallback(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violati
         if not isinstance(fallback, dict):
             yield Violation(
                 so,
-                "spec",
+                ("spec",),
                 "no fallback: when the metrics source fails, KEDA keeps the current replica count blindly",
             )
             continue
@@ -345,7 +343,7 @@ def check_single_autoscaler(ctx: Context, options: Mapping[str, Any]) -> Iterato
         for extra in scalers[1:]:
             yield Violation(
                 extra,
-                "spec.scaleTargetRef",
+                ("spec", "scaleTargetRef"),
                 f"{workload.kind}/{workload.name} is already scaled by ScaledObject/{scalers[0].name}: two "
                 "HPAs fight over its replicas",
             )
@@ -354,7 +352,7 @@ def check_single_autoscaler(ctx: Context, options: Mapping[str, Any]) -> Iterato
         for hpa in hpas_of(ctx, workload):
             yield Violation(
                 hpa,
-                "spec.scaleTargetRef",
+                ("spec", "scaleTargetRef"),
                 f"{workload.kind}/{workload.name} is scaled by ScaledObject/{scalers[0].name}, whose HPA "
                 "this one fights",
             )
@@ -371,7 +369,7 @@ def check_polling_interval(ctx: Context, options: Mapping[str, Any]) -> Iterator
         if effective > limit:
             yield Violation(
                 so,
-                "spec.pollingInterval" if interval is not None else "spec",
+                ("spec", "pollingInterval") if interval is not None else ("spec",),
                 f"KEDA polls every {effective} s{' (the default)' if interval is None else ''}: a queue "
                 f"burst waits that long before any scaling (at most {limit} s)",
             )
@@ -384,7 +382,7 @@ def check_pdb_for_scaled(ctx: Context, options: Mapping[str, Any]) -> Iterator[V
         labels = (*template.metadata_path, "labels")
         yield Violation(
             target,
-            ".".join(labels) if target.get(*labels) is not None else "",
+            labels if target.get(*labels) is not None else (),
             f"no PodDisruptionBudget selects the pods ScaledObject/{so.name} scales: a node drain may evict "
             "every replica at once",
         )

@@ -10,8 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from tools.validate.model import Severity
-from tools.validate.rules.base import Context, Rule, Violation
+from tools.validate.model import Context, Rule, Severity, Violation
 from tools.validate.schema import (
     CEL_RULE,
     INVALID_VALUE,

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from tools.validate.model import Resource, Severity, mapping, sequence
-from tools.validate.rules.base import Context, Rule, Violation
-from tools.validate.rules.helpers import PodTemplate, any_selecting, as_int, pod_templates, vllm_workloads
+from tools.validate.model import Context, Resource, Rule, Severity, Violation, as_int, mapping, sequence
+from tools.validate.workloads import PodTemplate, any_selecting, pod_templates, vllm_workloads
 
 UNPINNED_TAGS = ("latest", "main", "master", "nightly", "dev")
 CREDENTIAL_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
@@ -142,14 +141,14 @@ def check_imds(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
         if tokens is not None and tokens != "required":
             yield Violation(
                 node_class,
-                "spec.metadataOptions.httpTokens",
+                ("spec", "metadataOptions", "httpTokens"),
                 f"httpTokens {tokens!r}: IMDSv1 lets any SSRF read the node role's credentials",
             )
         hops = as_int(options_.get("httpPutResponseHopLimit"))
         if hops is not None and hops > 1:
             yield Violation(
                 node_class,
-                "spec.metadataOptions.httpPutResponseHopLimit",
+                ("spec", "metadataOptions", "httpPutResponseHopLimit"),
                 f"hop limit {hops} lets pods reach IMDS and take the node's IAM role (use 1; pods use Pod "
                 "Identity)",
             )
@@ -169,7 +168,7 @@ def check_network_policy(ctx: Context, options: Mapping[str, Any]) -> Iterator[V
         if not any_selecting(ctx, "NetworkPolicy", template, _restricts_ingress):
             yield Violation(
                 template.resource,
-                ".".join(template.metadata_path) + ".labels",
+                (*template.metadata_path, "labels"),
                 "no NetworkPolicy restricts ingress to the vLLM pods: anything in the cluster can call the "
                 "model directly, around the gateway",
             )
@@ -183,7 +182,7 @@ def check_seccomp(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violatio
             if kind not in ("RuntimeDefault", "Localhost"):
                 yield Violation(
                     template.resource,
-                    f"{path}.type" if kind is not None else path,
+                    (*path, "type") if kind is not None else path,
                     f"container {container.get('name')!r} runs without a seccomp profile "
                     f"({kind or 'unset'}): every syscall of the kernel is open to it",
                 )
@@ -217,7 +216,7 @@ def check_ingress_tls(ctx: Context, options: Mapping[str, Any]) -> Iterator[Viol
             continue
         yield Violation(
             ingress,
-            "spec" if ingress.get("spec") is not None else "",
+            ("spec",) if ingress.get("spec") is not None else (),
             "Ingress terminates no TLS (no spec.tls, no ALB certificate-arn): prompts and answers cross the "
             "internet in clear text",
         )

@@ -5,24 +5,20 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from tools.validate.model import Severity, mapping, sequence
-from tools.validate.rules.base import Context, Rule, Violation
-from tools.validate.rules.helpers import (
-    CAPACITY_TYPE,
+from tools.validate.gpu import gpu_pool_matches, is_gpu_nodepool, matched_pools
+from tools.validate.karpenter import CAPACITY_TYPE, requirement_index
+from tools.validate.model import Context, Rule, Severity, Violation, as_int, mapping, sequence
+from tools.validate.workloads import (
     PodTemplate,
     any_selecting,
-    as_int,
-    gpu_pool_matches,
-    is_gpu_nodepool,
-    matched_pools,
     pod_templates,
-    requirement_index,
     tolerates,
     vllm_commands_of,
     vllm_workloads,
 )
 
 DO_NOT_DISRUPT = "karpenter.sh/do-not-disrupt"
+POOL_SPEC = ("spec", "template", "spec")
 K8S_DEFAULT_GRACE_SECONDS = 30
 
 
@@ -41,7 +37,7 @@ def check_on_demand_fallback(ctx: Context, options: Mapping[str, Any]) -> Iterat
         index = requirement_index(first, CAPACITY_TYPE)
         yield Violation(
             first,
-            f"spec.template.spec.requirements[{index}]",
+            ("spec", "template", "spec", "requirements", index),
             f"no NodePool {template.resource.kind}/{template.resource.name} can land on admits on-demand "
             f"capacity ({', '.join(p.name for p in pools)}): when Spot GPUs run out, replicas stay Pending",
         )
@@ -84,7 +80,7 @@ def check_grace_period(ctx: Context, options: Mapping[str, Any]) -> Iterator[Vio
                 container = template.spec["containers"][command.container_index]
                 yield Violation(
                     template.resource,
-                    command.container_path + (".args" if container.get("args") else ""),
+                    (*command.container_path, "args") if container.get("args") else command.container_path,
                     "vLLM has no --shutdown-timeout: on SIGTERM it aborts in-flight requests at once",
                 )
         if grace < drain:
@@ -119,7 +115,7 @@ def check_do_not_disrupt(ctx: Context, options: Mapping[str, Any]) -> Iterator[V
         if str(template.annotations.get(DO_NOT_DISRUPT, "")).lower() != "true":
             meta = template.metadata_path
             has_annotations = template.resource.get(*meta, "annotations") is not None
-            path = ".".join([*meta, "annotations"]) if has_annotations else ".".join(meta)
+            path = (*meta, "annotations") if has_annotations else meta
             yield Violation(
                 template.resource,
                 path,
@@ -140,7 +136,7 @@ def check_consolidation_policy(ctx: Context, options: Mapping[str, Any]) -> Iter
             )
             yield Violation(
                 pool,
-                "spec.disruption.consolidationPolicy",
+                ("spec", "disruption", "consolidationPolicy"),
                 f"consolidationPolicy {policy!r} is not a Karpenter v1 policy{hint}",
             )
 
@@ -166,12 +162,13 @@ def check_pdb_allows_drain(ctx: Context, options: Mapping[str, Any]) -> Iterator
         if max_unavailable is not None and str(max_unavailable).strip() in ("0", "0%"):
             yield Violation(
                 pdb,
-                "spec.maxUnavailable",
+                ("spec", "maxUnavailable"),
                 "maxUnavailable 0 blocks every voluntary eviction: Karpenter can never drain or consolidate "
                 "these nodes, and expiry waits forever",
             )
         elif min_available is not None and str(min_available).strip() == "100%":
-            yield Violation(pdb, "spec.minAvailable", "minAvailable 100% blocks every voluntary eviction")
+            yield Violation(pdb, ("spec", "minAvailable"),
+                            "minAvailable 100% blocks every voluntary eviction")
 
 
 def check_expire_after(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
@@ -183,14 +180,14 @@ def check_expire_after(ctx: Context, options: Mapping[str, Any]) -> Iterator[Vio
             has_spec = pool.get("spec", "template", "spec") is not None
             yield Violation(
                 pool,
-                "spec.template.spec" if has_spec else "spec",
+                ("spec", "template", "spec") if has_spec else ("spec",),
                 "expireAfter is not set: the node lifetime is left to Karpenter's default (720h) instead of "
                 "a reviewed value",
             )
         elif str(value) == "Never":
             yield Violation(
                 pool,
-                "spec.template.spec.expireAfter",
+                ("spec", "template", "spec", "expireAfter"),
                 "expireAfter Never: GPU nodes are never replaced, so AMI and driver patches never reach them",
             )
 
@@ -225,7 +222,7 @@ def check_expiry_drain_bounded(ctx: Context, options: Mapping[str, Any]) -> Iter
             reported.add(id(pool))
             yield Violation(
                 pool,
-                "spec.template.spec.expireAfter" if "expireAfter" in spec else "spec.template.spec",
+                (*POOL_SPEC, "expireAfter") if "expireAfter" in spec else POOL_SPEC,
                 f"nodes expire (expireAfter {spec.get('expireAfter', '720h, the default')}) but the NodePool "
                 f"sets no terminationGracePeriod, and {template.resource.kind}/{template.resource.name} is "
                 f"protected from eviction by {blocker}: an expired node drains for ever, and drift never "

@@ -1,4 +1,6 @@
 """The hardware profile: figures the manifests cannot state (timings, GPU throughput, Spot, prices).
+What an instance type is (its GPU, size and labels) and a GPU's compute capability come from the gate's
+catalogue (`tools.validate.catalogue`), as the rules read them.
 
 A profile is a YAML file; built-in ones live in `profiles/` beside this module and are named by their
 file stem (`aws-g5-mistral7b-awq`). Every figure is `{value, type, source}` so that each number the
@@ -13,6 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from tools.validate.catalogue import Catalogue, load_catalogue
+from tools.validate.karpenter import GPU_NAME
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
 DEFAULT_HARDWARE = "aws-g5-mistral7b-awq"
@@ -103,9 +108,12 @@ def _section(doc: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     return value
 
 
-def parse_hardware_profile(doc: Any, origin: str) -> HardwareProfile:
+def parse_hardware_profile(doc: Any, origin: str, catalogue: Catalogue | None = None) -> HardwareProfile:
+    """The profile's figures, with each GPU's compute capability and each instance type's GPU, size and
+    labels from the gate's catalogue (`catalogue`, else the built-in one)."""
     if not isinstance(doc, Mapping):
         raise HardwareProfileError(f"{origin}: expected a mapping at the top level")
+    catalogue = catalogue if catalogue is not None else load_catalogue()
     try:
         sources: dict[str, str] = {}
         timings_doc = _section(doc, "timings")
@@ -120,9 +128,12 @@ def parse_hardware_profile(doc: Any, origin: str) -> HardwareProfile:
                 raise HardwareProfileError(
                     f"gpus.{name}.tokens_per_second_by_batch: expected {{batch: tok/s}}"
                 )
+            known = catalogue.gpus.get(str(name))
+            if known is None:
+                raise HardwareProfileError(f"gpus.{name}: not a GPU of the catalogue (tools/validate/data/)")
             gpus[str(name)] = Gpu(
                 name=str(name),
-                compute_capability=float(gpu_doc["compute_capability"]),
+                compute_capability=known.compute_capability / 10,  # the catalogue keeps major*10 + minor
                 tokens_per_second_by_batch={int(b): float(v) for b, v in sorted(table.items())},
             )
         instances = []
@@ -130,24 +141,28 @@ def parse_hardware_profile(doc: Any, origin: str) -> HardwareProfile:
             name = entry.get("name", "?")
             if not str(entry.get("source") or "").strip():
                 raise HardwareProfileError(f"instance_types.{name}: needs a source")
-            if entry.get("gpu") not in gpus:
+            listed = catalogue.instance_types.get(str(name))
+            if listed is None:
                 raise HardwareProfileError(
-                    f"instance_types.{name}: gpu {entry.get('gpu')!r} is not under gpus:"
+                    f"instance_types.{name}: not an instance type of the catalogue (tools/validate/data/)"
                 )
+            labels = catalogue.instance_labels(listed)
+            gpu_name = labels.get(GPU_NAME)
+            if gpu_name not in gpus:
+                raise HardwareProfileError(f"instance_types.{name}: its GPU {gpu_name!r} is not under gpus:")
             sources[f"instance_types.{name}"] = str(entry["source"])
             instances.append(
                 InstanceType(
                     name=str(name),
-                    gpu=gpus[entry["gpu"]],
-                    gpus=int(entry["gpus"]),
-                    vcpu=float(entry["vcpu"]),
-                    memory_gib=float(entry["memory_gib"]),
+                    gpu=gpus[gpu_name],
+                    gpus=listed.gpus,
+                    vcpu=float(listed.vcpu),
+                    memory_gib=listed.memory_mib / 1024,
                     network_gbps=float(entry["network_gbps"]),
                     on_demand_per_hour=float(entry["on_demand_per_hour"]),
                     spot_per_hour=float(entry["spot_per_hour"]),
                     spot_interruptions_per_month=float(entry["spot_interruptions_per_month"]),
-                    labels={str(k): str(v) for k, v in (entry.get("labels") or {}).items()}
-                    | {"node.kubernetes.io/instance-type": str(name)},
+                    labels=labels,
                 )
             )
         if not instances:

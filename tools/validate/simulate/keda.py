@@ -17,13 +17,13 @@ Sources (keda.sh docs, "ScaledObject specification" and "Scaling Deployments"):
 
 from __future__ import annotations
 
-import ast
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import simpleeval
 
+from tools.validate.keda import QueryError, formula_names
 from tools.validate.simulate.hpa import (
     Behavior,
     HorizontalPodAutoscaler,
@@ -135,17 +135,6 @@ def evaluate_formula(formula: str, values: Mapping[str, float]) -> float:
     return Formula(formula)(values)
 
 
-def formula_names(formula: str) -> set[str]:
-    try:
-        tree = ast.parse(formula, mode="eval")
-    except SyntaxError as exc:
-        raise ScalingConfigError(
-            f"scalingModifiers.formula {formula!r}: outside the arithmetic subset the simulator "
-            f"evaluates ({exc.msg})"
-        ) from None
-    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} - set(FORMULA_FUNCTIONS)
-
-
 def _number(value: Any, where: str) -> float:
     try:
         return float(value)
@@ -187,7 +176,11 @@ def parse_scaled_object(doc: Mapping[str, Any]) -> KedaScaling:
     modifiers = None
     if mods_doc:
         formula = str(mods_doc.get("formula", ""))
-        unknown = formula_names(formula) - {t.name for t in triggers}
+        try:
+            names = set(formula_names(formula))  # the subset the rules accept (scaling/formula-valid)
+        except QueryError as exc:
+            raise ScalingConfigError(f"ScaledObject {name}: scalingModifiers.{exc}") from None
+        unknown = names - {t.name for t in triggers}
         if unknown:
             raise ScalingConfigError(
                 f"ScaledObject {name}: formula names {', '.join(sorted(unknown))}, which no trigger is named"

@@ -11,10 +11,14 @@ from typing import Any
 
 from kubernetes.utils import parse_quantity
 
+from tools.validate.karpenter import CAPACITY_TYPE, requirements_from
+from tools.validate.keda import scale_target
 from tools.validate.model import Resource
 from tools.validate.simulate.hardware import HardwareProfile, InstanceType
 from tools.validate.simulate.hpa import Behavior
 from tools.validate.simulate.keda import KedaScaling, ScalingConfigError, parse_scaled_object
+from tools.validate.vllm_args import vllm_commands
+from tools.validate.workloads import selector_matches, tolerates
 
 VLLM_DEFAULT_MAX_NUM_SEQS = 256  # vLLM's engine default when --max-num-seqs is not given
 _GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
@@ -29,26 +33,6 @@ def go_duration(text: str) -> float | None:
     if not parts or "".join(n + u for n, u in parts) != text:
         raise ScalingConfigError(f"not a duration: {text!r}")
     return sum(float(n) * _UNITS[u] for n, u in parts)
-
-
-def vllm_flags(args: Sequence[str]) -> dict[str, str]:
-    """`--flag value` / `--flag=value` pairs of a vLLM command line (a bare flag maps to "true")."""
-    flags: dict[str, str] = {}
-    items = [str(a) for a in args]
-    i = 0
-    while i < len(items):
-        item = items[i]
-        if item.startswith("--"):
-            if "=" in item:
-                key, _, value = item.partition("=")
-                flags[key] = value
-            elif i + 1 < len(items) and not items[i + 1].startswith("--"):
-                flags[item] = items[i + 1]
-                i += 1
-            else:
-                flags[item] = "true"
-        i += 1
-    return flags
 
 
 @dataclass(frozen=True)
@@ -123,21 +107,17 @@ class Cluster:
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
-def _is_vllm(container: Mapping[str, Any]) -> bool:
-    command = " ".join(str(c) for c in (container.get("command") or ()))
-    return "vllm" in str(container.get("image", "")) or "vllm" in command
-
-
 def _quantity(value: Any) -> float:
     return float(parse_quantity(str(value)))
 
 
 def parse_deployment(res: Resource) -> VllmDeployment | None:
     pod = res.get("spec", "template", "spec", default={}) or {}
-    container = next((c for c in pod.get("containers") or () if _is_vllm(c)), None)
-    if container is None:
+    command = next(vllm_commands(res), None)  # the vLLM container, as the rules find it
+    if command is None:
         return None
-    flags = vllm_flags(container.get("args") or ())
+    container = pod["containers"][command.container_index]
+    flags = {flag: "true" if value is None else value for flag, value in command.values.items()}
     resources = container.get("resources") or {}
     limits = resources.get("limits") or {}
     requests = resources.get("requests") or {}
@@ -213,47 +193,17 @@ def parse_node_pool(res: Resource, node_classes: Mapping[str, Resource]) -> Node
     )
 
 
-def requirement_admits(req: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
-    key, op = str(req.get("key")), str(req.get("operator"))
-    values = [str(v) for v in req.get("values") or ()]
-    if key == "karpenter.sh/capacity-type" or key not in labels:
-        # Capacity type is chosen per launch; labels we do not model (zones, ...) are satisfiable.
-        return True
-    value = labels[key]
-    if op == "In":
-        return value in values
-    if op == "NotIn":
-        return value not in values
-    if op == "Exists":
-        return True
-    if op == "DoesNotExist":
-        return False
-    if op in ("Gt", "Lt"):
-        number, bound = float(value), float(values[0])
-        return number > bound if op == "Gt" else number < bound
-    raise ScalingConfigError(f"requirement on {key}: unknown operator {op!r}")
-
-
-def _tolerates(taint: Mapping[str, Any], tolerations: Sequence[Mapping[str, Any]]) -> bool:
-    for tol in tolerations:
-        if tol.get("effect") not in (None, "", taint.get("effect")):
-            continue
-        if tol.get("operator") == "Exists" and tol.get("key") in (None, "", taint.get("key")):
-            return True
-        if tol.get("key") == taint.get("key") and str(tol.get("value", "")) == str(taint.get("value", "")):
-            return True
-    return False
-
-
 def admitted_instances(
     pool: NodePool, deployment: VllmDeployment | None, hardware: HardwareProfile
 ) -> list[InstanceType]:
     """Instance types of the profile that the pool's requirements (and the pod's node affinity) admit
     and that fit the pod's GPU, CPU and memory requests, in the profile's launch order."""
+    reqs = requirements_from([*pool.requirements, *(deployment.node_requirements if deployment else ())])
+    reqs.pop(CAPACITY_TYPE, None)  # chosen per launch, not a property of the instance type
     out = []
     for it in hardware.instance_types:
-        reqs = list(pool.requirements) + list(deployment.node_requirements if deployment else ())
-        if not all(requirement_admits(r, it.labels) for r in reqs):
+        # labels the profile does not model (zones, ...) are taken as satisfiable
+        if not all(reqs[key].admits(value) for key, value in it.labels.items() if key in reqs):
             continue
         if deployment is not None and (
             it.gpus < max(deployment.gpus_per_pod, 1)
@@ -267,7 +217,7 @@ def admitted_instances(
 
 def pools_for(deployment: VllmDeployment, pools: Sequence[NodePool]) -> list[NodePool]:
     """The pools the pod may land on (every taint tolerated), highest weight first."""
-    usable = [p for p in pools if all(_tolerates(t, deployment.tolerations) for t in p.taints)]
+    usable = [p for p in pools if all(tolerates(deployment.tolerations, t) for t in p.taints)]
     return sorted(usable, key=lambda p: -p.weight)
 
 
@@ -299,7 +249,7 @@ def read_cluster(overlay: str, resources: Sequence[Resource]) -> Cluster:
         r
         for r in resources
         if r.kind == "ScaledObject"
-        and r.get("spec", "scaleTargetRef", "name") == deployment.name
+        and scale_target(r) == ("Deployment", deployment.name)
         and r.namespace == dep_res.namespace
     ]
     scaling = parse_scaled_object(scaled[0].doc) if scaled else None
@@ -310,9 +260,9 @@ def read_cluster(overlay: str, resources: Sequence[Resource]) -> Cluster:
     pdb = None
     for r in resources:
         if r.kind == "PodDisruptionBudget" and r.namespace == dep_res.namespace:
-            selector = r.get("spec", "selector", "matchLabels", default={}) or {}
+            selector = r.get("spec", "selector")
             labels = dep_res.get("spec", "template", "metadata", "labels", default={}) or {}
-            if selector and all(labels.get(k) == v for k, v in selector.items()):
+            if selector and selector_matches(selector, labels):
                 pdb = PodDisruptionBudget(
                     r.name,
                     None if r.get("spec", "minAvailable") is None else str(r.get("spec", "minAvailable")),

@@ -9,18 +9,10 @@ from pathlib import Path
 import pytest
 
 from tools.validate.catalogue import GIB, load_catalogue
-from tools.validate.model import Resource
-from tools.validate.rules.base import Context
-from tools.validate.rules.helpers import (
-    QueryError,
-    compatible,
-    exported_name,
-    formula_names,
-    otel_query_metric,
-    otel_renames,
-    promql_metrics,
-    requirements_from,
-)
+from tools.validate.karpenter import compatible, requirements_from
+from tools.validate.keda import QueryError, formula_names, otel_query_metric, promql_metrics
+from tools.validate.model import Context, Resource, format_path
+from tools.validate.telemetry import exported_name, otel_renames
 from tools.validate.vllm_args import VllmUnavailable, check_flags_with_vllm, find_vllm_python, vllm_commands
 
 # ------------------------------------------------------------------------------------------ formulas
@@ -161,9 +153,9 @@ def test_vllm_args_with_command_and_positional_model() -> None:
     assert cmd.args == ["/models/m", "--max-num-seqs", "32", "--enforce-eager", "--max-model-len=4096"]
     assert cmd.int_value("--max-num-seqs") == 32
     assert cmd.value("--enforce-eager") is None
-    assert cmd.value_path("--max-num-seqs") == "spec.template.spec.containers[0].args[2]"
-    assert cmd.value_path("--max-model-len") == "spec.template.spec.containers[0].args[4]"
-    assert cmd.flag_path("--enforce-eager") == "spec.template.spec.containers[0].args[3]"
+    assert format_path(cmd.value_path("--max-num-seqs")) == "spec.template.spec.containers[0].args[2]"
+    assert format_path(cmd.value_path("--max-model-len")) == "spec.template.spec.containers[0].args[4]"
+    assert format_path(cmd.flag_path("--enforce-eager")) == "spec.template.spec.containers[0].args[3]"
 
 
 def test_vllm_args_in_a_shell_script_and_the_module_entrypoint() -> None:
@@ -173,7 +165,7 @@ def test_vllm_args_in_a_shell_script_and_the_module_entrypoint() -> None:
         )
     )
     assert shell.int_value("--max-num-seqs") == 8
-    assert shell.value_path("--max-num-seqs") == "spec.template.spec.containers[0].command[2]"
+    assert format_path(shell.value_path("--max-num-seqs")) == "spec.template.spec.containers[0].command[2]"
     (module,) = vllm_commands(
         _deployment(
             {
