@@ -76,7 +76,8 @@ def test_charts_are_pinned(rendered: dict[str, Rendered], env: str) -> None:
         "ack-ecr-controller": ("public.ecr.aws/aws-controllers-k8s", "ecr-chart", "1.8.1"),
         "ack-cloudfront-controller": ("public.ecr.aws/aws-controllers-k8s", "cloudfront-chart", "1.7.1"),
     }
-    for name in ("ack-iam-controller", "ack-eks-controller", "ack-ecr-controller", "ack-cloudfront-controller"):
+    for service in ("iam", "eks", "ecr", "cloudfront"):
+        name = f"ack-{service}-controller"
         values = result.one("Application", name)["spec"]["source"]["helm"]["valuesObject"]
         assert values["aws"] == {"region": "us-east-1"}
     karpenter_settings = result.one("Application", "karpenter")["spec"]["source"]["helm"]["valuesObject"][

@@ -65,8 +65,9 @@ def test_each_service_account_is_bound_to_its_role(rendered: dict[str, Rendered]
 def test_images_come_through_the_environments_registry(rendered: dict[str, Rendered], env: str) -> None:
     registry = f"{values(env)['accountId']}.dkr.ecr.{values(env)['awsRegion']}.amazonaws.com/"
     overlay = rendered[f"overlays/{env}"]
-    images = [vllm_container(overlay)["image"], overlay.one("OpenTelemetryCollector", "vllm-metrics")["spec"]["image"]]
-    images += [c["image"] for c in overlay.one("Deployment", "gateway")["spec"]["template"]["spec"]["containers"]]
+    gateway = overlay.one("Deployment", "gateway")["spec"]["template"]["spec"]
+    images = [vllm_container(overlay)["image"], *(c["image"] for c in gateway["containers"])]
+    images.append(overlay.one("OpenTelemetryCollector", "vllm-metrics")["spec"]["image"])
     assert all(image.startswith(registry) for image in images), images
     rule = overlay.one("PullThroughCacheRule", "docker-hub")["spec"]
     assert rule["credentialARN"] == (
@@ -87,7 +88,7 @@ def test_cloudfront_caches_static_assets_only(rendered: dict[str, Rendered], env
     assert overlay.one("ConfigMap", "gateway-config")["data"]["GATEWAY_TRUSTED_HOPS"] == "2"
 
 
-def test_prod_mounts_the_shared_compile_cache_and_dev_keeps_the_empty_dir(rendered: dict[str, Rendered]) -> None:
+def test_prod_mounts_the_shared_compile_cache_dev_keeps_the_empty_dir(rendered: dict[str, Rendered]) -> None:
     prod, dev = rendered["overlays/prod"], rendered["overlays/dev"]
     claim = prod.one("PersistentVolumeClaim", "vllm-compile-cache")["spec"]
     storage_class = prod.one("StorageClass", "efs-compile-cache")
@@ -95,7 +96,7 @@ def test_prod_mounts_the_shared_compile_cache_and_dev_keeps_the_empty_dir(render
     assert storage_class["provisioner"] == "efs.csi.aws.com"
     assert storage_class["parameters"]["fileSystemId"] == values("prod")["efsFileSystemId"]
     mounts = {m["mountPath"]: m for m in vllm_container(prod)["volumeMounts"]}
-    assert (mounts["/cache/vllm"]["name"], mounts["/cache/vllm"]["subPath"]) == ("compile-cache", "vllm")
-    assert (mounts["/cache/triton"]["name"], mounts["/cache/triton"]["subPath"]) == ("compile-cache", "triton")
+    for path, sub_path in (("/cache/vllm", "vllm"), ("/cache/triton", "triton")):
+        assert (mounts[path]["name"], mounts[path]["subPath"]) == ("compile-cache", sub_path)
     assert ("PersistentVolumeClaim", "vllm-compile-cache") not in dev.ids()
     assert {m["mountPath"] for m in vllm_container(dev)["volumeMounts"]} == {"/dev/shm", "/cache", "/tmp"}

@@ -31,7 +31,8 @@ def test_vllm_args_are_the_reference_flags(rendered: dict[str, Rendered], target
         **EXPECTED_FLAGS,
     }
     assert container["command"] == ["vllm", "serve"]
-    assert container["image"] == f"{account}.dkr.ecr.us-east-1.amazonaws.com/docker-hub/vllm/vllm-openai:v0.32.0"
+    registry = f"{account}.dkr.ecr.us-east-1.amazonaws.com"
+    assert container["image"] == f"{registry}/docker-hub/vllm/vllm-openai:v0.32.0"
 
 
 @pytest.mark.parametrize("target", OVERLAYS)

@@ -16,7 +16,9 @@ from tools.validate.model import Resource, Severity
 
 T = TypeVar("T")
 
-FAMILIES = ("scaling", "spot", "gpu", "security", "gitops", "references", "observability", "schema", "input")
+FAMILIES = (
+    "scaling", "spot", "gpu", "security", "gitops", "references", "observability", "aws", "schema", "input",
+)
 
 
 @dataclass(frozen=True)
