@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from tools.validate import sandbox, suppress
 from tools.validate.config import GateConfig
 from tools.validate.environment_values import EXTRAS_KEY as ENVIRONMENT_VALUES_KEY
-from tools.validate.environment_values import environment_values
+from tools.validate.environment_values import environment_values, values_of_environment
 from tools.validate.loader import InputError, Limits, load_one_mapping
 from tools.validate.model import Finding, Report, Resource, Severity
 from tools.validate.render import (
@@ -153,7 +153,10 @@ def run(
         everything.append(given.rendered)
         rendered_targets.append(given.rendered)
         target_envs.append(options.env)
-        target_values.append(None)  # rendered elsewhere: no kustomization to read the values from
+        # rendered elsewhere: the values of the environment it is checked as, if one was named
+        environment = config.environments.get(options.env or "")
+        paths = environment.paths if environment is not None else ()
+        target_values.append(values_of_environment(paths, options.repo_root, config.limits))
     apps_by_env = _applications_by_env(everything, config)
     sources = application_sources(everything, options.repo_root, render_options)
     for rendered, env, values in zip(rendered_targets, target_envs, target_values, strict=True):

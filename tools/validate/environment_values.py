@@ -8,13 +8,13 @@ kustomization graph), with the gate's bounded loader.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from tools.validate import sandbox
 from tools.validate.loader import InputError, Limits, load_file
 from tools.validate.model import mapping
-from tools.validate.render import KUSTOMIZATION_FILES, repo_relative
+from tools.validate.render import KUSTOMIZATION_FILES, is_kustomization_dir, repo_relative
 
 VALUES_NAME = "environment"
 LOCAL_CONFIG = "config.kubernetes.io/local-config"
@@ -50,4 +50,17 @@ def environment_values(directory: Path, repo_root: Path, limits: Limits) -> Mapp
         for document in documents:
             if is_environment_values(document):
                 return {str(key): str(value) for key, value in mapping(mapping(document).get("data")).items()}
+    return None
+
+
+def values_of_environment(paths: Iterable[str], repo_root: Path, limits: Limits) -> Mapping[str, str] | None:
+    """The values of an environment (gate.yaml `environments.E.paths`): those of the first of its
+    kustomizations that reads any. For manifests rendered elsewhere and checked `--env E`."""
+    for configured in paths:
+        directory = repo_root / configured.strip("/")
+        if sandbox.contained(directory, repo_root) is None or not is_kustomization_dir(directory):
+            continue
+        values = environment_values(directory, repo_root, limits)
+        if values is not None:
+            return values
     return None
