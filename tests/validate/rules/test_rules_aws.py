@@ -13,6 +13,7 @@ from tools.validate.environment_values import EXTRAS_KEY, environment_values
 from tools.validate.loader import Limits
 from tools.validate.rules import aws
 from tools.validate.rules.base import Context, Rule
+from tools.validate.rules.helpers import as_int
 
 REPOSITORY = Path(__file__).parents[3]
 RULES = {rule.id: rule for rule in aws.RULES}
@@ -125,3 +126,9 @@ def test_a_directory_without_environment_values_has_none(tmp_path: Path) -> None
 
     # Named `environment` but deployed (not local-config): not the values.
     assert environment_values(tmp_path / "web", tmp_path, Limits()) is None
+
+
+@pytest.mark.parametrize("text", ["INFINITY", "-inf", "nan", "1e999"])
+def test_an_integer_field_that_no_integer_holds_reads_as_absent(text: str) -> None:
+    """Found by the robustness property over the baseline with the AWS side (spec.fallback.replicas)."""
+    assert as_int(text, default=7) == 7
