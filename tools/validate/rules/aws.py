@@ -16,13 +16,14 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from tools.validate.environment_values import EXTRAS_KEY
-from tools.validate.model import Resource, Severity, mapping, sequence
+from tools.validate.model import Resource, Severity, mapping, mappings, sequence
 from tools.validate.rules.base import Context, Rule, Violation
-from tools.validate.rules.helpers import PodTemplate, pod_templates
+from tools.validate.rules.helpers import PodTemplate, as_int, pod_templates
 
 IAM_GROUP = "iam.services.k8s.aws"
 EKS_GROUP = "eks.services.k8s.aws"
 ECR_GROUP = "ecr.services.k8s.aws"
+CLOUDFRONT_GROUP = "cloudfront.services.k8s.aws"
 POD_IDENTITY_PRINCIPAL = "pods.eks.amazonaws.com"
 POD_IDENTITY_ACTIONS = ("sts:AssumeRole", "sts:TagSession")
 AWS_ENV_NAMES = ("AWS_REGION", "AWS_DEFAULT_REGION")
@@ -365,6 +366,76 @@ def check_read_write_many(ctx: Context, options: Mapping[str, Any]) -> Iterator[
             )
 
 
+def _selected_by(template: PodTemplate, service: Resource) -> bool:
+    selector = {str(k): str(v) for k, v in mapping(service.get("spec", "selector")).items()}
+    labels = template.labels
+    return bool(selector) and template.resource.namespace == service.namespace and all(
+        labels.get(key) == value for key, value in selector.items()
+    )
+
+
+def _hops_settings(ctx: Context, template: PodTemplate, setting: str) -> Iterator[tuple[Resource, str, Any]]:
+    """Where the pods of `template` get `setting`: an env value, or a ConfigMap they load whole."""
+    for index, container in template.containers():
+        for position, env in enumerate(sequence(container.get("env"))):
+            env = mapping(env)
+            if env.get("name") == setting and "value" in env:
+                where = template.at("containers", index, "env", position, "value")
+                yield template.resource, where, env["value"]
+        for source in sequence(container.get("envFrom")):
+            name = str(mapping(mapping(source).get("configMapRef")).get("name") or "")
+            for config_map in ctx.of_kind("ConfigMap"):
+                if (config_map.namespace, config_map.name) == (template.resource.namespace, name):
+                    data = mapping(config_map.get("data"))
+                    if setting in data:
+                        yield config_map, f"data.{setting}", data[setting]
+
+
+def check_trusted_hops(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
+    setting = str(options["setting"])
+    fronted: dict[str, Resource] = {}
+    for distribution in ctx.of_kind("Distribution"):
+        if distribution.group == CLOUDFRONT_GROUP:
+            aliases = mapping(distribution.get("spec", "distributionConfig", "aliases")).get("items")
+            for alias in _strings(aliases):
+                fronted.setdefault(alias, distribution)
+    services = {(s.namespace, s.name): s for s in ctx.of_kind("Service")}
+    reported: set[tuple[int, str]] = set()
+    for ingress in ctx.of_kind("Ingress"):
+        for rule in mappings(ingress.get("spec", "rules")):
+            host = str(rule.get("host") or "")
+            cdn = fronted.get(host)
+            expected = int(options["proxies_in_front_of_ingress"]) + (1 if cdn is not None else 0)
+            chain = f"the load balancer of Ingress {ingress.name}" + (
+                f" and CloudFront (Distribution {cdn.name}, alias {host})" if cdn is not None else ""
+            )
+            for path in mappings(mapping(rule.get("http")).get("paths")):
+                backend = str(mapping(mapping(path.get("backend")).get("service")).get("name") or "")
+                service = services.get((ingress.namespace, backend))
+                if service is None:
+                    continue
+                for template in pod_templates(ctx):
+                    if not _selected_by(template, service):
+                        continue
+                    for resource, where, value in _hops_settings(ctx, template, setting):
+                        hops = as_int(value)
+                        key = (id(resource), where)
+                        if hops == expected or key in reported:
+                            continue
+                        reported.add(key)
+                        effect = (
+                            "the client address it records and rate-limits by is a proxy's"
+                            if hops is not None and hops < expected
+                            else "a client can forge its address with its own X-Forwarded-For"
+                        )
+                        yield Violation(
+                            resource,
+                            where,
+                            f"{setting} is {value!r}, but {expected} proxies append to X-Forwarded-For in "
+                            f"front of {service.name} ({chain}): {effect}",
+                        )
+
+
 RULES: list[Rule] = [
     Rule(
         id="aws/pod-identity-bound",
@@ -463,5 +534,26 @@ RULES: list[Rule] = [
             "kind: PersistentVolumeClaim\nspec:\n  accessModes: [ReadWriteMany]\n"
             "  storageClassName: efs-compile-cache  # provisioner: efs.csi.aws.com"
         ),
+    ),
+    Rule(
+        id="aws/trusted-hops-match-proxies",
+        family="aws",
+        title="The gateway trusts as many X-Forwarded-For hops as there are proxies in front of it",
+        severity=Severity.ERROR,
+        why=(
+            "The ALB appends the client to X-Forwarded-For; CloudFront in front of it appends the viewer "
+            "first and the ALB then appends CloudFront. A gateway that trusts fewer hops than there are "
+            "proxies records and rate-limits every client as the proxy; one that trusts more takes a "
+            "forged header's address."
+        ),
+        remediation=(
+            "Set the gateway's trusted hops to the proxies in front of it: 1 behind the ALB, 2 when a "
+            "CloudFront Distribution has the Ingress host as an alias."
+        ),
+        scope=("Ingress", "Distribution", "ConfigMap", *WORKLOADS),
+        check=check_trusted_hops,
+        options={"setting": "GATEWAY_TRUSTED_HOPS", "proxies_in_front_of_ingress": 1},
+        example='# Distribution aliases [llm.example.com] in front of the Ingress\nGATEWAY_TRUSTED_HOPS: "1"',
+        use_instead='GATEWAY_TRUSTED_HOPS: "2"  # CloudFront, then the ALB',
     ),
 ]
