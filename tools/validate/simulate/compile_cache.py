@@ -18,6 +18,13 @@ POD = "pod"
 ENGINE_INIT_KEYS = {SHARED: "engine_init_seconds", POD: "engine_init_seconds_cold_compile"}
 
 
+def describe_compile_cache(mode: str) -> str:
+    """How the simulator starts a new pod's engine, in words for the summary."""
+    if mode == SHARED:
+        return "compile cache on a shared claim (warm engine start)"
+    return "compile cache in the pod (cold engine start: every new pod compiles)"
+
+
 def _env(container: Mapping[str, Any]) -> dict[str, str]:
     return {
         str(item.get("name")): str(item.get("value"))
