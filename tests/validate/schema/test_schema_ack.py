@@ -4,6 +4,7 @@ the same mistakes fail both."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 import yaml
 from schema_helpers import REPO_ROOT, edited, example, found, renamed, resource, upstream_crds
 
+from tools.validate.cli import main
 from tools.validate.model import Resource
 from tools.validate.schema import SchemaValidator
 
@@ -131,3 +133,14 @@ def test_the_project_schemas_catch_what_aws_would_refuse(
         doc["spec"].pop("roleRef")
         path = "spec"
     assert found(validator.validate(resource(doc))) == [("schema/invalid-value", path)]
+
+
+def test_the_gate_passes_the_repository_with_the_upstream_ack_crds(tmp_path: Path) -> None:
+    """`gate validate --crd <shared/crds/ack>`: the ACK kinds validated by the upstream CRDs (their
+    transition rules skipped and counted), every other kind as always, and no finding."""
+    out = tmp_path / "report.json"
+    crds = str(ack_crds())
+    code = main(["validate", "--repo-root", str(REPO_ROOT), "--crd", crds, "--format", f"json={out}"])
+
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert (code, report["findings"]) == (0, [])
