@@ -36,8 +36,8 @@ def test_quick_run_reports_every_gate_stage_with_positive_figures(
         *(("generated-100", stage) for stage in (gate_bench.STAGE_PARSE, *gate_bench.CHECK_STAGES)),
     ]
     resources = {row["corpus"]: row["resources"] for row in rows}
-    # prod renders 35 resources; the generated corpus is 3 copies of prod's 33 plus its 2 Namespaces.
-    assert resources == {"all": 1, "overlays-prod": 35, "generated-100": 101}
+    # prod renders 45 resources; the generated corpus is 3 copies of prod's 43 plus its 2 Namespaces.
+    assert resources == {"all": 1, "overlays-prod": 45, "generated-100": 131}
     columns = {"corpus", "resources", "stage", "wall_s", "cpu_s", "per_s_wall", "per_s_cpu", "repeats"}
     assert set(rows[0]) == columns
     for row in rows:
@@ -50,7 +50,7 @@ def test_quick_run_reports_every_gate_stage_with_positive_figures(
     assert results["machine"]["nproc"] == os.cpu_count()
 
     printed = capsys.readouterr().out
-    assert "| generated-100 | 101 | schema + policy |" in printed
+    assert "| generated-100 | 131 | schema + policy |" in printed
     assert "generated-100: schema + policy" in printed
     assert "checkov" not in printed.lower()
 

@@ -38,6 +38,10 @@ def test_sync_waves_put_controllers_first(rendered: dict[str, Rendered], env: st
         "keda": -2,
         "opentelemetry-operator": -2,
         "kube-prometheus-stack": -2,
+        "ack-iam-controller": -2,
+        "ack-eks-controller": -2,
+        "ack-ecr-controller": -2,
+        "ack-cloudfront-controller": -2,
         "keda-otel-scaler": -1,
         "dcgm-exporter": -1,
         "inference": 0,
@@ -67,7 +71,15 @@ def test_charts_are_pinned(rendered: dict[str, Rendered], env: str) -> None:
             "88.5.0",
         ),
         "dcgm-exporter": ("https://nvidia.github.io/dcgm-exporter/helm-charts", "dcgm-exporter", "4.1.1"),
+        "ack-iam-controller": ("public.ecr.aws/aws-controllers-k8s", "iam-chart", "1.8.1"),
+        "ack-eks-controller": ("public.ecr.aws/aws-controllers-k8s", "eks-chart", "1.20.0"),
+        "ack-ecr-controller": ("public.ecr.aws/aws-controllers-k8s", "ecr-chart", "1.8.1"),
+        "ack-cloudfront-controller": ("public.ecr.aws/aws-controllers-k8s", "cloudfront-chart", "1.7.1"),
     }
+    for service in ("iam", "eks", "ecr", "cloudfront"):
+        name = f"ack-{service}-controller"
+        values = result.one("Application", name)["spec"]["source"]["helm"]["valuesObject"]
+        assert values["aws"] == {"region": "us-east-1"}
     karpenter_settings = result.one("Application", "karpenter")["spec"]["source"]["helm"]["valuesObject"][
         "settings"
     ]
@@ -92,6 +104,7 @@ def test_project_restricts_sources_and_destinations(rendered: dict[str, Rendered
         "dcgm-exporter",
         "kube-system",
         "kube-node-lease",
+        "ack-system",
     }
     assert all(d["server"] == "https://kubernetes.default.svc" for d in project["destinations"])
     for kind, name in rendered[f"apps/{env}"].ids():

@@ -42,7 +42,17 @@ WORKLOAD_IDS = {
     ("ConfigMap", "dashboard-nodes"),
     ("ConfigMap", "dashboard-gateway"),
     ("ConfigMap", "dashboard-gpu"),
+    ("Policy", "vllm-model-read"),
+    ("Policy", "gateway-responses"),
+    ("Role", "vllm"),
+    ("Role", "gateway"),
+    ("PodIdentityAssociation", "vllm"),
+    ("PodIdentityAssociation", "gateway"),
+    ("PullThroughCacheRule", "docker-hub"),
+    ("Distribution", "gateway"),
 }
+# prod's shared compile cache (overlays/prod/compile-cache.yaml)
+COMPILE_CACHE_IDS = {("StorageClass", "efs-compile-cache"), ("PersistentVolumeClaim", "vllm-compile-cache")}
 APPS_IDS = {
     ("AppProject", "llm-inference"),
     ("Application", "karpenter"),
@@ -52,12 +62,16 @@ APPS_IDS = {
     ("Application", "kube-prometheus-stack"),
     ("Application", "dcgm-exporter"),
     ("Application", "inference"),
+    ("Application", "ack-iam-controller"),
+    ("Application", "ack-eks-controller"),
+    ("Application", "ack-ecr-controller"),
+    ("Application", "ack-cloudfront-controller"),
 }
 CLUSTER_IDS = {("AppProject", "bootstrap"), ("Application", "root")}
 
 EXPECTED_IDS = {
     "overlays/dev": WORKLOAD_IDS,
-    "overlays/prod": WORKLOAD_IDS,
+    "overlays/prod": WORKLOAD_IDS | COMPILE_CACHE_IDS,
     "apps/dev": APPS_IDS,
     "apps/prod": APPS_IDS,
     "clusters/dev": CLUSTER_IDS,
@@ -140,7 +154,7 @@ def test_environment_values_land_per_environment(rendered: dict[str, Rendered]) 
             "GATEWAY_ALLOWED_MODELS": "mistral-7b-instruct",
             "GATEWAY_MAX_TOKENS": "1024",
             "GATEWAY_MODEL_MAX_LEN": "4096",
-            "GATEWAY_TRUSTED_HOPS": "1",
+            "GATEWAY_TRUSTED_HOPS": "2",
             "GATEWAY_S3_BUCKET": f"eks-llm-inference-responses-{account}",
             "GATEWAY_S3_REGION": "us-east-1",
             "GATEWAY_PUBLIC_URL": f"https://{host}",

@@ -31,7 +31,8 @@ def test_vllm_args_are_the_reference_flags(rendered: dict[str, Rendered], target
         **EXPECTED_FLAGS,
     }
     assert container["command"] == ["vllm", "serve"]
-    assert container["image"] == "vllm/vllm-openai:v0.32.0"
+    registry = f"{account}.dkr.ecr.us-east-1.amazonaws.com"
+    assert container["image"] == f"{registry}/docker-hub/vllm/vllm-openai:v0.32.0"
 
 
 @pytest.mark.parametrize("target", OVERLAYS)
@@ -102,7 +103,9 @@ def test_vllm_runs_restricted(rendered: dict[str, Rendered], target: str) -> Non
     volumes = {volume["name"]: volume for volume in pod_spec["volumes"]}
     assert volumes["dshm"]["emptyDir"] == {"medium": "Memory", "sizeLimit": "2Gi"}
     mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
-    assert mounts == {"/dev/shm": "dshm", "/cache": "cache", "/tmp": "tmp"}
+    shared_cache = {"/cache/vllm": "compile-cache", "/cache/triton": "compile-cache"}
+    expected = {"/dev/shm": "dshm", "/cache": "cache", "/tmp": "tmp"}
+    assert mounts == (expected | shared_cache if target == "overlays/prod" else expected)
 
 
 @pytest.mark.parametrize("target", OVERLAYS)

@@ -112,13 +112,15 @@ CASES = [
         "vllm-image-latest",
         (Edit("base/vllm/deployment.yaml", "vllm/vllm-openai:v0.32.0", "vllm/vllm-openai:latest"),),
         "overlays/prod",
-        (("security/image-pinned", VLLM, "base/vllm/deployment.yaml", 70),),
+        # The image's registry part is a replacement from the environment values (accountId), and the
+        # source mapper points a field written by a replacement at the replacement's source.
+        (("security/image-pinned", VLLM, ENVIRONMENT_PROD, 12),),
     ),
     Case(
         "prod-follows-head",
         (Edit(ENVIRONMENT_PROD, "gitRevision: v0.1.0", "gitRevision: HEAD"),),
         "apps/prod",
-        (("gitops/revision-pinned", "Application/argocd/inference", ENVIRONMENT_PROD, 19),),
+        (("gitops/revision-pinned", "Application/argocd/inference", ENVIRONMENT_PROD, 25),),
     ),
 ]
 

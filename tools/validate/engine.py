@@ -20,6 +20,8 @@ from typing import Any, Protocol
 from tools.validate import sandbox, suppress
 from tools.validate.argocd import app_sources
 from tools.validate.config import GateConfig
+from tools.validate.environment_values import EXTRAS_KEY as ENVIRONMENT_VALUES_KEY
+from tools.validate.environment_values import environment_values, values_of_environment
 from tools.validate.loader import InputError, Limits, load_one_mapping
 from tools.validate.model import Context, Finding, Report, Resource, Rule, Severity
 from tools.validate.render import (
@@ -144,20 +146,26 @@ def run(
     context_dirs = _context_entry_points(targets, target_envs, options)
     everything = render_all([*targets, *context_dirs], options.repo_root, render_options)
     rendered_targets = everything[: len(targets)]
+    target_values = [environment_values(t, options.repo_root, config.limits) for t in targets]
     for given in rendered_inputs:
         for origin, text in given.texts.items():
             mapper.add_text(origin, text)
         everything.append(given.rendered)
         rendered_targets.append(given.rendered)
         target_envs.append(options.env)
+        # rendered elsewhere: the values of the environment it is checked as, if one was named
+        environment = config.environments.get(options.env or "")
+        paths = environment.paths if environment is not None else ()
+        target_values.append(values_of_environment(paths, options.repo_root, config.limits))
     apps_by_env = _applications_by_env(everything, config)
     sources = application_sources(everything, options.repo_root, render_options)
-    for rendered, env in zip(rendered_targets, target_envs, strict=True):
+    for rendered, env, values in zip(rendered_targets, target_envs, target_values, strict=True):
         overlays.append(rendered.overlay)
         resource_count += len(rendered.resources)
         findings.extend(
             check(rendered, env, options, mapper=mapper, schemas=schemas, catalogue=catalogue, today=today,
-                  applications=apps_by_env.get(env or "", []), notes=notes, application_sources=sources)
+                  applications=apps_by_env.get(env or "", []), notes=notes, application_sources=sources,
+                  environment_values=values)
         )
     return Report(
         findings=findings,
@@ -250,13 +258,15 @@ def render_all(targets: Sequence[Path], repo_root: Path, options: RenderOptions)
 def check(rendered: Rendered, env: str | None, options: RunOptions, *, mapper: SourceMapper,
           schemas: Any, catalogue: Any, today: dt.date,
           applications: Sequence[Resource] = (), notes: list[str] | None = None,
-          application_sources: Mapping[str, str | None] | None = None) -> list[Finding]:
+          application_sources: Mapping[str, str | None] | None = None,
+          environment_values: Mapping[str, str] | None = None) -> list[Finding]:
     """Run every enabled rule whose scope matches on one rendered overlay.
 
     `applications` are the Argo CD Applications of the overlay's environment rendered elsewhere
     (apps/E, clusters/E): the gitops rules relate the overlay to the Application that syncs it.
-    The notes the rules leave in `ctx.extras["notes"]` (what they could not check) are appended to
-    `notes`, each once.
+    `environment_values` are the overlay's own (tools/validate/environment_values.py), None when
+    the overlay was rendered elsewhere. The notes the rules leave in `ctx.extras["notes"]` (what they
+    could not check) are appended to `notes`, each once.
     """
     registry = options.registry
     config = options.config
@@ -272,6 +282,7 @@ def check(rendered: Rendered, env: str | None, options: RunOptions, *, mapper: S
             "duplicates": rendered.duplicates,
             "applications": list(applications),
             "application_sources": dict(application_sources or {}),
+            ENVIRONMENT_VALUES_KEY: environment_values,
         },
         external=[external.as_resource(rendered.overlay) for external in config.external_for(env)],
     )

@@ -132,7 +132,7 @@ def as_int(value: Any, default: int | None = None) -> int | None:
         return default
     try:
         return int(float(str(value).strip()))
-    except ValueError:
+    except (ValueError, OverflowError):  # "INFINITY" parses as a float no int holds
         return default
 
 

@@ -56,6 +56,7 @@ PROJECT_SCHEMA_FILES = (
     "argocd.yaml",
     "opentelemetry.yaml",
     "prometheus-operator.yaml",
+    "ack.yaml",
 )
 PROJECT_KINDS: Mapping[tuple[str, str], tuple[str, str]] = {
     ("karpenter.sh/v1", "NodePool"): ("karpenter.yaml", "NodePool"),
@@ -69,6 +70,11 @@ PROJECT_KINDS: Mapping[tuple[str, str], tuple[str, str]] = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"): ("prometheus-operator.yaml", "ServiceMonitor"),
     ("monitoring.coreos.com/v1", "PodMonitor"): ("prometheus-operator.yaml", "PodMonitor"),
     ("monitoring.coreos.com/v1", "PrometheusRule"): ("prometheus-operator.yaml", "PrometheusRule"),
+    ("iam.services.k8s.aws/v1alpha1", "Policy"): ("ack.yaml", "Policy"),
+    ("iam.services.k8s.aws/v1alpha1", "Role"): ("ack.yaml", "Role"),
+    ("eks.services.k8s.aws/v1alpha1", "PodIdentityAssociation"): ("ack.yaml", "PodIdentityAssociation"),
+    ("ecr.services.k8s.aws/v1alpha1", "PullThroughCacheRule"): ("ack.yaml", "PullThroughCacheRule"),
+    ("cloudfront.services.k8s.aws/v1alpha1", "Distribution"): ("ack.yaml", "Distribution"),
 }
 
 

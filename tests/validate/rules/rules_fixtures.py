@@ -12,6 +12,8 @@ A document of `kind: Fixture` is not a resource; it carries what the rule run ne
     external: [...]                # gate.yaml `external` declarations, passed as ctx.external
     application_sources: {overlays/prod: null, overlays/gone: does not exist in the repository}
                                    # ctx.extras["application_sources"], as the engine finds them
+    environment_values: {accountId: "222222222222", ...}
+                                   # the overlay's environment values, as the engine reads them
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ import yaml
 
 from tools.validate.catalogue import Catalogue
 from tools.validate.config import External
+from tools.validate.environment_values import EXTRAS_KEY as ENVIRONMENT_VALUES_KEY
 from tools.validate.model import Context, Resource, Rule, format_path
-from tools.validate.rules import gitops, gpu, observability, references, scaling, security, spot
+from tools.validate.rules import aws, gitops, gpu, observability, references, scaling, security, spot
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -35,7 +38,7 @@ def policy_rules() -> list[Rule]:
     """The rules of the policy families (the schema and input families are tested with their code)."""
     return [
         *scaling.RULES, *spot.RULES, *gpu.RULES, *security.RULES, *gitops.RULES, *references.RULES,
-        *observability.RULES,
+        *observability.RULES, *aws.RULES,
     ]
 
 
@@ -53,6 +56,7 @@ class Fixture:
     applications: list[Resource] = field(default_factory=list)
     external: list[Resource] = field(default_factory=list)
     application_sources: dict[str, str | None] = field(default_factory=dict)
+    environment_values: dict[str, str] | None = None
 
 
 def resources_from(docs: Iterable[Mapping[str, Any]], overlay: str) -> list[Resource]:
@@ -73,6 +77,10 @@ def load_fixture(path: Path) -> Fixture:
         applications=resources_from(meta.get("applications") or [], "apps"),
         external=[External.model_validate(item).as_resource(overlay) for item in meta.get("external") or []],
         application_sources=dict(meta.get("application_sources") or {}),
+        environment_values=(
+            {str(k): str(v) for k, v in meta["environment_values"].items()}
+            if isinstance(meta.get("environment_values"), dict) else None
+        ),
     )
 
 
@@ -82,6 +90,8 @@ def context_for(fixture: Fixture, catalogue: Catalogue) -> Context:
         extras["applications"] = fixture.applications
     if fixture.application_sources:
         extras["application_sources"] = fixture.application_sources
+    if fixture.environment_values is not None:
+        extras[ENVIRONMENT_VALUES_KEY] = fixture.environment_values
     return Context(
         overlay=fixture.overlay,
         env=fixture.env,

@@ -25,7 +25,7 @@ def catalogue() -> Catalogue:
 def test_at_least_thirty_rules_across_the_policy_families() -> None:
     families = {rule.family for rule in RULES}
     assert len(RULES) >= 30
-    assert families == {"scaling", "spot", "gpu", "security", "gitops", "references", "observability"}
+    assert families == {"scaling", "spot", "gpu", "security", "gitops", "references", "observability", "aws"}
     assert families <= set(FAMILIES)
     registry = default_registry()
     assert all(registry.get(rule.id) is rule for rule in RULES)

@@ -23,6 +23,9 @@ from rules_fixtures import FIXTURES, policy_rules, resources_from, run_all
 
 from tools.validate.catalogue import Catalogue, load_catalogue
 from tools.validate.config import load_config
+from tools.validate.environment_values import EXTRAS_KEY as ENVIRONMENT_VALUES_KEY
+from tools.validate.environment_values import environment_values
+from tools.validate.loader import Limits
 from tools.validate.model import Context
 from tools.validate.rules import default_registry
 
@@ -35,6 +38,10 @@ ENV_OPTIONS: dict[str, dict[str, Any]] = {
 CATALOGUE: Catalogue = load_catalogue()
 # What the repository's gate.yaml declares external (a Helm chart's Services), as the engine passes it.
 EXTERNAL = load_config(REPO / "gate.yaml", default_registry()).external
+# Each environment's values, as the engine reads them for overlays/<env> (the aws rules compare with them).
+ENVIRONMENT_VALUES = {
+    env: environment_values(REPO / "overlays" / env, REPO, Limits()) for env in ("dev", "prod")
+}
 PROPERTY = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 Docs = list[dict[str, Any]]
 
@@ -53,7 +60,10 @@ def violations(env: str, docs: Docs, apps: Docs) -> set[tuple[str, str, str]]:
         env=env,
         resources=resources_from(docs, f"overlays/{env}"),
         catalogue=CATALOGUE,
-        extras={"applications": resources_from(apps, f"apps/{env}")},
+        extras={
+            "applications": resources_from(apps, f"apps/{env}"),
+            ENVIRONMENT_VALUES_KEY: ENVIRONMENT_VALUES[env],
+        },
         external=[external.as_resource(f"overlays/{env}") for external in EXTERNAL],
     )
     return run_all(RULES, ctx, ENV_OPTIONS[env])

@@ -24,10 +24,15 @@ from tools.validate import gpu as gpu_facts
 from tools.validate import karpenter, keda, vllm_args, workloads
 from tools.validate.catalogue import Catalogue, load_catalogue
 from tools.validate.config import load_config
+from tools.validate.environment_values import EXTRAS_KEY as ENVIRONMENT_VALUES_KEY
+from tools.validate.environment_values import environment_values
+from tools.validate.loader import Limits
 from tools.validate.model import Context, Resource, format_path
 from tools.validate.rules import default_registry, gpu
 
 BASELINE = FIXTURES / "baseline" / "prod.yaml"
+REPOSITORY = Path(__file__).resolve().parents[3]
+PROD_VALUES = environment_values(REPOSITORY / "overlays" / "prod", REPOSITORY, Limits())
 EXTERNAL = load_config(Path(__file__).resolve().parents[3] / "gate.yaml", default_registry()).external
 # The functions each (workload, NodePool) or (resource, resource) pair used to call, in the modules that call
 # them.
@@ -112,6 +117,16 @@ def _rename_references(node: Any, suffix: str, names: set[str]) -> None:
     secret = node.get("secret")
     if isinstance(secret, dict) and secret.get("secretName") in names:
         secret["secretName"] += suffix
+    claim = node.get("persistentVolumeClaim")
+    if isinstance(claim, dict) and claim.get("claimName") in names:
+        claim["claimName"] += suffix
+    # a claim's StorageClass, a Pod Identity association's ServiceAccount, an ACK reference ({from: {name}})
+    for key in ("storageClassName", "serviceAccount"):
+        if isinstance(node.get(key), str) and node[key] in names:
+            node[key] += suffix
+    reference = node.get("from")
+    if isinstance(reference, dict) and reference.get("name") in names:
+        reference["name"] += suffix
     for key, value in node.items():
         if key != "selector":
             _rename_references(value, suffix, names)
@@ -120,7 +135,8 @@ def _rename_references(node: Any, suffix: str, names: set[str]) -> None:
 def context(docs: list[dict[str, Any]], catalogue: Catalogue) -> Context:
     resources = [Resource(doc, "overlays/prod", index=i) for i, doc in enumerate(docs)]
     return Context(overlay="overlays/prod", env="prod", resources=resources, catalogue=catalogue,
-                   external=[item.as_resource("overlays/prod") for item in EXTERNAL])
+                   external=[item.as_resource("overlays/prod") for item in EXTERNAL],
+                   extras={ENVIRONMENT_VALUES_KEY: PROD_VALUES})
 
 
 def findings(ctx: Context) -> list[tuple[str, str, str]]:

@@ -22,6 +22,11 @@ EXAMPLES = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitor",
     ("monitoring.coreos.com/v1", "PodMonitor"): "podmonitor",
     ("monitoring.coreos.com/v1", "PrometheusRule"): "prometheusrule",
+    ("iam.services.k8s.aws/v1alpha1", "Policy"): "iampolicy",
+    ("iam.services.k8s.aws/v1alpha1", "Role"): "iamrole",
+    ("eks.services.k8s.aws/v1alpha1", "PodIdentityAssociation"): "podidentityassociation",
+    ("ecr.services.k8s.aws/v1alpha1", "PullThroughCacheRule"): "pullthroughcacherule",
+    ("cloudfront.services.k8s.aws/v1alpha1", "Distribution"): "distribution",
 }
 
 HPA_BEHAVIOR = "spec.advanced.horizontalPodAutoscalerConfig.behavior"

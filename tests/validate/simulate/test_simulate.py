@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tools.validate.simulate.command import main
+from tools.validate.simulate.compile_cache import POD, SHARED, compile_cache_mode
 from tools.validate.simulate.engine import SimOptions, simulate
 from tools.validate.simulate.hardware import load_hardware_profile
 from tools.validate.simulate.load import spike
@@ -154,8 +155,45 @@ def test_scale_from_zero_on_the_gateway_request_rate(hardware) -> None:
     summary = summarize(result)
     # The first arrivals (t=0) find no replica. The rate is scraped at 5 s (visible at 6 s), KEDA's poll
     # at 10 s activates; the pod is Pending, Karpenter launches at 14 s, node Ready 49 s, image pulled
-    # 94 s, weights + engine 127 s, startup-probe tick 129 s. Everything before is answered 503.
+    # 94 s, weights 13 s + the cold engine start 45 s (dev's compile cache is the pod's own) 152 s,
+    # startup-probe tick 154 s. Everything before is answered 503.
     assert result.series.desired_replicas[9] == 0 and result.series.desired_replicas[10] == 1
-    assert summary.time_to_capacity == 129
-    assert summary.rejected == pytest.approx(0.5 * 60 + 20 * (129 - 61), rel=0.01)
+    assert summary.time_to_capacity == 154
+    assert summary.rejected == pytest.approx(0.5 * 60 + 20 * (154 - 61), rel=0.01)
     assert not any("cannot activate" in note for note in summary.notes)
+
+
+def test_a_shared_compile_cache_gives_the_warm_engine_start(hardware) -> None:
+    """prod's claim holds vLLM's cache root: new pods start warm; dev's vLLM compiles into its own
+    filesystem: every new pod pays the compilation (engine_init_seconds_cold_compile)."""
+    prod = read_cluster("prod", render_overlay(FIXTURE / "overlays" / "prod"))
+    dev = read_cluster("dev", render_overlay(FIXTURE / "overlays" / "dev"))
+    assert (prod.deployment.compile_cache, dev.deployment.compile_cache) == (SHARED, POD)
+    timings = hardware.timings
+    assert timings["engine_init_seconds_cold_compile"] - timings["engine_init_seconds"] == 25
+    assert "torch.compile docs" in hardware.sources["timings.engine_init_seconds_cold_compile"]
+    assert "PR 16848" in hardware.sources["timings.engine_init_seconds"]
+
+
+PVC = {"persistentVolumeClaim": {"claimName": "x"}}
+
+
+@pytest.mark.parametrize(
+    ("mounts", "volumes", "env", "mode"),
+    [
+        ([{"name": "c", "mountPath": "/cache"}], [{"name": "c", "emptyDir": {}}],
+         {"VLLM_CACHE_ROOT": "/cache/vllm"}, POD),
+        ([{"name": "c", "mountPath": "/cache"}, {"name": "s", "mountPath": "/cache/vllm"}],
+         [{"name": "c", "emptyDir": {}}, {"name": "s", **PVC}],
+         {"VLLM_CACHE_ROOT": "/cache/vllm"}, SHARED),
+        ([{"name": "s", "mountPath": "/home/vllm/.cache"}], [{"name": "s", **PVC}],
+         {"HOME": "/home/vllm"}, SHARED),
+        ([{"name": "s", "mountPath": "/cache/vllm-other"}], [{"name": "s", **PVC}],
+         {"VLLM_CACHE_ROOT": "/cache/vllm"}, POD),
+    ],
+)
+def test_the_deepest_mount_holding_the_cache_root_decides(
+    mounts: list[dict[str, str]], volumes: list[dict[str, object]], env: dict[str, str], mode: str
+) -> None:
+    container = {"volumeMounts": mounts, "env": [{"name": k, "value": v} for k, v in env.items()]}
+    assert compile_cache_mode({"volumes": volumes}, container) == mode

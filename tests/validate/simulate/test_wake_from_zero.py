@@ -33,10 +33,11 @@ def test_dev_at_zero_replicas_activates_on_unserved_requests() -> None:
     result = simulate(dev, hardware, spike(), SimOptions(spot_interruptions=False))
     summary = summarize(result)
     # The first arrivals are refused (no endpoint); the refusal rate is visible at the next scrape and
-    # KEDA's poll at 10 s activates; the first replica serves from 134 s, and dev's maximum (2) follows.
+    # KEDA's poll at 10 s activates; the first replica serves from 154 s (dev compiles into the pod's own
+    # emptyDir: the cold engine start, 45 s), and dev's maximum (2) follows.
     desired = [int(n) for n in result.series.desired_replicas]
     assert desired[:11] == [0] * 10 + [1]
     assert max(desired) == 2
-    assert summary.time_to_capacity == 134
-    assert summary.rejected == pytest.approx(1500.25, rel=0.01)  # 14,429 requests without `unserved`
+    assert summary.time_to_capacity == 154
+    assert summary.rejected == pytest.approx(1900.25, rel=0.01)  # 14,429 requests without `unserved`
     assert summary.notes == ()

@@ -8,6 +8,7 @@ from tools.validate.rules.base import Registry
 def default_registry() -> Registry:
     # Families are imported here, not discovered: adding a family means adding it to this list.
     from tools.validate.rules import (
+        aws,
         gitops,
         gpu,
         meta,
@@ -28,6 +29,7 @@ def default_registry() -> Registry:
             *gitops.RULES,
             *references.RULES,
             *observability.RULES,
+            *aws.RULES,
             *schema.RULES,
             *meta.RULES,
         ]

@@ -12,7 +12,9 @@ from collections.abc import Iterable, Iterator
 
 from tools.validate.model import Rule
 
-FAMILIES = ("scaling", "spot", "gpu", "security", "gitops", "references", "observability", "schema", "input")
+FAMILIES = (
+    "scaling", "spot", "gpu", "security", "gitops", "references", "observability", "aws", "schema", "input",
+)
 
 
 class UnknownRuleError(KeyError):

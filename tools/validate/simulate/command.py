@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from tools.validate.simulate.compile_cache import describe_compile_cache
 from tools.validate.simulate.engine import SimOptions, SimResult, simulate
 from tools.validate.simulate.hardware import (
     DEFAULT_HARDWARE,
@@ -128,7 +129,7 @@ def describe(cluster: Cluster) -> list[str]:
     dep = cluster.deployment
     lines = [
         f"vLLM {dep.name}: --max-num-seqs {dep.max_num_seqs}, --max-model-len {dep.max_model_len}, "
-        f"{dep.gpus_per_pod} GPU/pod"
+        f"{dep.gpus_per_pod} GPU/pod, {describe_compile_cache(dep.compile_cache)}"
     ]
     s = cluster.scaling
     if s is not None:

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from tools.validate.simulate.compile_cache import ENGINE_INIT_KEYS
 from tools.validate.simulate.hardware import HardwareProfile, InstanceType
 from tools.validate.simulate.keda import KedaController, KedaScaling, Observation
 from tools.validate.simulate.load import LoadProfile
@@ -252,7 +253,7 @@ class Simulation:
             node.image_ready_at = node.ready_at + t[f"image_pull_seconds_{node.pool.image_pull}"]
         container_start = max(node.image_ready_at, now)
         weights = self.hw.weights_gigabytes * 8.0 / node.instance.network_gbps
-        up = container_start + weights + t["engine_init_seconds"]
+        up = container_start + weights + t[ENGINE_INIT_KEYS[self.dep.compile_cache]]
         probe = self.dep.startup_probe or self.dep.readiness_probe
         if probe is None:
             pod.ready_at = up

@@ -36,6 +36,7 @@ TIMING_KEYS = (
     "image_pull_seconds_soci_al2023",
     "image_pull_seconds_default",
     "engine_init_seconds",
+    "engine_init_seconds_cold_compile",
     "spot_interruption_notice_seconds",
     "node_minimum_billed_seconds",
     "metrics_server_resolution_seconds",

@@ -14,6 +14,7 @@ from kubernetes.utils import parse_quantity
 from tools.validate.karpenter import CAPACITY_TYPE, requirements_from
 from tools.validate.keda import scale_target
 from tools.validate.model import Resource
+from tools.validate.simulate.compile_cache import POD, compile_cache_mode
 from tools.validate.simulate.hardware import HardwareProfile, InstanceType
 from tools.validate.simulate.hpa import Behavior
 from tools.validate.simulate.keda import KedaScaling, ScalingConfigError, parse_scaled_object
@@ -70,6 +71,7 @@ class VllmDeployment:
     replicas: int | None
     node_requirements: tuple[Mapping[str, Any], ...]
     tolerations: tuple[Mapping[str, Any], ...]
+    compile_cache: str = POD  # tools/validate/simulate/compile_cache.py: SHARED (warm start) or POD (cold)
 
 
 @dataclass(frozen=True)
@@ -149,6 +151,7 @@ def parse_deployment(res: Resource) -> VllmDeployment | None:
         replicas=res.get("spec", "replicas"),
         node_requirements=tuple(node_requirements),
         tolerations=tuple(pod.get("tolerations") or ()),
+        compile_cache=compile_cache_mode(pod, container),
     )
 
 
