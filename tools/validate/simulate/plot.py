@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only, never a display
 
 import matplotlib.pyplot as plt
+import numpy as np
 
 from tools.validate.simulate.engine import SimResult
 
@@ -36,4 +38,58 @@ def plot(results: Sequence[SimResult], path: Path, title: str) -> None:
     axes[0].set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+BEFORE_COLOUR, AFTER_COLOUR = "tab:blue", "tab:orange"
+
+
+def plot_comparison(pairs: Sequence[Any], path: Path, title: str, objectives: Any) -> None:
+    """Base against head, one column per scenario (first seed), one colour per revision in every panel:
+    arrivals, latency against the objectives, rejected and held requests, replicas, GPU nodes by
+    capacity type with Spot interruptions marked."""
+    columns = [p for p in pairs if p.before is not None or p.after is not None]
+    fig, axes = plt.subplots(5, len(columns), figsize=(6 * len(columns), 12), squeeze=False)
+    for c, pair in enumerate(columns):
+        ax = axes[:, c]
+        ax[0].set_title(f"{pair.name}")
+        for label, side, colour in (("base", pair.before, BEFORE_COLOUR), ("head", pair.after, AFTER_COLOUR)):
+            if side is None:
+                continue
+            result = side.last
+            s = result.series
+            hours = s.time > 7200
+            scale, unit = (3600.0, "hours") if hours.any() else (60.0, "minutes")
+            t = s.time / scale
+            if label == "base":
+                ax[0].plot(t, s.arrivals, color="black")
+            ready = s.ready_replicas
+            with np.errstate(divide="ignore", invalid="ignore"):
+                queue_seconds = np.where(ready > 0, s.waiting / np.maximum(ready, 1), np.nan)
+            ax[1].plot(t, s.max_wait, color=colour, label=f"{label}: longest queue wait")
+            ax[1].plot(t, queue_seconds, color=colour, linestyle=":", alpha=0.6)
+            ax[2].plot(t, s.rejected, color=colour, label=f"{label}: rejected /step")
+            if s.held is not None:
+                ax[2].plot(t, s.held, color=colour, linestyle="--", label=f"{label}: held")
+            ax[3].step(t, ready, where="post", color=colour, label=f"{label}: ready")
+            ax[3].step(t, s.desired_replicas, where="post", color=colour, linestyle=":", alpha=0.6)
+            spot = s.spot_nodes if s.spot_nodes is not None else np.zeros_like(s.ready_gpu_nodes)
+            ax[4].step(t, spot, where="post", color=colour, label=f"{label}: Spot")
+            ax[4].step(t, s.ready_gpu_nodes - spot, where="post", color=colour, linestyle="--",
+                       label=f"{label}: on-demand")
+            for node in result.nodes:
+                if node.capacity_type == "spot" and node.cordoned and node.gone_at < result.end_time:
+                    ax[4].axvline((node.gone_at - 120.0) / scale, color=colour, alpha=0.4, linewidth=0.8)
+            ax[4].set_xlabel(unit)
+        ax[1].axhline(objectives.ttft_seconds, color="red", linewidth=0.8, label="TTFT objective")
+        ax[0].set_ylabel("arrivals (req/s)")
+        ax[1].set_ylabel("queue wait (s)")
+        ax[2].set_ylabel("requests")
+        ax[3].set_ylabel("replicas (desired dotted)")
+        ax[4].set_ylabel("GPU nodes (lines: reclaims)")
+        for a in ax[1:]:
+            a.legend(loc="upper right", fontsize="x-small")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
     plt.close(fig)
