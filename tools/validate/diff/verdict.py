@@ -152,6 +152,15 @@ def _judge(pair: ScenarioPair) -> list[Judged]:
     return out
 
 
+VERDICT_ITEMS = 3  # per side: the line stays short, the tables hold the rest
+
+
+def _top(items: list[Judged]) -> list[str]:
+    order = {"SLO attainment": 0, "worst-seed SLO": 1, "failed requests": 2, "cost": 3}
+    ranked = sorted(items, key=lambda j: (order.get(j.metric, 4), -j.size))
+    return [f"{j.text} ({j.scenario})" for j in ranked[:VERDICT_ITEMS]]
+
+
 def verdict(env: str, pairs: Sequence[ScenarioPair], findings: GateFindings | None) -> str:
     judged = [j for pair in pairs for j in _judge(pair)]
     best: dict[tuple[str, bool], Judged] = {}
@@ -159,18 +168,20 @@ def verdict(env: str, pairs: Sequence[ScenarioPair], findings: GateFindings | No
         key = (j.metric, j.worse)
         if key not in best or j.size > best[key].size:
             best[key] = j
-    worse = [f"{j.text} ({j.scenario})" for (_, w), j in best.items() if w]
-    better = [f"{j.text} ({j.scenario})" for (_, w), j in best.items() if not w]
+    # SLO attainment speaks for the latencies behind it; the rest only when it has not moved.
+    worse = _top([j for (_, w), j in best.items() if w])
+    better = _top([j for (_, w), j in best.items() if not w])
     parts = []
-    if worse:
-        parts.append("worse: " + "; ".join(worse))
-    if better:
-        parts.append("better: " + "; ".join(better))
-    if not parts and pairs:
-        parts.append("no measurable change to latency, failures or cost")
     if findings is not None:
         if findings.error:
             parts.append("the gate could not run on the head revision")
         elif findings.failing:
-            parts.append(f"**the gate fails the head revision** ({findings.failing} finding(s))")
+            failing = findings.failing
+            parts.append(f"**the gate fails the head revision** ({failing} finding(s), listed below)")
+    if worse:
+        parts.append("worse: " + "; ".join(worse))
+    if better:
+        parts.append("better: " + "; ".join(better))
+    if not worse and not better and pairs:
+        parts.append("no measurable change to latency, failures or cost")
     return " — ".join(parts) if parts else "configuration change only (nothing simulated)"

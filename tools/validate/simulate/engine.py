@@ -616,6 +616,7 @@ class Simulation:
             if pod.phase == "starting":
                 self._make_ready(pod)
         self.ready_nodes = sum(1 for n in self.nodes if n.ready_at <= 0.0)
+        self.ready_spot = sum(1 for n in self.nodes if n.ready_at <= 0.0 and n.capacity_type == "spot")
         if self.keda is not None:
             self.keda.last_active = 0.0
         if (
