@@ -174,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         from tools.validate.simulate.plot import plot
 
-        plot(results, args.plot, f"{args.overlay} · {load.name}")
+        plot(results, args.plot, f"{args.overlay} · {load.name}", options.slo_wait_seconds)
         print(f"plot written to {args.plot}")
     return EXIT_OK
 

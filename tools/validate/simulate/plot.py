@@ -15,24 +15,45 @@ import numpy as np
 
 from tools.validate.simulate.engine import SimResult
 
+POLICY_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
 
-def plot(results: Sequence[SimResult], path: Path, title: str) -> None:
-    fig, axes = plt.subplots(4, 1, figsize=(10, 9), sharex=True)
+
+def plot(results: Sequence[SimResult], path: Path, title: str, slo_wait: float | None = None) -> None:
+    """One colour per run in every panel: arrivals, queue, queue wait against the objective, rejected and
+    held requests, replicas, GPU nodes by capacity type (dashed: on-demand) with reclaims marked."""
+    fig, axes = plt.subplots(6, 1, figsize=(10, 13), sharex=True)
     first = results[0].series
     minutes = first.time / 60.0
     axes[0].plot(minutes, first.arrivals, color="black")
     axes[0].set_ylabel("arrivals (req/s)")
-    for result in results:
+    for index, result in enumerate(results):
+        colour = POLICY_COLOURS[index % len(POLICY_COLOURS)]
         s = result.series
         m = s.time / 60.0
-        axes[1].plot(m, s.waiting, label=f"{result.name} waiting")
-        axes[2].step(m, s.ready_replicas, where="post", label=f"{result.name} ready")
-        axes[2].step(m, s.desired_replicas, where="post", linestyle=":", alpha=0.7)
-        axes[3].step(m, s.ready_gpu_nodes, where="post", label=result.name)
+        axes[1].plot(m, s.waiting, color=colour, label=f"{result.name} waiting")
+        axes[2].plot(m, s.max_wait, color=colour, label=result.name)
+        axes[3].plot(m, np.cumsum(s.rejected), color=colour, label=f"{result.name} rejected (cumulative)")
+        if s.held is not None:
+            axes[3].plot(m, s.held, color=colour, linestyle="--", label=f"{result.name} held")
+        axes[4].step(m, s.ready_replicas, where="post", color=colour, label=f"{result.name} ready")
+        axes[4].step(m, s.desired_replicas, where="post", color=colour, linestyle=":", alpha=0.7)
+        if s.spot_nodes is not None:
+            axes[5].step(m, s.spot_nodes, where="post", color=colour, label=f"{result.name} Spot")
+            axes[5].step(m, s.ready_gpu_nodes - s.spot_nodes, where="post", color=colour, linestyle="--",
+                         label=f"{result.name} on-demand")
+        else:
+            axes[5].step(m, s.ready_gpu_nodes, where="post", color=colour, label=result.name)
+        for node in result.nodes:
+            if node.capacity_type == "spot" and node.cordoned and node.gone_at < result.end_time:
+                axes[5].axvline((node.gone_at - 120.0) / 60.0, color=colour, alpha=0.4, linewidth=0.8)
+    if slo_wait is not None:
+        axes[2].axhline(slo_wait, color="red", linewidth=0.8, label="wait objective")
     axes[1].set_ylabel("queue (requests)")
-    axes[2].set_ylabel("replicas (ready, desired dotted)")
-    axes[3].set_ylabel("ready GPU nodes")
-    axes[3].set_xlabel("minutes")
+    axes[2].set_ylabel("longest queue wait (s)")
+    axes[3].set_ylabel("rejected / held")
+    axes[4].set_ylabel("replicas (ready, desired dotted)")
+    axes[5].set_ylabel("ready GPU nodes (lines: reclaims)")
+    axes[5].set_xlabel("minutes")
     for ax in axes[1:]:
         ax.legend(loc="upper right", fontsize="small")
     axes[0].set_title(title)
@@ -64,13 +85,10 @@ def plot_comparison(pairs: Sequence[Any], path: Path, title: str, objectives: An
             if label == "base":
                 ax[0].plot(t, s.arrivals, color="black")
             ready = s.ready_replicas
-            with np.errstate(divide="ignore", invalid="ignore"):
-                queue_seconds = np.where(ready > 0, s.waiting / np.maximum(ready, 1), np.nan)
             ax[1].plot(t, s.max_wait, color=colour, label=f"{label}: longest queue wait")
-            ax[1].plot(t, queue_seconds, color=colour, linestyle=":", alpha=0.6)
-            ax[2].plot(t, s.rejected, color=colour, label=f"{label}: rejected /step")
+            ax[2].plot(t, np.cumsum(s.rejected), color=colour, label=f"{label}: rejected (cumulative)")
             if s.held is not None:
-                ax[2].plot(t, s.held, color=colour, linestyle="--", label=f"{label}: held")
+                ax[2].plot(t, s.held, color=colour, linestyle="--", label=f"{label}: in the hold")
             ax[3].step(t, ready, where="post", color=colour, label=f"{label}: ready")
             ax[3].step(t, s.desired_replicas, where="post", color=colour, linestyle=":", alpha=0.6)
             spot = s.spot_nodes if s.spot_nodes is not None else np.zeros_like(s.ready_gpu_nodes)
@@ -82,8 +100,9 @@ def plot_comparison(pairs: Sequence[Any], path: Path, title: str, objectives: An
                     ax[4].axvline((node.gone_at - 120.0) / scale, color=colour, alpha=0.4, linewidth=0.8)
             ax[4].set_xlabel(unit)
         ax[1].axhline(objectives.ttft_seconds, color="red", linewidth=0.8, label="TTFT objective")
+        ax[1].set_yscale("symlog", linthresh=1.0)
         ax[0].set_ylabel("arrivals (req/s)")
-        ax[1].set_ylabel("queue wait (s)")
+        ax[1].set_ylabel("queue wait (s); TTFT = wait + prefill")
         ax[2].set_ylabel("requests")
         ax[3].set_ylabel("replicas (desired dotted)")
         ax[4].set_ylabel("GPU nodes (lines: reclaims)")
