@@ -4,6 +4,7 @@ throughput table extended past its last measured batch."""
 
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,6 +12,8 @@ import numpy as np
 import pytest
 
 from tools.validate.catalogue import load_catalogue
+from tools.validate.model import Resource
+from tools.validate.simulate.coldstart import cold_start_parts, compile_cache_survives
 from tools.validate.simulate.engine import SimOptions, simulate
 from tools.validate.simulate.gateway_model import GatewayLimits, HoldQueue, gateway_limits
 from tools.validate.simulate.hardware import load_hardware_profile
@@ -25,7 +28,7 @@ from tools.validate.simulate.load import LoadProfile, spike
 from tools.validate.simulate.manifests import read_cluster
 from tools.validate.simulate.render import render_overlay
 from tools.validate.simulate.serving import ServingModel
-from tools.validate.simulate.spot import SpotRisk, launch_capacity
+from tools.validate.simulate.spot import SpotRisk, launch_capacity, reclaimed_with
 
 FIXTURE = Path(__file__).parent / "fixtures" / "repo"
 REPOSITORY = Path(__file__).resolve().parents[3]
@@ -172,3 +175,41 @@ def test_slo_attainment_counts_failures_against_it() -> None:
     summary = summarize_latency(recorder, failures=10)  # rejected or held too long
     assert summary.slo_attainment == pytest.approx(70 / 100)
     assert summary.timed_out == 10
+
+
+def test_a_reclaim_takes_its_capacity_pool_along() -> None:
+    rng = np.random.default_rng(1)
+    assert reclaimed_with(SpotRisk({}, 1.0), 3, rng) == [True, True, True]
+    assert reclaimed_with(SpotRisk({}, 0.0), 3, rng) == [False, False, False]
+    assert reclaimed_with(None, 2, rng) == [False, False]
+
+
+def test_spot_stress_reclaims_every_spot_node_at_once(prod, hardware, catalogue) -> None:
+    # No random interruptions: only the scenario's reclaim at 360 s, with its 2-minute notice.
+    serving = ServingModel(catalogue, SloObjectives(), spot=SpotRisk({}, 0.0), reclaim_pool_at=(360.0,))
+    result = simulate(prod, hardware, spike(), SimOptions(spot_interruptions=False, serving=serving))
+    spot = [n for n in result.nodes if n.capacity_type == "spot" and n.ready_at <= 360.0]
+    assert spot and all(n.gone_at == 480.0 for n in spot)
+    assert result.interruptions == len(spot)
+
+
+def test_cold_start_by_parts_on_a_new_g5_xlarge(hardware) -> None:
+    # launch 2 + Ready 35 + SOCI pull on Bottlerocket 45 + 4.1 GB at 2.5 Gb/s 13.12 + engine 20 (+16 cold).
+    g5 = next(i for i in hardware.instance_types if i.name == "g5.xlarge")
+    warm = cold_start_parts(hardware, g5, "soci_bottlerocket", compile_cache_warm=True, new_node=True)
+    assert [p.seconds for p in warm] == pytest.approx([2, 35, 45, 13.12, 20])
+    assert all(p.source for p in warm)
+    cold = cold_start_parts(hardware, g5, "default", compile_cache_warm=False, new_node=True)
+    assert sum(p.seconds for p in cold) == pytest.approx(2 + 35 + 112.3 + 13.12 + 20 + 16)
+
+
+def test_compile_cache_survives_only_on_a_volume_that_outlives_the_pod() -> None:
+    resources = render_overlay(REPOSITORY / "overlays" / "prod")
+    [deployment] = [r for r in resources if r.kind == "Deployment" and r.name == "vllm"]
+    assert compile_cache_survives(deployment) is False  # /cache is an emptyDir
+    doc = copy.deepcopy(deployment.doc)
+    for volume in doc["spec"]["template"]["spec"]["volumes"]:
+        if volume["name"] == "cache":
+            volume.pop("emptyDir")
+            volume["persistentVolumeClaim"] = {"claimName": "vllm-cache"}
+    assert compile_cache_survives(Resource(doc, "prod")) is True
