@@ -194,3 +194,15 @@ def test_an_unchanged_policy_lists_no_policy_change(repo: Path, capsys) -> None:
 
     assert main(["--repo", str(repo), "--base", "HEAD"]) == 0
     assert capsys.readouterr().out == "no change to any rendered environment\n"
+
+
+def test_a_looser_latency_objective_is_marked_as_weakening() -> None:
+    from tools.validate.diff.policy import config_changes
+
+    before = {"environments": {"prod": {"slo": {"ttft_seconds": 2, "e2e_seconds": 30}}}}
+    after = {"environments": {"prod": {"slo": {"ttft_seconds": 5, "e2e_seconds": 20}}}}
+    assert config_changes(before, after) == [
+        "gate.yaml environments.prod.slo.ttft_seconds: 2 → 5 "
+        "(weakens: latency objective loosened, the comment scores against it)",
+        "gate.yaml environments.prod.slo.e2e_seconds: 30 → 20",
+    ]

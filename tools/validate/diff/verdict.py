@@ -98,6 +98,19 @@ def _change(row: Row, before: ScenarioResult | None, after: ScenarioResult | Non
     return f"{(new - old) / abs(old) * 100:+.0f} %"
 
 
+PERCENTILES: tuple[tuple[str, str, Callable[[float], str]], ...] = (
+    ("time to first token", "ttft", _s),
+    ("inter-token latency", "itl", _ms),
+    ("end-to-end latency", "e2e", _s),
+)
+
+
+def _percentiles(result: ScenarioResult | None, key: str, text: Callable[[float], str]) -> str:
+    if result is None:
+        return "-"
+    return " / ".join(text(getattr(result.median, f"{key}_{p}")) for p in ("p50", "p95", "p99"))
+
+
 def scenario_table(pair: ScenarioPair, objectives: SloObjectives) -> list[str]:
     lines = [f"**{pair.name}**: {pair.description}", "", "| | before | after | change |",
              "| --- | ---: | ---: | ---: |"]
@@ -106,6 +119,12 @@ def scenario_table(pair: ScenarioPair, objectives: SloObjectives) -> list[str]:
             f"| {row.label} | {_cell(row, pair.before)} | {_cell(row, pair.after)} | "
             f"{_change(row, pair.before, pair.after)} |"
         )
+    lines += ["", "<details><summary>latency p50 / p95 / p99 (median of the seeds)</summary>", "",
+              "| | before | after |", "| --- | ---: | ---: |"]
+    for label, key, text in PERCENTILES:
+        before, after = _percentiles(pair.before, key, text), _percentiles(pair.after, key, text)
+        lines.append(f"| {label} | {before} | {after} |")
+    lines += ["", "</details>"]
     return lines
 
 

@@ -79,14 +79,21 @@ class Outcome:
     cost_per_month: float
     interruptions: float
     requests: float
+    ttft_p50: float = 0.0
+    ttft_p99: float = 0.0
+    e2e_p50: float = 0.0
+    e2e_p99: float = 0.0
+    itl_p50: float = 0.0
+    itl_p99: float = 0.0
 
 
 # Which way is worse, per field: the worst of several seeds is the max (or the min where higher is better).
 HIGHER_IS_BETTER = frozenset({"slo_attainment"})
 
 
-def _p95(triple: tuple[float | None, float | None, float | None]) -> float:
-    return triple[1] if triple[1] is not None else 0.0
+def _p(triple: tuple[float | None, float | None, float | None], index: int) -> float:
+    value = triple[index]
+    return value if value is not None else 0.0
 
 
 def outcome(result: SimResult, minimum_billed: float) -> Outcome:
@@ -100,9 +107,9 @@ def outcome(result: SimResult, minimum_billed: float) -> Outcome:
     requests = float(s.arrivals.sum() * result.step_seconds)
     return Outcome(
         slo_attainment=latency.slo_attainment if latency and latency.slo_attainment is not None else 0.0,
-        ttft_p95=_p95(latency.ttft) if latency else 0.0,
-        e2e_p95=_p95(latency.e2e) if latency else 0.0,
-        itl_p95=_p95(latency.itl) if latency else 0.0,
+        ttft_p95=_p(latency.ttft, 1) if latency else 0.0,
+        e2e_p95=_p(latency.e2e, 1) if latency else 0.0,
+        itl_p95=_p(latency.itl, 1) if latency else 0.0,
         rejected=result.rejected,
         held=result.held,
         failed=failed,
@@ -115,6 +122,12 @@ def outcome(result: SimResult, minimum_billed: float) -> Outcome:
         cost_per_month=cost * SECONDS_PER_MONTH / max(result.end_time, 1.0),
         interruptions=float(result.interruptions),
         requests=requests,
+        ttft_p50=_p(latency.ttft, 0) if latency else 0.0,
+        ttft_p99=_p(latency.ttft, 2) if latency else 0.0,
+        e2e_p50=_p(latency.e2e, 0) if latency else 0.0,
+        e2e_p99=_p(latency.e2e, 2) if latency else 0.0,
+        itl_p50=_p(latency.itl, 0) if latency else 0.0,
+        itl_p99=_p(latency.itl, 2) if latency else 0.0,
     )
 
 
