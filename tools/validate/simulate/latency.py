@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -51,10 +52,11 @@ class SloObjectives:
     e2e_seconds: float = 30.0
 
     @classmethod
-    def from_config(cls, doc: Mapping[str, object] | None) -> SloObjectives:
+    def from_config(cls, doc: Mapping[str, Any] | None) -> SloObjectives:
+        """From gate.yaml's `environments.<env>.slo` (already checked by the config's schema)."""
         if not doc:
             return cls()
-        return cls(float(doc.get("ttft_seconds", 2.0)), float(doc.get("e2e_seconds", 30.0)))  # type: ignore[arg-type]
+        return cls(float(doc.get("ttft_seconds", 2.0)), float(doc.get("e2e_seconds", 30.0)))
 
 
 class LatencyRecorder:
