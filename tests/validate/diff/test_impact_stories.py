@@ -117,7 +117,7 @@ def test_keda_target_10_costs_more_over_a_day_and_leaves_pods_a_third_full(keda_
     assert "(day)" in verdict.split("better:")[0]
     before, after, _ = _row(keda_target_10, "day", "GPU-hours")
     assert float(after) > float(before) * 1.15, (before, after)
-    assert "- with no queue, a replica is added once the running requests pass 10 per pod: at the target " \
+    assert "with no queue, a replica is added once the running requests pass 10 per pod: at the target " \
            "each pod runs about 10 of its 32 slots" in keda_target_10
     assert "the formula reaches maxReplicaCount 10 at 10 waiting requests across the fleet" in keda_target_10
     # One scenario alone would mislead: all three are there.
@@ -137,6 +137,8 @@ def test_max_num_seqs_64_fails_the_gate_and_does_not_shorten_a_day(max_num_seqs_
     before, after, _ = _row(max_num_seqs_64, "spike", "inter-token latency p95")
     assert float(after.split()[0]) > float(before.split()[0])
     assert "a full batch of 64 decodes at 20.3 ms per token" in max_num_seqs_64
+    assert "--max-num-seqs 64 fits at the workload's lengths, but only 32 requests of --max-model-len fit" \
+        in max_num_seqs_64
 
 
 def test_spot_only_shows_the_spot_risk_and_fails_the_gate(spot_only: str) -> None:

@@ -218,13 +218,19 @@ def markdown(diffs: Sequence[EnvironmentDiff], base: str, head: str | None, hard
             else:
                 lines += ["The gate passes the head revision with no finding.", ""]
         if d.after.consequences or d.before.consequences:
-            lines += ["What the configuration means:", ""]
+            lines += ["What the configuration means (what the change alters first):", ""]
+            changed_lines, same = [], []
             for key, text in d.after.consequences.items():
                 old = d.before.consequences.get(key)
-                lines.append(f"- {text}" + (f" (before: {old})" if old is not None and old != text else ""))
-            for key, old in d.before.consequences.items():
-                if key not in d.after.consequences:
-                    lines.append(f"- no longer: {old}")
+                if old is None or old == text:
+                    (same if old == text else changed_lines).append(f"- {text}")
+                else:
+                    changed_lines.append(f"- **now:** {text} (before: {old})")
+            changed_lines += [
+                f"- **no longer:** {old}" for key, old in d.before.consequences.items()
+                if key not in d.after.consequences
+            ]
+            lines += changed_lines + same
             lines.append("")
         for pair in _pairs(d):
             lines += scenario_table(pair, d.objectives)

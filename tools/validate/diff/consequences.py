@@ -80,11 +80,19 @@ def consequences(
         if kv is not None:
             max_len = dep.max_model_len or 0
             at_max_len = f", {kv.tokens / max_len:.0f} of --max-model-len {max_len}" if max_len else ""
-            verdict = (
-                f"--max-num-seqs {slots} fits at the workload's lengths"
-                if kv.sequences_held >= slots
-                else f"--max-num-seqs {slots} does not fit: vLLM preempts and recomputes"
-            )
+            if kv.sequences_held < slots:
+                verdict = (
+                    f"--max-num-seqs {slots} does not fit at the workload's lengths: vLLM preempts and "
+                    "recomputes"
+                )
+            elif max_len and kv.tokens / max_len < slots:
+                verdict = (
+                    f"--max-num-seqs {slots} fits at the workload's lengths, but only "
+                    f"{kv.tokens / max_len:.0f} requests of --max-model-len fit: long requests make vLLM "
+                    "preempt"
+                )
+            else:
+                verdict = f"--max-num-seqs {slots} fits even at --max-model-len"
             out["kv"] = (
                 f"one {gpu} pod's KV cache holds {kv.tokens:,.0f} tokens: "
                 f"{kv.sequences_held:.0f} sequences of the workload "
