@@ -213,3 +213,15 @@ def test_compile_cache_survives_only_on_a_volume_that_outlives_the_pod() -> None
             volume.pop("emptyDir")
             volume["persistentVolumeClaim"] = {"claimName": "vllm-cache"}
     assert compile_cache_survives(Resource(doc, "prod")) is True
+
+
+def test_simulate_cli_runs_one_scenario_with_the_serving_model(capsys) -> None:
+    from tools.validate.simulate.command import main
+
+    assert main([str(FIXTURE / "overlays" / "prod"), "--scenario", "spot-stress", "--seeds", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "scenario spot-stress" in out and "objectives TTFT ≤ " in out
+    rows = {
+        line.split()[0]: line.split()[1:] for line in out.splitlines() if line[:1].isalpha() and "  " in line
+    }
+    assert float(rows["slo_attainment"][0]) <= 1.0 and float(rows["interruptions"][0]) >= 1
