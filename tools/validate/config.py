@@ -31,6 +31,7 @@ Shape (every key optional):
         rules:
           <rule id>: {<option>: <value>, enabled: ..., severity: ...}
         external: []                    # as above, for this environment only
+        slo: {ttft_seconds: 2, e2e_seconds: 30}  # latency objectives `gate diff` scores (share within both)
 
 Options merge as: the rule's defaults < global `rules` < the environment's `rules`. An unknown rule
 id, an unknown option name or a bad value is a `ConfigError` naming the file and the key (exit 2).
@@ -126,8 +127,16 @@ class External(_Strict):
         return Resource(doc, overlay, origin=DEFAULT_CONFIG_NAME)
 
 
+class _Slo(_Strict):
+    """What users of the environment should feel (read by `gate diff`'s simulation)."""
+
+    ttft_seconds: float = Field(default=2.0, gt=0)
+    e2e_seconds: float = Field(default=30.0, gt=0)
+
+
 class _Environment(_Strict):
     paths: list[str] = Field(default_factory=list)
+    slo: _Slo | None = None
     rules: dict[str, dict[str, Any]] = Field(default_factory=dict)
     external: list[External] = Field(default_factory=list)
 

@@ -52,7 +52,8 @@ def repo(tmp_path: Path) -> Path:
 
 def test_diff_lists_domain_changes_per_environment(repo: Path, tmp_path: Path, capsys) -> None:
     out_file = tmp_path / "scaling.md"
-    code = main(["--repo", str(repo), "--base", "HEAD~1", "--head", "HEAD", "--output", str(out_file)])
+    code = main(["--repo", str(repo), "--base", "HEAD~1", "--head", "HEAD", "--output", str(out_file),
+                 "--scenario", "spike", "--seeds", "1"])
     out = capsys.readouterr().out
     assert code == 0
     assert out.splitlines() == [
@@ -62,9 +63,9 @@ def test_diff_lists_domain_changes_per_environment(repo: Path, tmp_path: Path, c
     ]
     md = out_file.read_text()
     assert md.startswith(COMMENT_MARKER + "\n## Scaling impact\n")
-    assert "### prod\n\n- vLLM --max-num-seqs 32 → 64\n- KEDA maxReplicaCount 10 → 4\n" in md
+    assert "### prod\n\nChanges:\n\n- vLLM --max-num-seqs 32 → 64\n- KEDA maxReplicaCount 10 → 4\n" in md
     # Peak replicas follow the new maximum in the before/after table.
-    assert "| peak replicas | 10 | 4 |" in md
+    assert "| peak replicas | 10 | 4 | -60 % |" in md
     assert not list((repo / ".git" / "worktrees").glob("*")), "the base worktree must be removed"
 
 
@@ -155,7 +156,8 @@ def test_a_change_that_weakens_the_policy_is_listed_under_policy_changes(
           "expires: 2031-12-31\n      - rule: security/no-privilege-escalation\n        reason: later\n")
     out_file = tmp_path / "scaling.md"
 
-    assert main(["--repo", str(repo), "--base", "HEAD", "--output", str(out_file)]) == 0
+    assert main(["--repo", str(repo), "--base", "HEAD", "--output", str(out_file), "--no-findings",
+                 "--scenario", "spike", "--seeds", "1"]) == 0
 
     policy = [line for line in capsys.readouterr().out.splitlines() if line.startswith("policy: ")]
     expected = [
@@ -180,8 +182,9 @@ def test_a_change_that_weakens_the_policy_is_listed_under_policy_changes(
     ]
     assert policy == [f"policy: {line}" for line in expected]
     md = out_file.read_text()
-    heading = "\n## Policy changes\n\nThis change edits the gate's own policy:\n\n"
-    assert md.startswith(COMMENT_MARKER + heading)
+    heading = "\n### Policy changes\n\nThis change edits the gate's own policy:\n\n"
+    assert md.startswith(COMMENT_MARKER + "\n## Scaling impact\n\n")
+    assert heading in md
     assert "".join(f"- {line}\n" for line in expected) in md
 
 
@@ -191,3 +194,15 @@ def test_an_unchanged_policy_lists_no_policy_change(repo: Path, capsys) -> None:
 
     assert main(["--repo", str(repo), "--base", "HEAD"]) == 0
     assert capsys.readouterr().out == "no change to any rendered environment\n"
+
+
+def test_a_looser_latency_objective_is_marked_as_weakening() -> None:
+    from tools.validate.diff.policy import config_changes
+
+    before = {"environments": {"prod": {"slo": {"ttft_seconds": 2, "e2e_seconds": 30}}}}
+    after = {"environments": {"prod": {"slo": {"ttft_seconds": 5, "e2e_seconds": 20}}}}
+    assert config_changes(before, after) == [
+        "gate.yaml environments.prod.slo.ttft_seconds: 2 → 5 "
+        "(weakens: latency objective loosened, the comment scores against it)",
+        "gate.yaml environments.prod.slo.e2e_seconds: 30 → 20",
+    ]

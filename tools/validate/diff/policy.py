@@ -114,6 +114,9 @@ def _describe(key: str, old: Any, new: Any) -> str:
         verdict = "weakens: limit raised"
     elif key.startswith(("rules.", "environments.")) and ".rules." in f".{key}":
         verdict = "rule option changed: check it does not loosen the rule"
+    elif key.startswith("environments.") and ".slo." in key:
+        if _number(new) > _number(old):
+            verdict = "weakens: latency objective loosened, the comment scores against it"
     elif key.startswith("environments.") and key.endswith(".paths"):
         verdict = "changes which rules apply where"
     return f"{change} ({verdict})" if verdict else change

@@ -64,6 +64,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--metrics-outage", metavar="START-END", help="the scaler's metric source fails between these seconds"
     )
+    parser.add_argument(
+        "--scenario",
+        choices=("spike", "day", "spot-stress"),
+        help="instead: one of gate diff's scenarios with the serving model (latency, KV cache, gateway, Spot "
+        "risk), median and worst of --seeds seeds",
+    )
+    parser.add_argument("--seeds", type=int, default=3, help="seeds for --scenario (default 3)")
 
 
 def _outage(text: str | None) -> tuple[float, float] | None:
@@ -153,7 +160,50 @@ def describe(cluster: Cluster) -> list[str]:
     return lines
 
 
+def run_scenario_report(args: argparse.Namespace) -> int:
+    """`--scenario`: the serving model on one overlay, in the figures `gate diff` compares."""
+    from tools.validate.catalogue import load_catalogue
+    from tools.validate.simulate.coldstart import compile_cache_survives
+    from tools.validate.simulate.gateway_model import gateway_limits
+    from tools.validate.simulate.latency import SloObjectives
+    from tools.validate.simulate.scenarios import SCENARIOS, run_scenario
+    from tools.validate.simulate.serving import ServingModel
+
+    try:
+        hardware = load_hardware_profile(args.hardware)
+        overlay_dir = Path(args.overlay)
+        resources = render_overlay(overlay_dir)
+        cluster = read_cluster(overlay_dir.name, resources)
+    except (ValueError, RenderError) as exc:
+        print(f"gate simulate: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    vllm = [r for r in resources if r.kind == "Deployment" and r.name == cluster.deployment.name]
+    warm = bool(vllm) and compile_cache_survives(vllm[0])
+    from tools.validate.diff.command import objectives_for
+    from tools.validate.diff.policy import read_gate_config
+
+    config, _ = read_gate_config(Path.cwd())
+    objectives = objectives_for(config, overlay_dir.name) if config else SloObjectives()
+    serving = ServingModel(load_catalogue(), objectives, gateway_limits(resources), compile_cache_warm=warm)
+    scenario = next(s for s in SCENARIOS if s.name == args.scenario)
+    result = run_scenario(cluster, hardware, scenario, serving, tuple(range(1, max(args.seeds, 1) + 1)))
+    print(f"overlay {args.overlay} · scenario {scenario.name} ({scenario.description}) · hardware "
+          f"{hardware.name} · objectives TTFT ≤ {objectives.ttft_seconds:g} s, end to end ≤ "
+          f"{objectives.e2e_seconds:g} s")
+    print("\n".join(describe(cluster)))
+    print()
+    width = max(len(name) for name in vars(result.median))
+    print(f"{'':{width}}  {'median':>12}  {'worst seed':>12}")
+    for name, value in vars(result.median).items():
+        print(f"{name:{width}}  {value:>12,.3f}  {getattr(result.worst, name):>12,.3f}")
+    for note in result.notes:
+        print(f"note: {note}")
+    return EXIT_OK
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.scenario:
+        return run_scenario_report(args)
     try:
         options = options_from(args)
         hardware = load_hardware_profile(args.hardware)
@@ -175,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         from tools.validate.simulate.plot import plot
 
-        plot(results, args.plot, f"{args.overlay} · {load.name}")
+        plot(results, args.plot, f"{args.overlay} · {load.name}", options.slo_wait_seconds)
         print(f"plot written to {args.plot}")
     return EXIT_OK
 

@@ -33,10 +33,20 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tools.validate.simulate.compile_cache import ENGINE_INIT_KEYS
+from tools.validate.simulate.gateway_model import HoldQueue
 from tools.validate.simulate.hardware import HardwareProfile, InstanceType
 from tools.validate.simulate.keda import KedaController, KedaScaling, Observation
+from tools.validate.simulate.kvcache import KvBudget, budget_for
+from tools.validate.simulate.latency import (
+    LatencyRecorder,
+    LatencySummary,
+    extended_throughput,
+    summarize_latency,
+)
 from tools.validate.simulate.load import LoadProfile
 from tools.validate.simulate.manifests import Cluster, NodePool, admitted_instances, pools_for
+from tools.validate.simulate.serving import ServingModel
+from tools.validate.simulate.spot import launch_capacity, reclaimed_with
 
 HPA_SYNC_SECONDS = 15.0
 RETRY_SECONDS = 10.0  # Karpenter retries pods it could not launch capacity for
@@ -57,6 +67,7 @@ class SimOptions:
     initial_replicas: int | None = None
     # What-if: at each of these times the oldest Spot node serving a replica gets its 2-minute notice.
     interrupt_at: tuple[float, ...] = ()
+    serving: ServingModel | None = None
 
 
 @dataclass
@@ -100,6 +111,8 @@ class Series:
     ready_gpu_nodes: np.ndarray
     max_wait: np.ndarray  # longest wait among requests admitted in the step, s
     rejected: np.ndarray  # requests that found no ready replica (the gateway answers 503)
+    held: np.ndarray | None = None  # requests in the gateway's hold
+    spot_nodes: np.ndarray | None = None  # ready GPU nodes on Spot (the rest on-demand)
 
 
 @dataclass
@@ -116,13 +129,19 @@ class SimResult:
     still_queued: float
     notes: list[str]
     slo_wait_seconds: float
+    latency: LatencySummary | None = None
+    held: float = 0.0  # requests that entered the gateway's hold
+    held_too_long: float = 0.0  # held past the hold timeout (503)
+    interruptions: int = 0
+    launch_shortages: int = 0  # Spot launches that found no capacity
 
 
 class ServiceModel:
     """Per-request service time by running batch on a GPU: prefill + tokens / per-request rate."""
 
-    def __init__(self, hardware: HardwareProfile, reference_gpu: str) -> None:
-        table = hardware.gpus[reference_gpu].tokens_per_second_by_batch
+    def __init__(self, hardware: HardwareProfile, reference_gpu: str, extend_to: float = 0.0) -> None:
+        self.extend_to = extend_to
+        table = extended_throughput(hardware.gpus[reference_gpu].tokens_per_second_by_batch, extend_to)
         self.batches = np.array(sorted(table), float)
         self.tokens_per_second = np.array([table[int(b)] for b in self.batches], float)
         self.tokens = hardware.output_tokens_per_request
@@ -132,7 +151,7 @@ class ServiceModel:
 
     def speed(self, gpu: str) -> float:
         """A GPU's throughput relative to the reference, at the reference's largest measured batch."""
-        table = self.hardware.gpus[gpu].tokens_per_second_by_batch
+        table = extended_throughput(self.hardware.gpus[gpu].tokens_per_second_by_batch, self.extend_to)
         top = self.batches[-1]
         return float(np.interp(top, sorted(table), [table[b] for b in sorted(table)])) / float(
             self.tokens_per_second[-1]
@@ -142,10 +161,14 @@ class ServiceModel:
         b = np.maximum(batch, 1.0)
         return self.prefill + self.tokens * b / (np.interp(b, self.batches, self.tokens_per_second) * speed)
 
-    def table(self, gpu: str, max_batch: float) -> list[float]:
-        """Service seconds at batch 1, 1+1/TABLE_RESOLUTION, ... up to max_batch + 1 (for the step loop)."""
+    def table(self, gpu: str, max_batch: float, kv: KvBudget | None = None) -> list[float]:
+        """Service seconds at batch 1, 1+1/TABLE_RESOLUTION, ... up to max_batch + 1 (for the step loop);
+        with a KV budget, each batch's preempted share pays its recomputation."""
         grid = 1.0 + np.arange(int((max_batch + 1) * TABLE_RESOLUTION) + 2) / TABLE_RESOLUTION
-        return [float(v) for v in self.service_seconds(grid, self.speed(gpu))]
+        seconds = self.service_seconds(grid, self.speed(gpu))
+        if kv is not None:
+            seconds = seconds + np.array([kv.extra_seconds(float(b)) for b in grid])
+        return [float(v) for v in seconds]
 
 
 class Simulation:
@@ -178,8 +201,22 @@ class Simulation:
                 "no NodePool admits an instance type of the profile that fits the pod: pods stay Pending"
             )
         gpu = self.choices[0][1].gpu.name if self.choices else hardware.instance_types[0].gpu.name
-        self.service = ServiceModel(hardware, gpu)
+        self.serving = options.serving
         self.max_seqs = float(self.dep.max_num_seqs)
+        self.service = ServiceModel(hardware, gpu, self.max_seqs if self.serving else 0.0)
+        self.kv_budgets: dict[str, KvBudget | None] = {}
+        self.recorder: LatencyRecorder | None = None
+        self.hold: HoldQueue | None = None
+        self.launch_shortages = 0
+        if self.serving is not None:
+            self.recorder = LatencyRecorder()
+            gateway = self.serving.gateway
+            self.recorder.watch(self.serving.objectives, gateway.first_token_timeout if gateway else math.inf)
+            if gateway is not None and gateway.hold_cap > 0:
+                self.hold = HoldQueue(gateway.hold_cap, gateway.hold_timeout_seconds)
+            self.forced_pool = sorted(self.serving.reclaim_pool_at)
+        else:
+            self.forced_pool = []
         t = hardware.timings
         self.scrape_interval = cluster.scrape_interval or t["metrics_scrape_interval_seconds"]
         self.export_delay = (
@@ -200,6 +237,8 @@ class Simulation:
             store.append(0.0)
         self.receiving.append(False)
         self.tables.append([])
+        self.caps.append(self.max_seqs)
+        self.skip.append(0.0)
         return len(self.running) - 1
 
     # --- lifecycle --------------------------------------------------------------------------------
@@ -208,9 +247,16 @@ class Simulation:
         self._ids += 1
         return self._ids
 
-    def _launch(self, now: float, pool: NodePool, instance: InstanceType, warm: bool = False) -> Node:
+    def _launch(self, now: float, pool: NodePool, instance: InstanceType, warm: bool = False) -> Node | None:
         t = self.hw.timings
-        capacity = "spot" if "spot" in pool.capacity_types else "on-demand"
+        capacity: str | None = "spot" if "spot" in pool.capacity_types else "on-demand"
+        if self.serving is not None and not warm:
+            capacity = launch_capacity(pool.capacity_types, instance.name, self.serving.spot, self.rng)
+            if capacity != "spot" and "spot" in pool.capacity_types:
+                self.launch_shortages += 1
+            if capacity is None:
+                return None
+        assert capacity is not None
         launched = now if warm else now + t["launch_api_seconds"]
         ready = now if warm else launched + t["node_boot_to_ready_seconds"]
         interrupt = math.inf
@@ -286,7 +332,10 @@ class Simulation:
                 return
             for pool, instance in self.choices:
                 if self._within_limits(pool, instance):
-                    node = self._launch(now, pool, instance)
+                    launched = self._launch(now, pool, instance)
+                    if launched is None:
+                        continue  # no Spot capacity and no on-demand allowed: the next pool, or retry
+                    node = launched
                     for pod in due[: node.slots]:
                         self._bind(pod, node, now)
                     due = due[node.slots :]
@@ -294,7 +343,14 @@ class Simulation:
             else:
                 for pod in due:
                     pod.unschedulable_at = now + RETRY_SECONDS
-                if self.choices and "limits" not in " ".join(self.notes):
+                if self.choices and self.serving is not None and self.launch_shortages and not any(
+                    "Spot capacity" in n for n in self.notes
+                ):
+                    self.notes.append(
+                        f"no Spot capacity at t={now:.0f} s and the NodePool allows no on-demand: pods stay "
+                        "Pending while Karpenter retries"
+                    )
+                elif self.choices and "limits" not in " ".join(self.notes):
                     self.notes.append(
                         f"NodePool limits reached at t={now:.0f} s: pods stay Pending until a node goes away"
                     )
@@ -308,10 +364,39 @@ class Simulation:
         self.offset[slot] = self.cum_share[-1]
         gpu = pod.node.instance.gpu.name if pod.node else self.service.reference
         if gpu not in self.gpu_tables:
-            self.gpu_tables[gpu] = self.service.table(gpu, self.max_seqs)
+            kv = self._kv_budget(gpu)
+            cap = self.max_seqs if kv is None else min(self.max_seqs, max(1.0, kv.sequences_held))
+            self.gpu_caps[gpu] = cap
+            self.gpu_tables[gpu] = self.service.table(gpu, cap, kv)
         self.tables[slot] = self.gpu_tables[gpu]
+        self.caps[slot] = self.gpu_caps[gpu]
         self.active.append(slot)
         self.n_receiving += 1
+
+    def _kv_budget(self, gpu: str) -> KvBudget | None:
+        if self.serving is None:
+            return None
+        if gpu not in self.kv_budgets:
+            fig = self.hw.figures
+            budget = budget_for(
+                self.serving.catalogue,
+                self.dep.flags,
+                gpu,
+                self.dep.gpus_per_pod,
+                fig.get("serving.prompt_tokens_per_request", 0.0),
+                self.hw.output_tokens_per_request,
+                fig.get("serving.runtime_overhead_gib", 0.0),
+                self.hw.prefill_seconds,
+            )
+            self.kv_budgets[gpu] = budget
+            if budget is not None and budget.sequences_held < self.max_seqs:
+                self.notes.append(
+                    f"the KV cache of one {gpu} pod holds {budget.tokens:,.0f} tokens: "
+                    f"{budget.sequences_held:.0f} sequences of {budget.mean_sequence_tokens:.0f} tokens "
+                    "on average, "
+                    f"fewer than --max-num-seqs {self.max_seqs:.0f}: vLLM preempts and recomputes"
+                )
+        return self.kv_budgets[gpu]
 
     def _stop_receiving(self, slot: int) -> None:
         if self.receiving[slot]:
@@ -325,6 +410,7 @@ class Simulation:
             self._stop_receiving(slot)
             self.aborted += self.running[slot] + self.waiting[slot]
             self.running[slot] = self.gauge[slot] = self.waiting[slot] = 0.0
+            self.skip[slot] = 0.0
             self.active.remove(slot)
             self.free_slots.append(slot)
             pod.slot = -1
@@ -376,10 +462,17 @@ class Simulation:
             ]
             if spot:
                 spot[0].interrupt_at = now
+        while self.forced_pool and self.forced_pool[0] <= now:
+            self.forced_pool.pop(0)
+            for n in self.nodes:
+                if n.capacity_type == "spot" and not n.cordoned and not n.removed:
+                    n.interrupt_at = now
         for node in list(self.nodes):
             if node.removed:
                 continue
             if not node.cordoned and now >= node.interrupt_at:
+                if self.serving is not None:
+                    self._correlated_reclaims(node, now)
                 node.cordoned = True
                 node.gone_at = now + notice
                 self.interruptions += 1
@@ -406,9 +499,30 @@ class Simulation:
         self._reconcile(now)
         self._provision(now)
         self.ready_nodes = sum(1 for n in self.nodes if not n.removed and n.ready_at <= now)
+        self.ready_spot = sum(
+            1 for n in self.nodes if not n.removed and n.ready_at <= now and n.capacity_type == "spot"
+        )
+
+    def _correlated_reclaims(self, node: Node, now: float) -> None:
+        """The other Spot nodes of the node's capacity pool that EC2 reclaims with it."""
+        others = [
+            n
+            for n in self.nodes
+            if n is not node
+            and n.capacity_type == "spot"
+            and n.pool is node.pool
+            and n.instance is node.instance
+            and not n.cordoned
+            and not n.removed
+            and n.interrupt_at > now
+        ]
+        assert self.serving is not None
+        for other, goes in zip(others, reclaimed_with(self.serving.spot, len(others), self.rng), strict=True):
+            if goes:
+                other.interrupt_at = now
 
     def _next_event(self) -> float:
-        times = [math.inf, *self.forced[:1]]
+        times = [math.inf, *self.forced[:1], *self.forced_pool[:1]]
         for node in self.nodes:
             if node.removed:
                 continue
@@ -466,15 +580,20 @@ class Simulation:
         self.receiving: list[bool] = []
         self.tables: list[list[float]] = []
         self.gpu_tables: dict[str, list[float]] = {}
+        self.caps: list[float] = []  # per slot: --max-num-seqs, or fewer when the KV cache holds fewer
+        self.gpu_caps: dict[str, float] = {}
+        self.skip: list[float] = []  # per slot: released held requests whose latency is already recorded
         self.free_slots: list[int] = []
         self.active: list[int] = []
         self.draining: list[Pod] = []
         self.n_receiving = 0
-        self.ready_nodes = 0
+        self.ready_nodes = self.ready_spot = 0
         # cum_share[k]: requests each receiving replica got in steps 0..k-1 (they all get the same share)
         self.cum_share: list[float] = [0.0]
         hist = [0.0] * (int(self.load.duration / dt) + 2)
-        s_wait, s_run, s_ready, s_desired, s_nodes, s_max, s_rejected = ([0.0] * steps for _ in range(7))
+        s_wait, s_run, s_ready, s_desired, s_nodes, s_max, s_rejected, s_held, s_spot = (
+            [0.0] * steps for _ in range(9)
+        )
         self.served = self.rejected = self.aborted = 0.0
         self.interruptions = 0
         self.t, self.now = 0, 0.0
@@ -489,10 +608,13 @@ class Simulation:
             self._schedule(pod, 0.0)
             if pod.node is None and self.choices:
                 pool, instance = self.choices[0]
-                self._bind(pod, self._launch(0.0, pool, instance, warm=True), 0.0)
+                warm_node = self._launch(0.0, pool, instance, warm=True)
+                assert warm_node is not None
+                self._bind(pod, warm_node, 0.0)
             if pod.phase == "starting":
                 self._make_ready(pod)
         self.ready_nodes = sum(1 for n in self.nodes if n.ready_at <= 0.0)
+        self.ready_spot = sum(1 for n in self.nodes if n.ready_at <= 0.0 and n.capacity_type == "spot")
         if self.keda is not None:
             self.keda.last_active = 0.0
         if (
@@ -523,7 +645,13 @@ class Simulation:
             self.final_arrivals,
         )
         tables, active, cum = self.tables, self.active, self.cum_share
-        max_seqs = self.max_seqs
+        caps, skip = self.caps, self.skip
+        recorder, hold = self.recorder, self.hold
+        record = recorder.record if recorder is not None else None
+        gateway = self.serving.gateway if self.serving is not None else None
+        prefill = self.hw.prefill_seconds
+        out_tokens = max(self.hw.output_tokens_per_request, 1.0)
+        total_wait = total_run = 0.0
         res = float(TABLE_RESOLUTION)
         rate_list = [float(r) for r in rates]
         self.rates = rate_list
@@ -562,12 +690,42 @@ class Simulation:
 
             # Service: arrivals, admission up to --max-num-seqs, completions.
             arrivals = rate_list[t] * dt
-            share = 0.0
+            share = released = 0.0
+            if gateway is not None:
+                # 429: vLLM's queue above the shedding threshold at the last poll, or in-flight cap reached.
+                refused = 0.0
+                shed = gateway.sheds and gateway.shed_queue_waiting > 0
+                if shed and total_wait > gateway.shed_queue_waiting:
+                    refused = arrivals
+                else:
+                    in_flight = total_wait + total_run + (hold.size if hold is not None else 0.0)
+                    refused = min(arrivals, max(0.0, arrivals - (gateway.in_flight_cap - in_flight)))
+                arrivals -= refused
+                self.rejected += refused
+                s_rejected[t] += refused
+            if hold is not None and hold.size > 0:
+                hold.expire(now)
             if self.n_receiving:
-                share = arrivals / self.n_receiving
+                if hold is not None and hold.size > 0:
+                    full = tables[active[0]][-1] if active else 0.0
+                    for held_for, count in hold.release(now):
+                        released += count
+                        if record is not None:
+                            itl = (full - prefill) / out_tokens
+                            record(count, held_for + prefill, held_for + full, itl, held_for)
+                share = (arrivals + released) / self.n_receiving
+                if released:
+                    for i in active:
+                        if receiving[i]:
+                            skip[i] += released / self.n_receiving
+            elif hold is not None:
+                before_refused = hold.refused
+                hold.hold(now, arrivals)
+                self.rejected += hold.refused - before_refused
+                s_rejected[t] += hold.refused - before_refused
             else:
                 self.rejected += arrivals
-                s_rejected[t] = arrivals
+                s_rejected[t] += arrivals
             cum_now = cum[-1] + share
             cum.append(cum_now)
             total_wait = total_run = longest = 0.0
@@ -579,10 +737,13 @@ class Simulation:
                     arrived = cum_now - offset[i]
                 else:
                     arrived = final[i]
+                admitted = 0.0
+                waited = 0
                 if w > EPS:
-                    room = max_seqs - r
+                    room = caps[i] - r
                     x = w if w < room else room
                     if x > EPS:
+                        admitted = x
                         if receiving[i] and w <= share + EPS:
                             hist[0] += x  # everything admitted arrived in this very step
                         else:
@@ -603,6 +764,15 @@ class Simulation:
                     k = int(j)
                     table = tables[i]
                     seconds = table[k] + (j - k) * (table[k + 1] - table[k])
+                    if record is not None and admitted > 0.0:
+                        own = admitted
+                        if skip[i] > 0.0:
+                            taken = skip[i] if skip[i] < own else own
+                            skip[i] -= taken
+                            own -= taken
+                        if own > EPS:
+                            queued = waited * dt
+                            record(own, queued + prefill, queued + seconds, (seconds - prefill) / out_tokens)
                     done = r * dt / seconds
                     if done > r:
                         done = r
@@ -622,6 +792,9 @@ class Simulation:
             s_desired[t] = self.spec_replicas
             s_nodes[t] = self.ready_nodes
             s_max[t] = longest * dt
+            if hold is not None:
+                s_held[t] = hold.size
+            s_spot[t] = self.ready_spot
         self.served = served
 
         end = steps * dt
@@ -637,7 +810,13 @@ class Simulation:
             ready_gpu_nodes=np.array(s_nodes),
             max_wait=np.array(s_max),
             rejected=np.array(s_rejected),
+            held=np.array(s_held) if hold is not None else None,
+            spot_nodes=np.array(s_spot) if self.serving is not None else None,
         )
+        latency = None
+        if recorder is not None:
+            failures = self.rejected + (hold.expired if hold is not None else 0.0) + self.aborted
+            latency = summarize_latency(recorder, failures)
         # The histogram is by steps waited; report it by whole seconds.
         by_second = np.zeros(int(self.load.duration) + 2)
         np.add.at(by_second, np.minimum((np.arange(len(hist)) * dt).astype(int), len(by_second) - 1), hist)
@@ -654,6 +833,11 @@ class Simulation:
             still_queued=sum(self.waiting) + sum(self.running),
             notes=self.notes,
             slo_wait_seconds=self.opt.slo_wait_seconds,
+            latency=latency,
+            held=hold.held_total if hold is not None else 0.0,
+            held_too_long=hold.expired if hold is not None else 0.0,
+            interruptions=self.interruptions,
+            launch_shortages=self.launch_shortages,
         )
 
 

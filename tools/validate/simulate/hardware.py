@@ -10,7 +10,7 @@ simulator prints can be traced to where it was published.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,11 @@ PROFILES_DIR = Path(__file__).parent / "profiles"
 DEFAULT_HARDWARE = "aws-g5-mistral7b-awq"
 # Listed explicitly (no globbing): adding a profile means adding its name here.
 BUILTIN_HARDWARE = (DEFAULT_HARDWARE,)
+OPTIONAL_SECTIONS = {
+    "serving": ("prompt_tokens_per_request", "runtime_overhead_gib"),
+    "spot_risk": ("correlated_reclaim_share", "stress_shortage"),
+    "cold_start": ("compile_cold_extra_seconds",),
+}
 FIGURE_TYPES = ("DOC", "VENDOR", "BLOG", "ISSUE", "DERIVED", "ASSUMPTION")
 
 TIMING_KEYS = (
@@ -66,6 +71,8 @@ class InstanceType:
     spot_per_hour: float
     spot_interruptions_per_month: float
     labels: Mapping[str, str]
+    # Chance that Spot capacity of this type cannot be had at launch (optional `spot_unavailable_at_launch`).
+    spot_unavailable_at_launch: float = 0.0
 
     def price(self, capacity_type: str) -> float:
         return self.spot_per_hour if capacity_type == "spot" else self.on_demand_per_hour
@@ -85,6 +92,9 @@ class HardwareProfile:
     gpus: Mapping[str, Gpu]
     instance_types: tuple[InstanceType, ...]
     sources: Mapping[str, str]
+    # Optional figures of the `serving`, `spot_risk` and `cold_start` sections (user-facing latency, the KV
+    # cache, Spot shortages, cold start by parts), by `section.key`; absent sections leave them out.
+    figures: Mapping[str, float] = field(default_factory=dict)
 
     def timing(self, key: str) -> float:
         return self.timings[key]
@@ -164,10 +174,20 @@ def parse_hardware_profile(doc: Any, origin: str, catalogue: Catalogue | None = 
                     spot_per_hour=float(entry["spot_per_hour"]),
                     spot_interruptions_per_month=float(entry["spot_interruptions_per_month"]),
                     labels=labels,
+                    spot_unavailable_at_launch=float(entry.get("spot_unavailable_at_launch", 0.0)),
                 )
             )
         if not instances:
             raise HardwareProfileError("instance_types: at least one instance type is needed")
+        figures: dict[str, float] = {}
+        for section_name, keys in OPTIONAL_SECTIONS.items():
+            section = doc.get(section_name)
+            if section is None:
+                continue
+            if not isinstance(section, Mapping):
+                raise HardwareProfileError(f"{section_name}: expected a mapping")
+            for key in keys:
+                figures[f"{section_name}.{key}"] = float(_figure(section, key, section_name, sources))
         return HardwareProfile(
             name=str(doc.get("name") or origin),
             timings=timings,
@@ -183,6 +203,7 @@ def parse_hardware_profile(doc: Any, origin: str, catalogue: Catalogue | None = 
             gpus=gpus,
             instance_types=tuple(instances),
             sources=sources,
+            figures=figures,
         )
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, HardwareProfileError):
