@@ -9,9 +9,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubernetes.utils import parse_quantity
-
 from tools.validate.model import Resource
+from tools.validate.quantity import parse_quantity
 from tools.validate.simulate.hardware import HardwareProfile, InstanceType
 from tools.validate.simulate.hpa import Behavior
 from tools.validate.simulate.keda import KedaScaling, ScalingConfigError, parse_scaled_object
