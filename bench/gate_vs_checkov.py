@@ -1,0 +1,218 @@
+"""Benchmark: `gate validate` end to end, as a user waits, against Checkov's kustomize framework.
+
+Directories: for each size (default about 500, 1,000 and 2,000 resources), a small repository
+`tree-N/` holding this repository's `gate.yaml` and one kustomization, `overlays/prod`, whose
+resources are N/21 copies of the prod overlay as rendered (`bench.gate_corpus`, one file per copy,
+each copy with its own names and consistent references). Both tools get the same directory and run
+kustomize on it themselves:
+
+    gate cold       `gate validate overlays/prod` in a new process, render cache empty
+    gate warm       the same command again, the tree unchanged (the pre-commit case)
+    kustomize       the build the gate runs (its wrapper with origin and transformer annotations), alone
+    plain build     `kubectl kustomize overlays/prod`, as Argo CD and Checkov run it
+    checkov         `checkov -d overlays/prod --framework kustomize --quiet --compact -o json
+                    --skip-download` (its own venv, created on first use; kubectl on its PATH)
+
+The gate's own time beyond the render it needs is `gate cold - kustomize`; the warm run measures
+the same thing directly (every step but kustomize). Targets: own time <= 1/10 of Checkov's time, and
+Checkov's time >= 10 x the warm run.
+
+The whole repository: `gate validate` at the repository root (6 targets), render cache empty (cold)
+and filled (warm), several runs each; the target is a warm median <= 0.8 s.
+
+Every tool runs on every core (nothing is pinned; the gate renders targets side by side). Each
+repeat runs the gate, kustomize and Checkov one after the other on each directory, so machine load
+hits them alike; the table gives medians over the repeats, and `uptime` before and after.
+
+    python -m bench.gate_vs_checkov                         # sizes 500 1000 2000, 3 repeats
+    python -m bench.gate_vs_checkov --sizes 500 --repeats 1 --no-checkov   # quick
+    python -m bench.gate_vs_checkov --repository-runs 15 --sizes          # the whole repository only
+
+Results and method: bench/README.md, section "Policy gate, end to end".
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.gate_bench import CHECKOV_VENV, ensure_checkov, machine, uptime
+from bench.gate_corpus import generate_rendered
+from tools.validate.render import kustomize_command
+from tools.validate.render_cache import CACHE_DIR_ENV
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TARGET_OWN_OVER_CHECKOV = 0.1
+TARGET_WARM_SPEEDUP = 10.0
+TARGET_REPOSITORY_WARM_S = 0.8
+OVERLAY = "overlays/prod"
+
+
+@dataclass(frozen=True)
+class Tree:
+    size: int
+    root: Path
+    resources: int
+
+
+def build_tree(work: Path, size: int) -> Tree:
+    """`work/tree-SIZE/`: gate.yaml and `overlays/prod` listing the copies of the prod overlay."""
+    corpus = generate_rendered(REPO_ROOT, work / "corpora", size, per_copy=True)
+    root = work / f"tree-{size}"
+    overlay = root / OVERLAY
+    overlay.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(REPO_ROOT / "gate.yaml", root / "gate.yaml")
+    files = sorted(corpus.rendered_dir.glob("copy-*.yaml"))
+    for file in files:
+        shutil.copy2(file, overlay / file.name)
+    listing = "".join(f"  - {file.name}\n" for file in files)
+    (overlay / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n" + listing,
+        encoding="utf-8",
+    )
+    return Tree(size, root, corpus.resource_count)
+
+
+def _wall(argv: Sequence[str], cwd: Path, env: dict[str, str] | None = None, ok: Sequence[int] = (0, 1),
+          stdout: Path | None = None) -> float:
+    sink = stdout.open("wb") if stdout else subprocess.DEVNULL
+    try:
+        start = time.perf_counter()
+        completed = subprocess.run(list(argv), cwd=cwd, env=env, stdout=sink, stderr=subprocess.PIPE,
+                                   check=False, timeout=3600)
+        elapsed = time.perf_counter() - start
+    finally:
+        if stdout:
+            sink.close()  # type: ignore[union-attr]
+    if completed.returncode not in ok:
+        raise RuntimeError(f"{argv[0]} exit {completed.returncode}: {completed.stderr.decode()[-2000:]}")
+    return elapsed
+
+
+def gate_argv(*paths: str) -> list[str]:
+    return [sys.executable, "-m", "tools.validate", "validate", *paths]
+
+
+def gate_env(cache: Path) -> dict[str, str]:
+    return {**os.environ, CACHE_DIR_ENV: str(cache)}
+
+
+def gate_cold_and_warm(cwd: Path, cache: Path, *paths: str) -> tuple[float, float]:
+    shutil.rmtree(cache, ignore_errors=True)
+    cold = _wall(gate_argv(*paths), cwd, gate_env(cache))
+    warm = _wall(gate_argv(*paths), cwd, gate_env(cache))
+    return cold, warm
+
+
+def kustomize_as_the_gate_builds(tree: Tree, scratch: Path) -> float:
+    """The wrapper build `tools.validate.render` runs (origin and transformer annotations), alone."""
+    wrapper = scratch / "wrapper"
+    wrapper.mkdir(parents=True, exist_ok=True)
+    target = os.path.relpath(tree.root / OVERLAY, wrapper)
+    (wrapper / "kustomization.yaml").write_text(
+        f"resources:\n  - {target}\nbuildMetadata: [originAnnotations, transformerAnnotations]\n",
+        encoding="utf-8",
+    )
+    return _wall([*kustomize_command(), str(wrapper)], scratch, ok=(0,))
+
+
+def checkov_time(checkov: Path, tree: Tree, out: Path) -> float:
+    kubectl_dir = str(Path(kustomize_command()[0]).parent)
+    env = {**os.environ, "PATH": kubectl_dir + os.pathsep + os.environ.get("PATH", "")}
+    argv = [str(checkov), "-d", OVERLAY, "--framework", "kustomize", "--quiet", "--compact", "-o", "json",
+            "--skip-download"]
+    return _wall(argv, tree.root, env, stdout=out)
+
+
+def _median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[500, 1000, 2000])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repository-runs", type=int, default=9, metavar="N",
+                        help="cold and warm runs of `gate validate` on the whole repository")
+    parser.add_argument("--no-checkov", action="store_true")
+    parser.add_argument("--checkov-venv", type=Path, default=CHECKOV_VENV)
+    parser.add_argument("--work-dir", type=Path, help="default: a temporary directory, removed afterwards")
+    args = parser.parse_args(argv)
+
+    checkov = None if args.no_checkov else ensure_checkov(args.checkov_venv)
+    print(f"# machine: {machine()}", flush=True)
+    print(f"# uptime before: {uptime()}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="gate-vs-checkov-") as scratch:
+        work = args.work_dir or Path(scratch)
+        work.mkdir(parents=True, exist_ok=True)
+        _repository(work, args.repository_runs)
+        _directories(work, args.sizes, args.repeats, checkov)
+    print(f"# uptime after: {uptime()}", flush=True)
+    return 0
+
+
+def _repository(work: Path, runs: int) -> None:
+    if runs <= 0:
+        return
+    colds, warms = [], []
+    for _ in range(runs):
+        cold, warm = gate_cold_and_warm(REPO_ROOT, work / "repository-cache")
+        colds.append(cold)
+        warms.append(warm)
+    met = "yes" if _median(warms) <= TARGET_REPOSITORY_WARM_S else "no"
+    print("\n## The whole repository: `gate validate` (every target), wall s\n")
+    print("| run | median | min | max | n |\n|---|---:|---:|---:|---:|")
+    for name, values in (("cold (render cache empty)", colds), ("warm (render cache filled)", warms)):
+        print(f"| {name} | {_median(values):.3f} | {min(values):.3f} | {max(values):.3f} | {len(values)} |")
+    print(f"\nwarm median <= {TARGET_REPOSITORY_WARM_S} s: {met}", flush=True)
+
+
+def _directories(work: Path, sizes: Sequence[int], repeats: int, checkov: Path | None) -> None:
+    if not sizes:
+        return
+    trees = [build_tree(work, size) for size in sizes]
+    samples: dict[int, dict[str, list[float]]] = {t.size: {} for t in trees}
+    for repeat in range(repeats):
+        for tree in trees:
+            row = samples[tree.size]
+            cold, warm = gate_cold_and_warm(tree.root, work / f"cache-{tree.size}", OVERLAY)
+            row.setdefault("gate cold", []).append(cold)
+            row.setdefault("gate warm", []).append(warm)
+            kustomize = kustomize_as_the_gate_builds(tree, work / f"k-{tree.size}")
+            row.setdefault("kustomize", []).append(kustomize)
+            row.setdefault("plain build", []).append(
+                _wall([*kustomize_command(), OVERLAY], tree.root, ok=(0,))
+            )
+            if checkov is not None:
+                row.setdefault("checkov", []).append(checkov_time(checkov, tree, work / "checkov.json"))
+            print(f"# repeat {repeat + 1}/{repeats}, {tree.resources} resources: "
+                  + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in row.items()), flush=True)
+    print("\n## `gate validate DIR` against `checkov -d DIR --framework kustomize` (medians, wall s)\n")
+    print("| resources | gate cold | kustomize (in it) | gate own (cold - kustomize) | gate warm | checkov "
+          "| plain build | own / checkov | checkov / warm | cold speed-up | n |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for tree in trees:
+        row = {name: _median(values) for name, values in samples[tree.size].items()}
+        own = max(0.0, row["gate cold"] - row["kustomize"])
+        checkov_s = row.get("checkov")
+        own_ratio = f"{own / checkov_s:.3f}" if checkov_s else "-"
+        warm_ratio = f"{checkov_s / row['gate warm']:.1f}x" if checkov_s else "-"
+        cold_ratio = f"{checkov_s / row['gate cold']:.1f}x" if checkov_s else "-"
+        print(f"| {tree.resources:,} | {row['gate cold']:.2f} | {row['kustomize']:.2f} | {own:.2f} "
+              f"| {row['gate warm']:.2f} | {checkov_s or 0:.2f} | {row['plain build']:.2f} | {own_ratio} "
+              f"| {warm_ratio} | {cold_ratio} | {len(samples[tree.size]['gate cold'])} |")
+    targets = f"own / checkov <= {TARGET_OWN_OVER_CHECKOV}, checkov / warm >= {TARGET_WARM_SPEEDUP:g}x"
+    print(f"\ntargets: {targets}", flush=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
