@@ -35,6 +35,8 @@ memory, output and time limits; see that module.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import math
 import os
@@ -44,6 +46,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -294,12 +297,24 @@ def _run_sandboxed(argv: list[str], overlay: str, scratch: Path,
             )
         except OSError as exc:
             raise RenderError(overlay, f"cannot run {argv[0]}: {exc.strerror or exc}") from None
+        # a timer enforces the deadline: `wait(timeout=...)` polls, and would notice the end of each
+        # render up to 50 ms late
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+
+        deadline = threading.Timer(options.timeout, expire)
+        deadline.daemon = True
+        deadline.start()
         try:
-            returncode = process.wait(timeout=options.timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-            raise RenderError(overlay, f"kustomize did not finish within {options.timeout:g} s") from None
+            returncode = process.wait()
+        finally:
+            deadline.cancel()
+        if expired.is_set():
+            raise RenderError(overlay, f"kustomize did not finish within {options.timeout:g} s")
     if out_path.stat().st_size >= output_limit or returncode == -signal.SIGXFSZ:
         raise RenderError(overlay, f"kustomize's output is over the {options.limits.max_bytes}-byte limit")
     with out_path.open("rb") as out, err_path.open("rb") as err:
@@ -333,6 +348,7 @@ def _strip_build_metadata(doc: dict[str, Any]) -> tuple[str | None, str | None]:
     return origin, transformations
 
 
+@functools.lru_cache(maxsize=4096)  # the resources of one file carry the same annotation
 def _resolve_origin(origin_text: str | None, wrapper_dir: Path, repo_root: Path) -> str | None:
     if not origin_text:
         return None
@@ -547,19 +563,20 @@ def _plain(node: Node | None) -> Any:
     return node.value
 
 
-def _transformation_files(transformations: str | None, wrapper_dir: Path) -> list[Path]:
+@functools.lru_cache(maxsize=4096)  # most resources of an overlay carry the same annotation
+def _transformation_files(transformations: str | None, wrapper_dir: Path) -> tuple[Path, ...]:
     if not transformations:
-        return []
+        return ()
     try:
         loaded = load_text(transformations, TRANSFORMATIONS_ANNOTATION).documents
     except InputError:
-        return []
+        return ()
     entries = loaded[0] if loaded and isinstance(loaded[0], list) else []
     files: dict[Path, None] = {}
     for entry in entries:
         if isinstance(entry, dict) and isinstance(entry.get("configuredIn"), str):
             files[Path(os.path.normpath(wrapper_dir / entry["configuredIn"]))] = None
-    return list(files)
+    return tuple(files)
 
 
 def _applied_patches(resource: Resource, transformations: str | None, wrapper_dir: Path,
