@@ -16,8 +16,8 @@ subprocesses inherit the pin. Each stage is timed by calling the gate's own func
     policy rules       engine.check with every rule except the schema family (locations, suppressions)
     schema + policy    engine.check with the full registry: the figure the 2,000 resources/s target is about
     gate in-process    engine.run: validator and catalogue construction, render and check
-    gate CLI           `python -m tools.validate validate --env ... TARGETS` in a new process, wall time
-                       including interpreter start-up, imports, render, schemas and rules
+    gate CLI           `python -m tools.validate validate --no-render-cache TARGETS` in a new process, wall
+                       time including interpreter start-up, imports, render, schemas and rules
     checkov            `checkov -f FILE | -d DIR --framework kubernetes --quiet --compact -o json` on the
                        same manifests already rendered (plain `kustomize build`), wall time including
                        its start-up; Checkov 3.3.30 lives in its own venv (created on first use) and runs
@@ -251,7 +251,9 @@ def gate_cli(corpus: Corpus) -> Sample:
     """The gate in a new process, wall time including start-up: `gate validate` on the repository's
     overlays; on a generated corpus (already rendered) `python -m bench.gate_bench --check-rendered`."""
     if corpus.targets:
-        argv = [sys.executable, "-m", "tools.validate", "validate", "--repo-root", str(corpus.repo_root)]
+        # every run renders, as the stages above do (the render cache is measured by gate_vs_checkov)
+        argv = [sys.executable, "-m", "tools.validate", "validate", "--no-render-cache",
+                "--repo-root", str(corpus.repo_root)]
         argv += [str(t) for t in corpus.targets]
     else:
         argv = [sys.executable, "-m", "bench.gate_bench", "--env", corpus.env or "prod", "--check-rendered"]
