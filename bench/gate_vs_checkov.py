@@ -192,33 +192,40 @@ def _repository(work: Path, runs: int) -> None:
     print(f"\nwarm median <= {TARGET_REPOSITORY_WARM_S} s: {met}", flush=True)
 
 
+def _repeats(work: Path, trees: Sequence[Tree], repeats: int, samples: dict[int, dict[str, list[Sample]]],
+             checkov: Path | None) -> None:
+    """Each repeat runs every tool on every tree; a tree's figures are kept once all its tools ran."""
+    for repeat in range(repeats):
+        for tree in trees:
+            cold, warm = gate_cold_and_warm(tree.root, work / f"cache-{tree.size}", OVERLAY)
+            one = {"gate cold": cold, "gate warm": warm,
+                   "kustomize": kustomize_as_the_gate_builds(tree, work / f"k-{tree.size}"),
+                   "plain build": _run([*kustomize_command(), OVERLAY], tree.root, ok=(0,))}
+            if checkov is not None:
+                one["checkov"] = checkov_time(checkov, tree, work / "checkov.json")
+            for name, sample in one.items():
+                samples[tree.size].setdefault(name, []).append(sample)
+            print(f"# repeat {repeat + 1}/{repeats}, {tree.resources} resources: "
+                  + ", ".join(f"{k} {v.wall:.2f} s ({v.cpu:.2f} CPU)" for k, v in one.items()), flush=True)
+
+
 def _directories(work: Path, sizes: Sequence[int], repeats: int, checkov: Path | None) -> None:
     if not sizes:
         return
     trees = [build_tree(work, size) for size in sizes]
     samples: dict[int, dict[str, list[Sample]]] = {t.size: {} for t in trees}
-    for repeat in range(repeats):
-        for tree in trees:
-            row = samples[tree.size]
-            cold, warm = gate_cold_and_warm(tree.root, work / f"cache-{tree.size}", OVERLAY)
-            row.setdefault("gate cold", []).append(cold)
-            row.setdefault("gate warm", []).append(warm)
-            kustomize = kustomize_as_the_gate_builds(tree, work / f"k-{tree.size}")
-            row.setdefault("kustomize", []).append(kustomize)
-            plain = _run([*kustomize_command(), OVERLAY], tree.root, ok=(0,))
-            row.setdefault("plain build", []).append(plain)
-            if checkov is not None:
-                row.setdefault("checkov", []).append(checkov_time(checkov, tree, work / "checkov.json"))
-            print(f"# repeat {repeat + 1}/{repeats}, {tree.resources} resources: "
-                  + ", ".join(f"{k} {v[-1].wall:.2f} s ({v[-1].cpu:.2f} CPU)" for k, v in row.items()),
-                  flush=True)
+    try:
+        _repeats(work, trees, repeats, samples, checkov)
+    except (RuntimeError, subprocess.TimeoutExpired) as exc:  # e.g. kustomize past the gate's timeout
+        print(f"# stopped: {' '.join(str(exc).split())[:300]}; the tables hold the repeats before",
+              flush=True)
     for measure in ("wall", "cpu"):
         print(f"\n## `gate validate DIR` against `checkov -d DIR --framework kustomize` "
               f"(medians, {'wall' if measure == 'wall' else 'CPU'} s)\n")
         print("| resources | gate cold | kustomize (in it) | gate own (cold - kustomize) | gate warm "
               "| checkov | plain build | own / checkov | checkov / warm | checkov / cold | n |")
         print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-        for tree in trees:
+        for tree in (t for t in trees if samples[t.size]):
             row = {name: _median([getattr(s, measure) for s in values])
                    for name, values in samples[tree.size].items()}
             own = max(0.0, row["gate cold"] - row["kustomize"])
