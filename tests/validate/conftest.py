@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tools.validate.engine import STRICT_ENV
+from tools.validate.render_cache import CACHE_DIR_ENV
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TREE = FIXTURES / "tree"
@@ -17,6 +18,13 @@ TREE = FIXTURES / "tree"
 def _rule_crashes_fail_tests(monkeypatch: pytest.MonkeyPatch) -> None:
     # A check that raises must fail the test with its traceback, not become an input/rule-crashed finding.
     monkeypatch.setenv(STRICT_ENV, "1")
+
+
+@pytest.fixture(autouse=True)
+def _render_cache_of_its_own(monkeypatch: pytest.MonkeyPatch,
+                             tmp_path_factory: pytest.TempPathFactory) -> None:
+    # `gate validate` keeps kustomize's outputs between runs; each test starts from an empty cache.
+    monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path_factory.mktemp("render-cache")))
 
 
 @pytest.fixture

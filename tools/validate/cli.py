@@ -2,7 +2,7 @@
 
     gate validate [PATHS...] [--env ENV] [--format FORMAT[=FILE]]... [--fail-level LEVEL]
                   [--config FILE] [--crd DIR]... [--kubernetes-version X.Y] [--repo-root DIR]
-                  [--build-option OPTION]... [--render-memory-limit-mib MIB]
+                  [--build-option OPTION]... [--render-memory-limit-mib MIB] [--no-render-cache]
     gate rules
     gate docs [--check]
     gate simulate ...      (tools.validate.simulate.command)
@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from tools.validate import docs as rule_docs
+from tools.validate import render_cache
 from tools.validate.config import ConfigError, find_config, load_config
 from tools.validate.engine import GateError, RunOptions, discover_targets, run
 from tools.validate.loader import InputError
@@ -87,6 +88,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     validate.add_argument("--render-memory-limit-mib", type=int, metavar="MIB",
                           help="heap kustomize may use (default: gate.yaml's, else 2048)")
+    validate.add_argument(
+        "--no-render-cache", action="store_true",
+        help="run kustomize for every target instead of reusing the output of an identical earlier build "
+             f"(kept in ${render_cache.CACHE_DIR_ENV}, else $XDG_CACHE_HOME/eks-llm-inference/gate/renders)",
+    )
     validate.set_defaults(handler=_validate)
 
     rules = sub.add_parser("rules", help="list the rules")
@@ -182,6 +188,7 @@ def _validate(args: argparse.Namespace) -> int:
             kubernetes_version=args.kubernetes_version,
             build_options=tuple(args.build_option),
             render_memory_limit=_memory_limit(args.render_memory_limit_mib),
+            render_cache_dir=None if args.no_render_cache else render_cache.default_directory(),
         ),
         rendered_inputs,
     )

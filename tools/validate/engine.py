@@ -68,6 +68,7 @@ class RunOptions:
     kubernetes_version: str | None = None
     build_options: Sequence[str] = ()  # from the command line: trusted, unlike gate.yaml's
     render_memory_limit: int | None = None  # from the command line; None: gate.yaml's or the default
+    render_cache_dir: Path | None = None  # kustomize's outputs kept between runs; None: render afresh
     today: dt.date | None = None
     schemas_factory: SchemaValidatorFactory | None = None  # None: tools.validate.schema if present
     catalogue_loader: CatalogueLoader | None = None  # None: tools.validate.catalogue if present
@@ -134,6 +135,7 @@ def run(
         timeout=config.render_timeout,
         limits=config.limits,
         memory_limit=options.render_memory_limit or config.render_memory_limit,
+        cache_dir=options.render_cache_dir,
     )
     schemas = build_schemas(options)
     catalogue = build_catalogue(options)

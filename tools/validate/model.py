@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, TypeVar, cast
 
-from kubernetes.utils import parse_quantity
+from tools.validate.quantity import parse_quantity
 
 T = TypeVar("T")
 

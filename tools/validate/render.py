@@ -35,6 +35,10 @@ memory, output and time limits; see that module.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import json
+import math
 import os
 import re
 import shutil
@@ -42,12 +46,13 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tools.validate import sandbox
+from tools.validate import render_cache, sandbox
 from tools.validate.loader import (
     DuplicateKey,
     InputError,
@@ -82,6 +87,7 @@ class RenderOptions:
     command: tuple[str, ...] | None = None  # e.g. ("kustomize", "build"); found automatically if None
     limits: Limits = field(default_factory=Limits)
     memory_limit: int = sandbox.DEFAULT_MEMORY_LIMIT_BYTES  # bytes of heap kustomize may use
+    cache_dir: Path | None = None  # kustomize's outputs kept between runs (render_cache); None: no cache
 
 
 @dataclass(frozen=True)
@@ -143,9 +149,10 @@ def render(directory: Path, repo_root: Path, options: RenderOptions = RenderOpti
     if not directory.is_dir() or not is_kustomization_dir(directory):
         raise RenderError(overlay, "no kustomization.yaml in this directory")
     try:
-        input_files = sandbox.walk(directory, repo_root, options.limits).yaml_files
+        walked = sandbox.walk(directory, repo_root, options.limits)
     except sandbox.SandboxError as exc:
         raise RenderError(overlay, str(exc)) from None
+    input_files = walked.yaml_files
     command = options.command or kustomize_command()
     with tempfile.TemporaryDirectory(prefix="gate-render-") as scratch:
         wrapper_dir = Path(scratch).resolve() / "wrapper"
@@ -153,14 +160,31 @@ def render(directory: Path, repo_root: Path, options: RenderOptions = RenderOpti
         wrapper_dir.mkdir()
         (home / "bin").mkdir(parents=True)
         target = os.path.relpath(directory.resolve(), wrapper_dir)
-        (wrapper_dir / "kustomization.yaml").write_text(
+        wrapper_text = (
             "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
             f"resources:\n  - {_quote(target)}\n"
-            "buildMetadata: [originAnnotations, transformerAnnotations]\n",
-            encoding="utf-8",
+            "buildMetadata: [originAnnotations, transformerAnnotations]\n"
         )
+        (wrapper_dir / "kustomization.yaml").write_text(wrapper_text, encoding="utf-8")
         argv = [*command, str(wrapper_dir), *options.build_options]
-        returncode, stdout, stderr = _run_sandboxed(argv, overlay, Path(scratch).resolve(), options)
+        entry_key = derived_key = None
+        cached = None
+        if options.cache_dir is not None and render_cache.cacheable(options.build_options, walked):
+            # the wrapper names the overlay relative to a temporary directory of constant depth, so
+            # the same overlay gives the same wrapper, and the same origins, on every run
+            entry_key = render_cache.key(
+                command, (*options.build_options, f"memory={options.memory_limit}",
+                          f"max-bytes={options.limits.max_bytes}"), wrapper_text, walked,
+            )
+            derived_key = render_cache.derived_key(entry_key, repo_root.resolve(), repr(options.limits))
+            kept = _kept_resources(options.cache_dir, derived_key, overlay)
+            if kept is not None:
+                return kept
+            cached = render_cache.load(options.cache_dir, entry_key)
+        if cached is not None:
+            returncode, stdout, stderr = 0, cached, b""
+        else:
+            returncode, stdout, stderr = _run_sandboxed(argv, overlay, Path(scratch).resolve(), options)
         if returncode != 0:
             said = stderr.decode("utf-8", "replace") or stdout.decode("utf-8", "replace")
             limit_mib = options.memory_limit // (1024 * 1024)
@@ -193,7 +217,68 @@ def render(directory: Path, repo_root: Path, options: RenderOptions = RenderOpti
             resource.patches = tuple(dict.fromkeys(p.file for p in applied if p.kind != "replacement"))
             patch_sources[index] = tuple(applied)
             resources.append(resource)
-    return Rendered(overlay, resources, loaded.duplicates, patch_sources)
+    rendered = Rendered(overlay, resources, loaded.duplicates, patch_sources)
+    if entry_key is not None and derived_key is not None and options.cache_dir is not None:
+        if cached is None:
+            render_cache.store(options.cache_dir, entry_key, stdout)
+        kept_form = _resources_json(rendered)
+        if kept_form is not None:
+            render_cache.store(options.cache_dir, derived_key, kept_form, render_cache.RESOURCES)
+    return rendered
+
+
+def _resources_json(rendered: Rendered) -> bytes | None:
+    """`rendered` as JSON for the render cache, or None when JSON would not give it back exactly."""
+    if not all(_exact_in_json(r.doc) for r in rendered.resources) or not all(
+        isinstance(d.key, str) for d in rendered.duplicates
+    ):
+        return None
+    data = {
+        "resources": [
+            {"doc": r.doc, "origin": r.origin, "patches": list(r.patches), "index": r.index}
+            for r in rendered.resources
+        ],
+        "duplicates": [[d.source, d.line, d.key, d.document] for d in rendered.duplicates],
+        "patch_sources": [
+            [index, [[p.file, p.kind, p.text, p.line, list(p.field_paths)] for p in patches]]
+            for index, patches in rendered.patch_sources.items()
+        ],
+    }
+    return json.dumps(data, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+def _exact_in_json(value: Any) -> bool:
+    if isinstance(value, dict):
+        return all(type(key) is str and _exact_in_json(item) for key, item in value.items())
+    if isinstance(value, list):
+        return all(_exact_in_json(item) for item in value)
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return value is None or type(value) in (str, int, bool)
+
+
+def _kept_resources(directory: Path, key: str, overlay: str) -> Rendered | None:
+    """The resources a cached render's JSON holds; None when absent or not as `_resources_json` writes."""
+    raw = render_cache.load(directory, key, render_cache.RESOURCES)
+    if raw is None:
+        return None
+    try:
+        data = json.loads(raw)
+        resources = [
+            Resource(doc=r["doc"], overlay=overlay, origin=r["origin"], patches=tuple(r["patches"]),
+                     index=r["index"])
+            for r in data["resources"]
+        ]
+        duplicates = [DuplicateKey(source, line, key_, document)
+                      for source, line, key_, document in data["duplicates"]]
+        patch_sources = {
+            index: tuple(PatchSource(file, kind, text, line, tuple(field_paths))
+                         for file, kind, text, line, field_paths in patches)
+            for index, patches in data["patch_sources"]
+        }
+    except (ValueError, KeyError, TypeError, RecursionError):
+        return None  # another version's or a damaged entry: render again
+    return Rendered(overlay, resources, duplicates, patch_sources)
 
 
 def _run_sandboxed(argv: list[str], overlay: str, scratch: Path,
@@ -212,12 +297,24 @@ def _run_sandboxed(argv: list[str], overlay: str, scratch: Path,
             )
         except OSError as exc:
             raise RenderError(overlay, f"cannot run {argv[0]}: {exc.strerror or exc}") from None
+        # a timer enforces the deadline: `wait(timeout=...)` polls, and would notice the end of each
+        # render up to 50 ms late
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+
+        deadline = threading.Timer(options.timeout, expire)
+        deadline.daemon = True
+        deadline.start()
         try:
-            returncode = process.wait(timeout=options.timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-            raise RenderError(overlay, f"kustomize did not finish within {options.timeout:g} s") from None
+            returncode = process.wait()
+        finally:
+            deadline.cancel()
+        if expired.is_set():
+            raise RenderError(overlay, f"kustomize did not finish within {options.timeout:g} s")
     if out_path.stat().st_size >= output_limit or returncode == -signal.SIGXFSZ:
         raise RenderError(overlay, f"kustomize's output is over the {options.limits.max_bytes}-byte limit")
     with out_path.open("rb") as out, err_path.open("rb") as err:
@@ -251,6 +348,7 @@ def _strip_build_metadata(doc: dict[str, Any]) -> tuple[str | None, str | None]:
     return origin, transformations
 
 
+@functools.lru_cache(maxsize=4096)  # the resources of one file carry the same annotation
 def _resolve_origin(origin_text: str | None, wrapper_dir: Path, repo_root: Path) -> str | None:
     if not origin_text:
         return None
@@ -465,19 +563,20 @@ def _plain(node: Node | None) -> Any:
     return node.value
 
 
-def _transformation_files(transformations: str | None, wrapper_dir: Path) -> list[Path]:
+@functools.lru_cache(maxsize=4096)  # most resources of an overlay carry the same annotation
+def _transformation_files(transformations: str | None, wrapper_dir: Path) -> tuple[Path, ...]:
     if not transformations:
-        return []
+        return ()
     try:
         loaded = load_text(transformations, TRANSFORMATIONS_ANNOTATION).documents
     except InputError:
-        return []
+        return ()
     entries = loaded[0] if loaded and isinstance(loaded[0], list) else []
     files: dict[Path, None] = {}
     for entry in entries:
         if isinstance(entry, dict) and isinstance(entry.get("configuredIn"), str):
             files[Path(os.path.normpath(wrapper_dir / entry["configuredIn"]))] = None
-    return list(files)
+    return tuple(files)
 
 
 def _applied_patches(resource: Resource, transformations: str | None, wrapper_dir: Path,

@@ -91,6 +91,8 @@ PATH_FIELDS: tuple[PathField, ...] = (
               remote_keys=("chartRepoUrl", "helmBin", "helmHome")),
 )
 
+PLUGIN_FIELDS = frozenset({"generators", "transformers", "validators"})
+
 # Fields of the Kustomization type that hold no path (api/types/kustomization.go).
 PLAIN_FIELDS = frozenset({
     "apiVersion", "kind", "metadata", "namePrefix", "nameSuffix", "namespace", "commonLabels", "labels",
@@ -122,6 +124,10 @@ class Walk:
     yaml_files: list[Path] = field(default_factory=list)
     other_files: list[Path] = field(default_factory=list)
     total_bytes: int = 0
+    directories: list[Path] = field(default_factory=list)  # every kustomization directory walked
+    # `generators`, `transformers` and `validators` entries ("file:line: field"): a plugin's config may
+    # name files of its own, which the walk does not follow (the render cache skips such builds)
+    plugin_configs: list[str] = field(default_factory=list)
 
 
 def looks_remote(entry: str) -> bool:
@@ -165,6 +171,7 @@ class _Walker:
         if directory in self.seen_dirs:
             return
         self.seen_dirs.add(directory)
+        self.result.directories.append(directory)
         found = [directory / name for name in KUSTOMIZATION_FILES if (directory / name).is_file()]
         if not found:
             where = relative(directory, self.repo_root)
@@ -200,6 +207,8 @@ class _Walker:
                     f"{here}:{line}: unknown kustomization field {key!r}: the gate cannot tell whether it "
                     "names a file, so it does not render it"
                 )
+            if key in PLUGIN_FIELDS and value.value:
+                self.result.plugin_configs.append(f"{here}:{value.key_line or value.line}: {key}")
             for entry, line, reads in _entries(by_name[key], value, here):
                 self.reference(directory, entry, reads, f"{here}:{line}: {key}: {entry!r}")
         helm_globals = spec.value.get("helmGlobals")

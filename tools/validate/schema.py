@@ -21,6 +21,7 @@ import base64
 import copy
 import datetime as dt
 import difflib
+import importlib.util
 import json
 import re
 from collections import Counter
@@ -89,9 +90,18 @@ class SchemaViolation(Violation):
     rule_id: str = INVALID_VALUE
 
 
+def _kubernetes_schema_root() -> Path:
+    """`kubernetes-validate`'s schema directory, found without importing the package: its `__init__`
+    imports jsonschema and its validator, which the gate does not use (a tenth of a second)."""
+    spec = importlib.util.find_spec("kubernetes_validate")
+    if spec is None or not spec.submodule_search_locations:
+        raise SchemaError("kubernetes-validate is not installed (pip install kubernetes-validate)")
+    return Path(next(iter(spec.submodule_search_locations))) / "kubernetes-json-schema"
+
+
 def available_kubernetes_versions() -> list[str]:
     """The Kubernetes minor versions `kubernetes-validate` ships strict schemas for, oldest first."""
-    root = resources.files("kubernetes_validate").joinpath("kubernetes-json-schema")
+    root = _kubernetes_schema_root()
     found = []
     for entry in root.iterdir():
         match = re.fullmatch(r"v(\d+)\.(\d+)\.\d+-local-strict", entry.name)
@@ -115,9 +125,7 @@ def _core_definitions(version: str) -> dict[str, Any]:
         raise SchemaError(
             f"no schemas for Kubernetes {version!r} (available: {', '.join(available)})"
         )
-    path = resources.files("kubernetes_validate").joinpath(
-        f"kubernetes-json-schema/v{minor}.0-local-strict/_definitions.json"
-    )
+    path = _kubernetes_schema_root() / f"v{minor}.0-local-strict" / "_definitions.json"
     definitions = json.loads(path.read_text(encoding="utf-8"))
     defs = definitions["$defs"]
     defs["io.k8s.apimachinery.pkg.api.resource.Quantity"] = {

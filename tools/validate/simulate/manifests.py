@@ -9,11 +9,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubernetes.utils import parse_quantity
-
 from tools.validate.karpenter import CAPACITY_TYPE, requirements_from
 from tools.validate.keda import scale_target
 from tools.validate.model import Resource
+from tools.validate.quantity import parse_quantity
 from tools.validate.simulate.compile_cache import POD, compile_cache_mode
 from tools.validate.simulate.hardware import HardwareProfile, InstanceType
 from tools.validate.simulate.hpa import Behavior
