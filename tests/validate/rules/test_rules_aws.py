@@ -11,7 +11,7 @@ from rules_fixtures import FIXTURES, context_for, load_fixture
 from tools.validate.catalogue import Catalogue, load_catalogue
 from tools.validate.environment_values import EXTRAS_KEY, environment_values
 from tools.validate.loader import Limits
-from tools.validate.model import Context, Rule, as_int
+from tools.validate.model import Context, Rule, as_int, format_path
 from tools.validate.rules import aws
 
 REPOSITORY = Path(__file__).parents[3]
@@ -26,7 +26,8 @@ def catalogue() -> Catalogue:
 def messages(rule: Rule, ctx: Context) -> list[tuple[str, str, str]]:
     found = rule.check(ctx, dict(rule.options))
     return sorted(
-        (f"{v.resource.kind}/{v.resource.name}" if v.resource else "", v.path, v.message) for v in found
+        (f"{v.resource.kind}/{v.resource.name}" if v.resource else "", format_path(v.path), v.message)
+        for v in found
     )
 
 

@@ -26,7 +26,6 @@ BUILTIN_HARDWARE = (DEFAULT_HARDWARE,)
 OPTIONAL_SECTIONS = {
     "serving": ("prompt_tokens_per_request", "runtime_overhead_gib"),
     "spot_risk": ("correlated_reclaim_share", "stress_shortage"),
-    "cold_start": ("compile_cold_extra_seconds",),
 }
 FIGURE_TYPES = ("DOC", "VENDOR", "BLOG", "ISSUE", "DERIVED", "ASSUMPTION")
 
