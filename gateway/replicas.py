@@ -253,7 +253,8 @@ class Replicas:
 
     async def _poll_one(self, replica: Replica) -> None:
         try:
-            replica.waiting = parse_waiting(await read_metrics(replica, CHECK_TIMEOUT))
+            replica.waiting = parse_waiting(
+                await read_metrics(replica, self.settings.upstream_metrics_timeout_seconds))
         except (UpstreamConnectError, UpstreamError, TimeoutError, ValueError):
             replica.waiting = None
 

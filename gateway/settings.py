@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     upstream_idle_timeout: float = Field(default=30.0, gt=0)
     upstream_total_timeout: float = Field(default=300.0, gt=0)
     upstream_metrics_poll_seconds: float = Field(default=1.0, ge=0, description="0 disables queue shedding")
+    # vLLM answers /metrics from the same event loop that streams tokens: while its engine is saturated
+    # (when shedding matters) one answer can take seconds. A slow answer is still a current queue.
+    upstream_metrics_timeout_seconds: float = Field(default=10.0, gt=0, description="one /metrics read")
 
     # Hold: requests wait while no model server is ready (a cold start), FIFO, bounded by count and time.
     hold_max_requests: int = Field(default=128, ge=0, description="0: no hold; below max_in_flight")

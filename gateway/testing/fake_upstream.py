@@ -33,6 +33,8 @@ class FakeConfig:
     first_token_delay: float = 0.0
     max_num_seqs: int = 0  # 0: no limit, nothing waits
     max_model_len: int = 512
+    # /metrics answers after this long, as vLLM's API server does while its engine is saturated
+    metrics_delay: float = 0.0
 
 
 class FakeUpstream:
@@ -42,6 +44,7 @@ class FakeUpstream:
         self.waiting = 0
         self.requests_total = 0
         self.cancelled_total = 0
+        self.metrics_reads = 0  # /metrics requests received
         # True: answers 503 on /health and the generation routes, as vLLM does while its engine loads.
         self.loading = False
         # The last prompts received (last message or prompt), oldest first: the order requests came in.
@@ -66,6 +69,9 @@ class FakeUpstream:
         elif method == "GET" and path == "/health":
             await _send_json(send, 200, {})
         elif method == "GET" and path == "/metrics":
+            self.metrics_reads += 1
+            if self.config.metrics_delay:
+                await anyio.sleep(self.config.metrics_delay)
             await _send(send, 200, self.metrics_text().encode(), b"text/plain; version=0.0.4")
         elif method == "GET" and path == "/v1/models":
             # As vLLM answers: "root" is where the weights came from (a path or an S3 URI).

@@ -214,6 +214,44 @@ async def test_sheds_while_the_upstream_queue_is_above_the_threshold(make_settin
             assert (await c.post("/v1/chat/completions", json=chat(max_tokens=1))).status_code == 200
 
 
+@pytest.mark.parametrize(("metrics_timeout", "sheds"), [(10.0, True), (1.0, False)])
+async def test_a_slow_metrics_answer_is_still_the_queue_until_the_read_times_out(
+        make_settings, metrics_timeout, sheds):
+    """vLLM answers /metrics slowly exactly when its engine is saturated (measured: up to 9 s on two
+    cores): a 2.5 s answer is still the queue, and sheds."""
+    with fake_upstream_server(tokens=2000, interval=0.02, max_num_seqs=1, metrics_delay=2.5) as busy:
+        settings = make_settings(upstream_url=busy.url, shed_queue_waiting=1,
+                                 upstream_metrics_poll_seconds=0.05,
+                                 upstream_metrics_timeout_seconds=metrics_timeout)
+        async with gateway_client(settings) as c, anyio.create_task_group() as group:
+            for _ in range(3):  # one runs, two wait
+                group.start_soon(partial(c.post, "/v1/chat/completions",
+                                         json=chat(stream=True, max_tokens=2000)))
+            with anyio.fail_after(30):
+                while busy.app.waiting != 2:
+                    await anyio.sleep(0.02)
+                # The poller reads one replica at a time: once the second read after the queue
+                # formed has begun, the first has ended (answered, or timed out).
+                reads = busy.app.metrics_reads
+                while busy.app.metrics_reads < reads + 2:
+                    await anyio.sleep(0.02)
+            queue = c.app.state.admission.upstream_waiting
+            if sheds:
+                answer = await c.post("/v1/chat/completions", json=chat(max_tokens=1))
+            else:  # forwarded to the model server, where it waits its turn
+                forwarded = busy.app.requests_total
+                group.start_soon(partial(c.post, "/v1/chat/completions", json=chat(max_tokens=1)))
+                with anyio.fail_after(30):
+                    while busy.app.requests_total == forwarded:
+                        await anyio.sleep(0.02)
+            group.cancel_scope.cancel()
+    if sheds:
+        assert (queue, answer.status_code) == (2, 429)
+        assert answer.json()["error"]["code"] == "upstream_queue_full"
+    else:  # every read timed out: the queue is unknown, and an unknown queue never sheds
+        assert queue is None
+
+
 async def test_unknown_routes_are_openai_404(client):
     response = await client.post("/v1/embeddings", json={})
     assert response.status_code == 404
