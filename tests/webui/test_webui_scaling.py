@@ -112,6 +112,12 @@ def scaling_gateway(s3_credentials: Any, vllm_server: Any, scaling_prometheus: P
         yield gateway
 
 
+def shown_number(page: Any, selector: str) -> int:
+    """The figure an element shows; -1 while it shows "no data"."""
+    text = page.inner_text(selector)
+    return -1 if text == "no data" else int(text)
+
+
 def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
     deadline = time.monotonic() + timeout
     while not (value := condition()):
@@ -138,6 +144,8 @@ def test_scaling_reads_prometheus(scaling_gateway: Gateway, scaling_prometheus: 
                         gpu_nodes={"ip-10-0-1-1": "spot", "ip-10-0-1-2": "on-demand"})
     two_nodes = {"spot": 1, "on-demand": 1}
     wait_for(lambda: scaling(scaling_gateway)["gpu_nodes"] == two_nodes, 30, "two GPU nodes")
+    # Prometheus's first scrape of vLLM may come after the stand-in's: no sample yet reads as None
+    wait_for(lambda: None not in scaling(scaling_gateway)["queue"].values(), 60, "vLLM's gauges scraped")
 
     body = scaling(scaling_gateway)
 
@@ -218,9 +226,10 @@ def test_presenter_view_shows_the_queue_replicas_nodes_and_last_scale_event(
             expect(page.locator("#scale-nodes")).to_have_text("on-demand 1 · spot 1", timeout=LOADED_WAIT_MS)
             expect(page.locator("#scale-event")).to_have_text(re.compile(r"^1 → 2 replicas, \d+ s ago$"),
                                                               timeout=LOADED_WAIT_MS)
-            wait_for(lambda: int(page.inner_text("#scale-waiting")) > 0, 60, "a queue in the scaling view")
-            # The view shows vLLM's gauges as scraped: an instant between two requests reads one short
-            wait_for(lambda: int(page.inner_text("#scale-running")) == vllm_server.max_num_seqs, 60,
+            wait_for(lambda: shown_number(page, "#scale-waiting") > 0, 60, "a queue in the scaling view")
+            # The view shows vLLM's gauges as scraped: an instant between two requests reads one short, and
+            # a scrape that vLLM's busy API server answered too late reads "no data"
+            wait_for(lambda: shown_number(page, "#scale-running") == vllm_server.max_num_seqs, 60,
                      "a full batch in the scaling view")
             page.click("#presenter")
             expect(page.locator("#presenter")).to_have_attribute("aria-pressed", "true")
