@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.validate.simulate.support import single_replica
 from tools.validate.catalogue import load_catalogue
 from tools.validate.model import Resource
 from tools.validate.simulate.coldstart import cold_start_parts, compile_cache_survives
@@ -225,3 +226,24 @@ def test_simulate_cli_runs_one_scenario_with_the_serving_model(capsys) -> None:
         line.split()[0]: line.split()[1:] for line in out.splitlines() if line[:1].isalpha() and "  " in line
     }
     assert float(rows["slo_attainment"][0]) <= 1.0 and float(rows["interruptions"][0]) >= 1
+
+
+def test_latency_by_arrival_follows_the_queue_a_request_finds() -> None:
+    """One replica, 4 slots, every request 1 s at any batch (0.2 s of it before the first token), 10
+    tokens: under capacity a request waits for nothing (TTFT 0.2 s, ITL 0.08 s); at twice the capacity
+    (8/s against 4/s) the queue grows by 4 requests a second, served at 4 a second, so a request that
+    arrives t seconds into the overload waits t seconds: TTFT t + 0.2 s."""
+    load = LoadProfile("two-rates", np.array([0.0, 20.0, 20.0 + 1e-6, 40.0, 40.0 + 1e-6, 80.0]),
+                       np.array([1.0, 1.0, 8.0, 8.0, 0.0, 0.0]))
+    result = single_replica({1: 1.0, 2: 1.0, 3: 1.0, 4: 1.0}, 4, load, tokens=10, prefill=0.2,
+                            step_seconds=0.5)
+    series = result.series
+    assert series.ttft is not None and series.itl is not None
+    under = (series.time >= 5.0) & (series.time < 19.0)
+    assert np.allclose(series.ttft[under], 0.2)
+    assert np.allclose(series.itl[under], 0.08)
+    for into_overload in (5.0, 10.0, 15.0):
+        step = int((20.0 + into_overload) / 0.5)
+        # the fluid queue is admitted by steps of 0.5 s: a step either way
+        assert series.ttft[step] == pytest.approx(into_overload + 0.2, abs=0.5 + 1e-9)
+        assert series.itl[step] == pytest.approx(0.08)

@@ -113,6 +113,10 @@ class Series:
     rejected: np.ndarray  # requests that found no ready replica (the gateway answers 503)
     held: np.ndarray | None = None  # requests in the gateway's hold
     spot_nodes: np.ndarray | None = None  # ready GPU nodes on Spot (the rest on-demand)
+    # With the serving model: by the step a request arrived in, the mean time to first token and mean
+    # inter-token latency of those answered (NaN: none arrived, or none was answered)
+    ttft: np.ndarray | None = None
+    itl: np.ndarray | None = None
 
 
 @dataclass
@@ -134,6 +138,14 @@ class SimResult:
     held_too_long: float = 0.0  # held past the hold timeout (503)
     interruptions: int = 0
     launch_shortages: int = 0  # Spot launches that found no capacity
+
+
+def per_request(sums: list[float], counts: list[float]) -> np.ndarray:
+    """Sums over requests divided by their counts; NaN where no request was counted."""
+    total, count = np.array(sums), np.array(counts)
+    out = np.full(len(total), np.nan)
+    np.divide(total, count, out=out, where=count > EPS)
+    return out
 
 
 class ServiceModel:
@@ -648,6 +660,15 @@ class Simulation:
         caps, skip = self.caps, self.skip
         recorder, hold = self.recorder, self.hold
         record = recorder.record if recorder is not None else None
+        # Latency by arrival step (sums weighted by requests), for the series
+        arrival_count, arrival_ttft, arrival_itl = ([0.0] * steps for _ in range(3))
+
+        def by_arrival(step: int, count: float, ttft: float, itl: float) -> None:
+            k = step if step > 0 else 0
+            arrival_count[k] += count
+            arrival_ttft[k] += count * ttft
+            arrival_itl[k] += count * itl
+
         gateway = self.serving.gateway if self.serving is not None else None
         prefill = self.hw.prefill_seconds
         out_tokens = max(self.hw.output_tokens_per_request, 1.0)
@@ -713,6 +734,7 @@ class Simulation:
                         if record is not None:
                             itl = (full - prefill) / out_tokens
                             record(count, held_for + prefill, held_for + full, itl, held_for)
+                            by_arrival(t - int(held_for / dt), count, held_for + prefill, itl)
                 share = (arrivals + released) / self.n_receiving
                 if released:
                     for i in active:
@@ -772,7 +794,9 @@ class Simulation:
                             own -= taken
                         if own > EPS:
                             queued = waited * dt
-                            record(own, queued + prefill, queued + seconds, (seconds - prefill) / out_tokens)
+                            itl = (seconds - prefill) / out_tokens
+                            record(own, queued + prefill, queued + seconds, itl)
+                            by_arrival(t - waited, own, queued + prefill, itl)
                     done = r * dt / seconds
                     if done > r:
                         done = r
@@ -812,6 +836,8 @@ class Simulation:
             rejected=np.array(s_rejected),
             held=np.array(s_held) if hold is not None else None,
             spot_nodes=np.array(s_spot) if self.serving is not None else None,
+            ttft=per_request(arrival_ttft, arrival_count) if recorder is not None else None,
+            itl=per_request(arrival_itl, arrival_count) if recorder is not None else None,
         )
         latency = None
         if recorder is not None:
