@@ -157,6 +157,7 @@ class Observed:
     first_token: np.ndarray
     done: np.ndarray
     gauge_peak_waiting: float  # the largest queue vLLM's own gauge reported
+    failed_scrapes: int
 
     def by_arrival(self, values: np.ndarray, bins: int) -> np.ndarray:
         """Mean of a per-request figure over the requests sent in each SCRAPE_SECONDS bin (NaN: none)."""
@@ -181,6 +182,7 @@ def drive(server: Any, schedule: list[float], duration: float) -> Observed:
     vLLM itself saw a queue."""
     spans: list[tuple[float, float, float]] = []
     peak_waiting = [0.0]
+    failed_scrapes = [0]
     stop = threading.Event()
     start = time.perf_counter()
 
@@ -192,9 +194,14 @@ def drive(server: Any, schedule: list[float], duration: float) -> Observed:
     def scrape() -> None:
         with httpx.Client(limits=FRESH_CONNECTIONS) as scraper_client:
             while not stop.is_set():
-                # vLLM's API server answers /metrics late while its engine is saturated (up to 9 s)
-                text = scraper_client.get(server.metrics_url, timeout=30).text
-                peak_waiting[0] = max(peak_waiting[0], _gauges(text)[1])
+                # vLLM's API server answers /metrics late while its engine is saturated (up to 9 s); a
+                # scrape that failed is counted, and the next one tried
+                try:
+                    text = scraper_client.get(server.metrics_url, timeout=30).text
+                except httpx.HTTPError:
+                    failed_scrapes[0] += 1
+                else:
+                    peak_waiting[0] = max(peak_waiting[0], _gauges(text)[1])
                 stop.wait(SCRAPE_SECONDS)
 
     scraper = threading.Thread(target=scrape, daemon=True)
@@ -218,7 +225,7 @@ def drive(server: Any, schedule: list[float], duration: float) -> Observed:
     in_flight = np.array([np.count_nonzero((sent <= t) & (t < done)) for t in times], dtype=float)
     running = np.minimum(in_flight, server.max_num_seqs)
     queue = np.column_stack([times, running, in_flight - running])
-    return Observed(queue, sent, first_token, done, peak_waiting[0])
+    return Observed(queue, sent, first_token, done, peak_waiting[0], failed_scrapes[0])
 
 
 ATTEMPTS = 3
@@ -309,7 +316,8 @@ def run_calibration(server: Any) -> tuple[bool, str]:
         f"service s by batch {calibration.service}, first token alone {calibration.first_token:.3f} s; "
         f"MAE running {mae_running:.2f} (peak {obs_running.max():.0f}), "
         f"waiting {mae_waiting:.2f} (peak {obs_waiting.max():.0f}; vLLM's gauge "
-        f"{observed.gauge_peak_waiting:.0f}) over {len(queue)} samples; "
+        f"{observed.gauge_peak_waiting:.0f}, {observed.failed_scrapes} scrapes failed) "
+        f"over {len(queue)} samples; "
         f"MAE time to first token {mae_ttft:.2f} s (peak {peak_ttft:.2f} s), "
         f"inter-token latency {mae_itl * 1000:.2f} ms (peak {peak_itl * 1000:.2f} ms) by arrival"
     )
