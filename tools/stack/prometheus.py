@@ -16,6 +16,8 @@ import yaml
 from tools.stack.processes import ProcessRecord, log_tail, start_process, stop_group
 
 SCRAPE_INTERVAL = "1s"
+# One API read; a busy machine (vLLM's CPU engine, a neighbour's build) slows Prometheus for seconds
+API_TIMEOUT_SECONDS = 30.0
 # The repository's recording and alerting rules (a PrometheusRule; its spec is a Prometheus rules file).
 RULES_MANIFEST = Path("base") / "monitoring" / "prometheusrule.yaml"
 
@@ -116,7 +118,8 @@ class PrometheusApi:
     def query_vector(self, expr: str) -> list[tuple[dict[str, str], float]]:
         """An instant query: (labels, value) for every sample of the result vector (maybe none)."""
         try:
-            response = httpx.get(f"{self.url}/api/v1/query", params={"query": expr}, timeout=5.0)
+            response = httpx.get(f"{self.url}/api/v1/query", params={"query": expr},
+                                 timeout=API_TIMEOUT_SECONDS)
         except httpx.HTTPError as error:
             raise PrometheusError(f"querying {expr!r} failed: {error}") from error
         body = response.json()
@@ -138,7 +141,7 @@ class PrometheusApi:
 
     def targets_up(self) -> dict[str, bool]:
         """job -> whether its last scrape succeeded."""
-        response = httpx.get(f"{self.url}/api/v1/targets", timeout=5.0).json()
+        response = httpx.get(f"{self.url}/api/v1/targets", timeout=API_TIMEOUT_SECONDS).json()
         return {
             target["labels"]["job"]: target["health"] == "up" for target in response["data"]["activeTargets"]
         }
@@ -146,7 +149,7 @@ class PrometheusApi:
     def alerts(self) -> dict[str, str]:
         """alertname -> state ("pending" or "firing") of every active alert."""
         try:
-            response = httpx.get(f"{self.url}/api/v1/alerts", timeout=5.0)
+            response = httpx.get(f"{self.url}/api/v1/alerts", timeout=API_TIMEOUT_SECONDS)
         except httpx.HTTPError as error:
             raise PrometheusError(f"reading alerts failed: {error}") from error
         return {alert["labels"]["alertname"]: alert["state"] for alert in response.json()["data"]["alerts"]}
