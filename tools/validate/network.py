@@ -229,11 +229,20 @@ def cuts(ctx: Context, connection: Connection) -> Iterator[Cut]:
         candidates = _candidates(ctx, direction, other)
         admitting = (p for p in policies if id(p) in candidates)
         if not any(_admits(ctx, policy, connection, direction) for policy in admitting):
-            # The policy written for these pods (rules of this direction, a selector) first: where a fix goes.
-            rules_key = direction.lower()
-            ranked = sorted(policies, key=lambda p: (not p.get("spec", rules_key),
-                                                     not (mapping(p.get("spec", "podSelector")))))
-            yield Cut(connection, rules_key, tuple(ranked))
+            yield Cut(connection, direction.lower(), _ranked(ctx, policies, direction.lower()))
+
+
+def _ranked(ctx: Context, policies: list[Resource], rules_key: str) -> tuple[Resource, ...]:
+    """The policy written for these pods (rules of this direction, a selector) first: where a fix goes.
+    Once per list of isolating policies (`isolating` keeps each list), as every copy's pods share one."""
+    cache: dict[tuple[int, str], tuple[list[Resource], tuple[Resource, ...]]] = ctx.extras.setdefault(
+        "network.ranked", {})
+    key = (id(policies), rules_key)
+    if key not in cache:  # the list is kept beside its ranking, so its id stays its own
+        ranked = sorted(policies, key=lambda p: (not p.get("spec", rules_key),
+                                                 not (mapping(p.get("spec", "podSelector")))))
+        cache[key] = (policies, tuple(ranked))
+    return cache[key][1]
 
 
 # ------------------------------------------------------------------------------- needed connections
