@@ -14,7 +14,8 @@ subprocesses inherit the pin. Each stage is timed by calling the gate's own func
     render total       tools.validate.render.render (kustomize + parse + origins and patch sources)
     schema             SchemaValidator.validate on every rendered resource (compiled schemas warm)
     policy rules       engine.check with every rule except the schema family (locations, suppressions)
-    schema + policy    engine.check with the full registry: the figure the 2,000 resources/s target is about
+    schema + policy    engine.check with the full registry: the figure the targets are about (2,000
+                       resources/s; 5,000 resources/s from 10,000 resources)
     gate in-process    engine.run: validator and catalogue construction, render and check
     gate CLI           `python -m tools.validate validate --no-render-cache TARGETS` in a new process, wall
                        time including interpreter start-up, imports, render, schemas and rules
@@ -73,6 +74,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 CHECKOV_VERSION = "3.3.30"
 CHECKOV_VENV = Path.home() / ".cache/eks-llm-inference/checkov-venv"
 TARGET_SCHEMA_POLICY_PER_S = 2_000
+# at 10,000 resources and more (one overlay or one per copy), with every rule of the registry on
+TARGET_LARGE_SCHEMA_POLICY_PER_S = 5_000
+LARGE_CORPUS = 10_000
 TARGET_RATIO_OVER_CHECKOV = 10
 
 STAGE_STARTUP = "start-up"
@@ -372,9 +376,11 @@ def verdicts(rows: Sequence[Row]) -> list[str]:
     for corpus in dict.fromkeys(r.corpus for r in rows):
         sp = by.get((corpus, STAGE_SCHEMA_POLICY))
         if sp:
-            met = "met" if min(sp.per_s_wall, sp.per_s_cpu) >= TARGET_SCHEMA_POLICY_PER_S else "NOT met"
+            large = sp.resources >= LARGE_CORPUS
+            target = TARGET_LARGE_SCHEMA_POLICY_PER_S if large else TARGET_SCHEMA_POLICY_PER_S
+            met = "met" if min(sp.per_s_wall, sp.per_s_cpu) >= target else "NOT met"
             out.append(f"{corpus}: schema + policy {sp.per_s_wall:,.0f}/s wall, {sp.per_s_cpu:,.0f}/s CPU "
-                       f"on one core: {TARGET_SCHEMA_POLICY_PER_S:,}/s target {met}")
+                       f"on one core: {target:,}/s target {met}")
         cli = by.get((corpus, STAGE_CLI))
         stopped = by.get((corpus, STAGE_CHECKOV_STOPPED))
         chk = by.get((corpus, STAGE_CHECKOV)) or stopped

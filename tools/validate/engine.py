@@ -148,7 +148,10 @@ def run(
     context_dirs = _context_entry_points(targets, target_envs, options)
     everything = render_all([*targets, *context_dirs], options.repo_root, render_options)
     rendered_targets = everything[: len(targets)]
-    target_values = [environment_values(t, options.repo_root, config.limits) for t in targets]
+    target_values = [
+        environment_values(t, options.repo_root, config.limits, rendered.inputs)
+        for t, rendered in zip(targets, rendered_targets, strict=True)
+    ]
     for given in rendered_inputs:
         for origin, text in given.texts.items():
             mapper.add_text(origin, text)

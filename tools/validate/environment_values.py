@@ -31,20 +31,26 @@ def is_environment_values(document: object) -> bool:
     )
 
 
-def environment_values(directory: Path, repo_root: Path, limits: Limits) -> Mapping[str, str] | None:
+def environment_values(
+    directory: Path, repo_root: Path, limits: Limits, walked: sandbox.Walk | None = None
+) -> Mapping[str, str] | None:
     """The `data` of the environment values the build of `directory` reads, None when it reads none.
 
-    A directory the sandbox refuses has no values here; rendering it reports why.
+    `walked` is the sandbox's walk of `directory` when the render already made it (with the same
+    limits): its parsed files are read instead of walking and parsing them again. A directory the
+    sandbox refuses has no values here; rendering it reports why.
     """
     try:
-        files = sandbox.walk(directory, repo_root, limits).yaml_files
+        walked = walked if walked is not None else sandbox.walk(directory, repo_root, limits)
     except sandbox.SandboxError:
         return None
-    for file in files:
+    for file in walked.yaml_files:
         if file.name in KUSTOMIZATION_FILES:
             continue
+        parsed = walked.documents.get(file)
         try:
-            documents = load_file(file, repo_relative(file, repo_root), limits).documents
+            documents = parsed if parsed is not None else load_file(
+                file, repo_relative(file, repo_root), limits).documents
         except InputError:
             continue
         for document in documents:

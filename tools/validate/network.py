@@ -39,7 +39,7 @@ from tools.validate.model import (
     mappings,
     sequence,
 )
-from tools.validate.workloads import PodTemplate, pod_templates, selector_matches
+from tools.validate.workloads import PodTemplate, canonical, pod_templates, selector_matches
 
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 DNS_NAMESPACE = "kube-system"
@@ -229,11 +229,20 @@ def cuts(ctx: Context, connection: Connection) -> Iterator[Cut]:
         candidates = _candidates(ctx, direction, other)
         admitting = (p for p in policies if id(p) in candidates)
         if not any(_admits(ctx, policy, connection, direction) for policy in admitting):
-            # The policy written for these pods (rules of this direction, a selector) first: where a fix goes.
-            rules_key = direction.lower()
-            ranked = sorted(policies, key=lambda p: (not p.get("spec", rules_key),
-                                                     not (mapping(p.get("spec", "podSelector")))))
-            yield Cut(connection, rules_key, tuple(ranked))
+            yield Cut(connection, direction.lower(), _ranked(ctx, policies, direction.lower()))
+
+
+def _ranked(ctx: Context, policies: list[Resource], rules_key: str) -> tuple[Resource, ...]:
+    """The policy written for these pods (rules of this direction, a selector) first: where a fix goes.
+    Once per list of isolating policies (`isolating` keeps each list), as every copy's pods share one."""
+    cache: dict[tuple[int, str], tuple[list[Resource], tuple[Resource, ...]]] = ctx.extras.setdefault(
+        "network.ranked", {})
+    key = (id(policies), rules_key)
+    if key not in cache:  # the list is kept beside its ranking, so its id stays its own
+        ranked = sorted(policies, key=lambda p: (not p.get("spec", rules_key),
+                                                 not (mapping(p.get("spec", "podSelector")))))
+        cache[key] = (policies, tuple(ranked))
+    return cache[key][1]
 
 
 # ------------------------------------------------------------------------------- needed connections
@@ -342,26 +351,65 @@ def _required(ctx: Context) -> Iterator[Connection]:
 def _monitor_namespaces(ctx: Context, monitor: Resource) -> list[str]:
     selector = mapping(monitor.get("spec", "namespaceSelector"))
     if selector.get("any") is True:
-        return list(dict.fromkeys(t.resource.namespace for t in pod_templates(ctx)))
+        return _all_namespaces(ctx)
     names = [str(n) for n in sequence(selector.get("matchNames"))]
     return names or [monitor.namespace]
+
+
+@dataclass(frozen=True)
+class _ServiceClass:
+    """Services of one namespace alike for a monitor: the same labels (a ServiceMonitor selects all or
+    none), selector and ports (the same pods behind the same ports), both rendered or both declared
+    external (with the same labels). They give the same connections; the first in rendered order is the
+    one that counts."""
+
+    first: Resource
+    labels: Mapping[str, Any]
+
+
+def _service_classes(ctx: Context, namespace: str) -> list[_ServiceClass]:
+    def index() -> dict[str, list[_ServiceClass]]:
+        classes: dict[tuple[str, ...], _ServiceClass] = {}
+        for service in ctx.of_kind("Service"):
+            key = (service.namespace, canonical(service.labels), canonical(service.get("spec", "selector")),
+                   canonical(service.get("spec", "ports")), str(EXTERNAL_ANNOTATION in service.annotations))
+            classes.setdefault(key, _ServiceClass(service, service.labels))
+        by_namespace: dict[str, list[_ServiceClass]] = {}
+        for key, service_class in classes.items():
+            by_namespace.setdefault(key[0], []).append(service_class)
+        return by_namespace
+
+    return ctx.memo("network.service_classes", index).get(namespace, [])
+
+
+def _matching(selector: Mapping[str, Any], candidates: list[Any], labels_of: str) -> list[Any]:
+    """The candidates whose labels (attribute `labels_of`) the LabelSelector matches, in order."""
+    return [c for c in candidates if selector_matches(selector, getattr(c, labels_of))]
 
 
 def _monitor_connections(ctx: Context) -> Iterator[Connection]:
     """Prometheus (the objects gate.yaml declares `scrapes_monitors`) to every target of the overlay's
     ServiceMonitors (Service endpoint port -> the selected pods' target port) and PodMonitors
-    (the selected pods' named container port). Targets made elsewhere are not known here."""
+    (the selected pods' named container port). Targets made elsewhere are not known here.
+
+    A connection's identity (`required_connections`) is its pods and port, not the monitor asking for
+    it: a class of Services (or pods) already read for an endpoint port gives nothing new for that port,
+    whichever monitor asks again (copies of a workload each bring a monitor selecting every copy)."""
     scrapers = [Pods(f"{e.kind}/{e.name}", e.namespace, dict(e.labels)) for e in ctx.external
                 if e.annotations.get(SCRAPER_ANNOTATION) == "true"]
     if not scrapers:
         return
+    read: set[tuple[int, str]] = set()
     for monitor in ctx.of_kind("ServiceMonitor"):
         selector = mapping(monitor.get("spec", "selector"))
         for namespace in _monitor_namespaces(ctx, monitor):
-            for service in ctx.of_kind("Service"):
-                if service.namespace != namespace or not selector_matches(selector, service.labels):
-                    continue
+            for service_class in _matching(selector, _service_classes(ctx, namespace), "labels"):
+                service = service_class.first
                 for i, endpoint in enumerate(mappings(monitor.get("spec", "endpoints"))):
+                    endpoint_read = (id(service), canonical(endpoint.get("port")))
+                    if endpoint_read in read:
+                        continue
+                    read.add(endpoint_read)
                     port = next((p for p in mappings(service.get("spec", "ports"))
                                  if p.get("name") == endpoint.get("port")), None)
                     for scraper in scrapers if port is not None else []:
@@ -371,11 +419,13 @@ def _monitor_connections(ctx: Context) -> Iterator[Connection]:
     for monitor in ctx.of_kind("PodMonitor"):
         selector = mapping(monitor.get("spec", "selector"))
         for namespace in _monitor_namespaces(ctx, monitor):
-            for pod_class in pod_classes(ctx, namespace):
-                if not selector_matches(selector, pod_class.labels):
-                    continue
+            for pod_class in _matching(selector, pod_classes(ctx, namespace), "labels"):
                 destination = pods_of(pod_class.first)
                 for i, endpoint in enumerate(mappings(monitor.get("spec", "podMetricsEndpoints"))):
+                    endpoint_read = (id(pod_class), canonical(str(endpoint.get("port"))))
+                    if endpoint_read in read:
+                        continue
+                    read.add(endpoint_read)
                     number = destination.container_port(str(endpoint.get("port")))
                     for scraper in scrapers if number is not None else []:
                         yield Connection(scraper, destination, number, "TCP",
@@ -468,7 +518,8 @@ def _scrape_config_connections(
 
 
 def _all_namespaces(ctx: Context) -> list[str]:
-    return list(dict.fromkeys(template.resource.namespace for template in pod_templates(ctx)))
+    return ctx.memo("network.all_namespaces", lambda: list(
+        dict.fromkeys(template.resource.namespace for template in pod_templates(ctx))))
 
 
 def _kept_ports(

@@ -113,6 +113,9 @@ class Rendered:
     resources: list[Resource]
     duplicates: list[DuplicateKey] = field(default_factory=list)
     patch_sources: dict[int, tuple[PatchSource, ...]] = field(default_factory=dict)  # by Resource.index
+    # the sandbox's walk of the rendered directory (what kustomize read, parsed): None for input rendered
+    # elsewhere
+    inputs: sandbox.Walk | None = field(default=None, repr=False, compare=False)
 
 
 def kustomize_command() -> tuple[str, ...]:
@@ -179,6 +182,7 @@ def render(directory: Path, repo_root: Path, options: RenderOptions = RenderOpti
             derived_key = render_cache.derived_key(entry_key, repo_root.resolve(), repr(options.limits))
             kept = _kept_resources(options.cache_dir, derived_key, overlay)
             if kept is not None:
+                kept.inputs = walked
                 return kept
             cached = render_cache.load(options.cache_dir, entry_key)
         if cached is not None:
@@ -217,7 +221,7 @@ def render(directory: Path, repo_root: Path, options: RenderOptions = RenderOpti
             resource.patches = tuple(dict.fromkeys(p.file for p in applied if p.kind != "replacement"))
             patch_sources[index] = tuple(applied)
             resources.append(resource)
-    rendered = Rendered(overlay, resources, loaded.duplicates, patch_sources)
+    rendered = Rendered(overlay, resources, loaded.duplicates, patch_sources, walked)
     if entry_key is not None and derived_key is not None and options.cache_dir is not None:
         if cached is None:
             render_cache.store(options.cache_dir, entry_key, stdout)

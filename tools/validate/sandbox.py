@@ -128,6 +128,8 @@ class Walk:
     # `generators`, `transformers` and `validators` entries ("file:line: field"): a plugin's config may
     # name files of its own, which the walk does not follow (the render cache skips such builds)
     plugin_configs: list[str] = field(default_factory=list)
+    # the documents of each YAML file as the walk parsed them (the environment values are read from them)
+    documents: dict[Path, list[Any]] = field(default_factory=dict, repr=False)
 
 
 def looks_remote(entry: str) -> bool:
@@ -276,7 +278,7 @@ class _Walker:
         try:
             text = read_text(path, source, self.limits)
             if path not in self.seen_files:
-                load_text(text, source, self.limits)
+                self.result.documents[path] = load_text(text, source, self.limits).documents
         except InputError as exc:
             raise SandboxError(str(exc)) from None
         if path not in self.seen_files:

@@ -289,14 +289,23 @@ class CelSupport:
     """
 
     def __init__(self) -> None:
-        try:
-            import celpy
-        except ImportError:
-            self.celpy: Any = None
-        else:
-            self.celpy = celpy
+        self._celpy: Any = None
+        self._imported = False
         self.skipped: Counter[str] = Counter()
         self._environment: Any = None
+
+    @property
+    def celpy(self) -> Any:
+        """The `celpy` module (None when it is not installed), imported on first use: only CRDs carry CEL
+        rules, and a run without them would otherwise pay its import (and pendulum's, lark's) at start-up."""
+        if not self._imported:
+            self._imported = True
+            try:
+                import celpy
+            except ImportError:
+                celpy = None
+            self._celpy = celpy
+        return self._celpy
 
     @property
     def available(self) -> bool:

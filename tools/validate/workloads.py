@@ -184,6 +184,43 @@ def any_selecting(
     return False
 
 
+# (namespace, label, value) -> the templates carrying that label, with all their labels, in rendered order
+_LabelIndex = dict[tuple[str, str, str], list[tuple[PodTemplate, Mapping[str, str]]]]
+
+
+def templates_with_labels(ctx: Context, namespace: str, selector: Mapping[str, str]) -> list[PodTemplate]:
+    """The pod templates of `namespace` whose labels hold every pair of `selector` (a Service's plain
+    label map, keys and values as text), in rendered order; none for an empty selector.
+
+    The templates are indexed by (namespace, label pair) once per overlay and each distinct selector is
+    answered once: asking per Service with a scan of every template made the rules that follow Services
+    to their pods quadratic in the overlay's size."""
+    if not selector:
+        return []
+    answers: dict[tuple[str, str], list[PodTemplate]] = ctx.extras.setdefault(
+        "workloads.templates_with_labels", {})
+    key = (namespace, canonical(selector))
+    found = answers.get(key)
+    if found is None:
+        by_pair: _LabelIndex = ctx.memo(
+            "workloads.templates_by_label", lambda: _templates_by_label(ctx))
+        first_key, first_value = next(iter(selector.items()))
+        found = answers[key] = [
+            template for template, labels in by_pair.get((namespace, first_key, first_value), ())
+            if all(labels.get(k) == v for k, v in selector.items())
+        ]
+    return found
+
+
+def _templates_by_label(ctx: Context) -> _LabelIndex:
+    by_pair: _LabelIndex = {}
+    for template in pod_templates(ctx):
+        labels = template.labels
+        for label, value in labels.items():
+            by_pair.setdefault((template.resource.namespace, label, value), []).append((template, labels))
+    return by_pair
+
+
 def canonical(value: Any) -> str:
     """A rendered value as canonical text, so that equal fields of many resources compare in one step."""
     try:

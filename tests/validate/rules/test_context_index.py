@@ -1,13 +1,17 @@
-"""The per-overlay indexes rules share: Context.of_kind and the GPU NodePools of `gpu.nodepools_for`."""
+"""The per-overlay indexes rules share: Context.of_kind, the GPU NodePools of `gpu.nodepools_for` and the
+pod templates by label of `workloads.templates_with_labels`."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from tools.validate.catalogue import load_catalogue
 from tools.validate.gpu import nodepools_for
 from tools.validate.model import Context, Resource
-from tools.validate.workloads import pod_template
+from tools.validate.workloads import pod_template, pod_templates, templates_with_labels
 
 
 def _resource(kind: str, name: str, spec: dict[str, Any] | None = None) -> Resource:
@@ -47,3 +51,31 @@ def test_nodepools_for_reuses_the_gpu_pools_and_still_matches_each_pod() -> None
     assert [p.name for p in nodepools_for(ctx, g_template)] == ["gpu-g"]
     assert [p.name for p in nodepools_for(ctx, any_template)] == ["gpu-g", "gpu-p"]
     assert [p.name for p in nodepools_for(ctx, g_template)] == ["gpu-g"]
+
+
+_LABELS = st.dictionaries(st.sampled_from(["app", "tier", "copy"]), st.sampled_from(["a", "b", "1"]),
+                          max_size=3)
+
+
+def _deployment(name: str, namespace: str, labels: dict[str, str]) -> Resource:
+    doc = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": namespace},
+           "spec": {"template": {"metadata": {"labels": labels}, "spec": {"containers": [{"name": "c"}]}}}}
+    return Resource(doc=doc, overlay="overlays/test")
+
+
+@given(
+    workloads=st.lists(st.tuples(st.sampled_from(["ns-a", "ns-b"]), _LABELS), max_size=12),
+    questions=st.lists(st.tuples(st.sampled_from(["ns-a", "ns-b", "ns-c"]), _LABELS), min_size=1, max_size=6),
+)
+def test_templates_with_labels_answers_as_a_scan_of_every_template(
+    workloads: list[tuple[str, dict[str, str]]], questions: list[tuple[str, dict[str, str]]]
+) -> None:
+    resources = [_deployment(f"d{i}", namespace, labels) for i, (namespace, labels) in enumerate(workloads)]
+    ctx = Context(overlay="overlays/test", env=None, resources=resources)
+    for namespace, selector in questions * 2:  # asked twice: the second answer comes from the cache
+        scanned = [
+            t.resource.name for t in pod_templates(ctx)
+            if selector and t.resource.namespace == namespace
+            and all(t.labels.get(key) == value for key, value in selector.items())
+        ]
+        assert [t.resource.name for t in templates_with_labels(ctx, namespace, selector)] == scanned

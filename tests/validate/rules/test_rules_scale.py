@@ -21,13 +21,14 @@ import yaml
 from rules_fixtures import FIXTURES, policy_rules
 
 from tools.validate import gpu as gpu_facts
-from tools.validate import karpenter, keda, vllm_args, workloads
+from tools.validate import karpenter, keda, network, vllm_args, workloads
 from tools.validate.catalogue import Catalogue, load_catalogue
 from tools.validate.config import load_config
 from tools.validate.environment_values import EXTRAS_KEY as ENVIRONMENT_VALUES_KEY
 from tools.validate.environment_values import environment_values
 from tools.validate.loader import Limits
 from tools.validate.model import Context, Resource, format_path
+from tools.validate.rules import aws as aws_rules
 from tools.validate.rules import default_registry, gpu
 
 BASELINE = FIXTURES / "baseline" / "prod.yaml"
@@ -43,6 +44,9 @@ COUNTED = {
     keda: ("scale_target",),
     gpu: ("compatible", "pod_requirement_terms", "tolerates"),
     vllm_args: ("parse_container", "check_flags_with_vllm"),
+    # every copy's ServiceMonitor selects every copy's Service; every copy's Ingress reaches every copy's pods
+    network: ("selector_matches", "_service_connections"),
+    aws_rules: ("_hops_settings",),
 }
 
 
@@ -217,7 +221,8 @@ def test_work_per_overlay_grows_linearly_with_its_resources(catalogue: Catalogue
     names = sorted(set().union(*by_count.values()))
     assert {"tools.validate.gpu.nodepool_requirements", "tools.validate.gpu.compatible",
             "tools.validate.workloads.selector_matches",
-            "tools.validate.vllm_args.parse_container"} <= set(names)
+            "tools.validate.vllm_args.parse_container", "tools.validate.network._service_connections",
+            "tools.validate.rules.aws._hops_settings"} <= set(names)
     for name in names:
         f = {n: by_count[n][name] for n in by_count}
         # a*N + b: doubling from 4 to 8 copies adds twice what doubling from 2 to 4 did

@@ -27,7 +27,7 @@ from tools.validate.model import (
     mappings,
     sequence,
 )
-from tools.validate.workloads import PodTemplate, pod_templates
+from tools.validate.workloads import PodTemplate, canonical, pod_templates, templates_with_labels
 
 IAM_GROUP = "iam.services.k8s.aws"
 EKS_GROUP = "eks.services.k8s.aws"
@@ -375,12 +375,18 @@ def check_read_write_many(ctx: Context, options: Mapping[str, Any]) -> Iterator[
             )
 
 
-def _selected_by(template: PodTemplate, service: Resource) -> bool:
-    selector = {str(k): str(v) for k, v in mapping(service.get("spec", "selector")).items()}
-    labels = template.labels
-    return bool(selector) and template.resource.namespace == service.namespace and all(
-        labels.get(key) == value for key, value in selector.items()
-    )
+def _selector(service: Resource) -> dict[str, str]:
+    return {str(k): str(v) for k, v in mapping(service.get("spec", "selector")).items()}
+
+
+def _config_maps(ctx: Context, namespace: str, name: str) -> list[Resource]:
+    def index() -> dict[tuple[str, str], list[Resource]]:
+        by_name: dict[tuple[str, str], list[Resource]] = {}
+        for config_map in ctx.of_kind("ConfigMap"):
+            by_name.setdefault((config_map.namespace, config_map.name), []).append(config_map)
+        return by_name
+
+    return ctx.memo("aws.config_maps_by_name", index).get((namespace, name), [])
 
 
 def _hops_settings(ctx: Context, template: PodTemplate, setting: str) -> Iterator[tuple[Resource, str, Any]]:
@@ -393,11 +399,10 @@ def _hops_settings(ctx: Context, template: PodTemplate, setting: str) -> Iterato
                 yield template.resource, where, env["value"]
         for source in sequence(container.get("envFrom")):
             name = str(mapping(mapping(source).get("configMapRef")).get("name") or "")
-            for config_map in ctx.of_kind("ConfigMap"):
-                if (config_map.namespace, config_map.name) == (template.resource.namespace, name):
-                    data = mapping(config_map.get("data"))
-                    if setting in data:
-                        yield config_map, f"data.{setting}", data[setting]
+            for config_map in _config_maps(ctx, template.resource.namespace, name):
+                data = mapping(config_map.get("data"))
+                if setting in data:
+                    yield config_map, f"data.{setting}", data[setting]
 
 
 def check_trusted_hops(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
@@ -410,6 +415,9 @@ def check_trusted_hops(ctx: Context, options: Mapping[str, Any]) -> Iterator[Vio
                 fronted.setdefault(alias, distribution)
     services = {(s.namespace, s.name): s for s in ctx.of_kind("Service")}
     reported: set[tuple[int, str]] = set()
+    # A list of pods already read against one expected count gives nothing new against it again: each
+    # setting there either equals it or was reported (overlays of many copies share one selector).
+    read: set[tuple[str, str, int]] = set()
     for ingress in ctx.of_kind("Ingress"):
         for rule in mappings(ingress.get("spec", "rules")):
             host = str(rule.get("host") or "")
@@ -423,9 +431,12 @@ def check_trusted_hops(ctx: Context, options: Mapping[str, Any]) -> Iterator[Vio
                 service = services.get((ingress.namespace, backend))
                 if service is None:
                     continue
-                for template in pod_templates(ctx):
-                    if not _selected_by(template, service):
-                        continue
+                selector = _selector(service)
+                pods_read = (service.namespace, canonical(selector), expected)
+                if pods_read in read:
+                    continue
+                read.add(pods_read)
+                for template in templates_with_labels(ctx, service.namespace, selector):
                     for resource, where, value in _hops_settings(ctx, template, setting):
                         hops = as_int(value)
                         key = (id(resource), where)

@@ -11,6 +11,7 @@ rule of the same overlay records are known, with any label.
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import re
 from collections.abc import Iterator, Mapping
@@ -164,11 +165,18 @@ class _OpenGrouping:
 
 def analyse(query: Query) -> Analysed:
     """The query's selectors and `by` groupings, from one walk of its syntax tree (walks cost most)."""
+    return Analysed(query, *_analyse_expr(query.expr))
+
+
+@functools.lru_cache(maxsize=4096)
+def _analyse_expr(expr_text: str) -> tuple[str | None, tuple[Selector, ...], tuple[Grouping, ...]]:
+    """`analyse` of one expression text, kept: the same expressions recur in every copy of a rule file or
+    dashboard, and what it returns is immutable."""
     try:
-        expr = parse(query.expr)
+        expr = parse(expr_text)
     except ValueError as error:
         detail = str(error).strip().splitlines()[0] if str(error).strip() else "syntax error"
-        return Analysed(query, detail)
+        return detail, (), ()
     selectors: list[Selector] = []
     groupings: list[Grouping] = []
     open_groupings: list[_OpenGrouping] = []
@@ -194,7 +202,7 @@ def analyse(query: Query) -> Analysed:
                 groupings.append(Grouping(closed.labels, tuple(closed.names), closed.makes_labels))
 
     promql_parser.walk(expr, enter, leave)
-    return Analysed(query, None, tuple(selectors), tuple(groupings))
+    return None, tuple(selectors), tuple(groupings)
 
 
 def _analysed(ctx: Context, options: Mapping[str, Any]) -> list[Analysed]:

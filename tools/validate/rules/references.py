@@ -23,7 +23,17 @@ from tools.validate.edges import (
     selected_classes,
     speaks,
 )
-from tools.validate.model import Context, FieldPath, Rule, Severity, Violation, mapping, mappings, sequence
+from tools.validate.model import (
+    Context,
+    FieldPath,
+    Resource,
+    Rule,
+    Severity,
+    Violation,
+    mapping,
+    mappings,
+    sequence,
+)
 from tools.validate.network import cuts, describe, required_connections, scrape_jobs
 from tools.validate.workloads import WORKLOAD_KINDS, pod_templates
 
@@ -294,6 +304,9 @@ def check_in_cluster_url_resolves(ctx: Context, options: Mapping[str, Any]) -> I
 
 def check_network_path_allowed(ctx: Context, options: Mapping[str, Any]) -> Iterator[Violation]:
     seen: set[tuple[str, str, int, str, str]] = set()
+    # the names of each ranking of policies, joined once: copies' cuts share one ranking of every copy's
+    # policies (kept beside the names, so that an id is never reused)
+    names_of: dict[int, tuple[tuple[Resource, ...], str]] = {}
     for connection in required_connections(ctx):
         for cut in cuts(ctx, connection):
             key = (describe(connection.source), describe(connection.destination), connection.port,
@@ -304,7 +317,9 @@ def check_network_path_allowed(ctx: Context, options: Mapping[str, Any]) -> Iter
             policy = cut.policies[0]
             rules_key = cut.side  # spec.ingress / spec.egress
             path = ("spec", rules_key) if policy.get("spec", rules_key) else ("spec", "podSelector")
-            names = ", ".join(p.name for p in cut.policies)
+            if id(cut.policies) not in names_of:
+                names_of[id(cut.policies)] = (cut.policies, ", ".join(p.name for p in cut.policies))
+            names = names_of[id(cut.policies)][1]
             refuses = (
                 f"{describe(connection.destination)} accepts no such connection"
                 if cut.side == "ingress"
