@@ -127,7 +127,7 @@ def s3_fault(s3_server: S3Server) -> Iterator[S3Server]:
 
 @pytest.fixture(scope="session")
 def prometheus_server(vllm_server: VllmServer, stack_logs: Path) -> Iterator[PrometheusServer]:
-    """Debian's Prometheus scraping the session vLLM every second (job "vllm").
+    """Debian's Prometheus scraping the session vLLM every 10 s (job "vllm").
 
     Attributes: url, port, pid, config_path; query(expr) -> float (exactly one sample),
     query_vector(expr) -> [(labels, value)], targets_up() -> {job: bool},
