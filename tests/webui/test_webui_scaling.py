@@ -40,6 +40,8 @@ pytestmark = [pytest.mark.vllm, pytest.mark.s3, pytest.mark.browser]
 SCREENSHOT_ENV = "SCALING_VIEW_SCREENSHOT"
 PRESENTER_SCREEN = {"width": 1280, "height": 720}
 LOADED_WAIT_MS = 60_000
+# A change in the stand-in cluster reaches the page after a scrape (every 10 s) and the page's refresh
+SCRAPED_WAIT_MS = 30_000
 
 
 class ClusterStandIn:
@@ -212,10 +214,10 @@ def test_presenter_view_shows_the_queue_replicas_nodes_and_last_scale_event(
         page.fill("#token", ADMIN_TOKEN)
         page.press("#token", "Enter")
         page.wait_for_selector("#console:not([hidden])")
-        expect(page.locator("#scale-replicas")).to_have_text("1 / 1")
-        expect(page.locator("#scale-nodes")).to_have_text("spot 1")
-        expect(page.locator("#fig-replicas-gateway")).to_have_text("2")
-        expect(page.locator("#fig-replicas-vllm")).to_have_text("1 / 1")
+        expect(page.locator("#scale-replicas")).to_have_text("1 / 1", timeout=SCRAPED_WAIT_MS)
+        expect(page.locator("#scale-nodes")).to_have_text("spot 1", timeout=SCRAPED_WAIT_MS)
+        expect(page.locator("#fig-replicas-gateway")).to_have_text("2", timeout=SCRAPED_WAIT_MS)
+        expect(page.locator("#fig-replicas-vllm")).to_have_text("1 / 1", timeout=SCRAPED_WAIT_MS)
 
         with Load(scaling_gateway.url, vllm_server.model, concurrency=12):
             # KEDA asks for a second replica, Karpenter launches an on-demand node for it.

@@ -153,8 +153,8 @@ def stop_group(
         time.sleep(0.1)
     _signal_group(pgid, signal.SIGKILL)
     # SIGKILL cannot be refused, but a process of many GiB (a vLLM engine) takes a while to release its
-    # memory on a machine whose cores are busy.
-    deadline = time.monotonic() + 60.0
+    # memory on a machine whose cores are busy (over 60 s seen with two vLLMs stopping on two cores).
+    deadline = time.monotonic() + 180.0
     while time.monotonic() < deadline:
         if popen is not None:
             popen.poll()
