@@ -180,9 +180,6 @@ def test_a_gateway_started_before_vllm_holds_every_request_until_it_serves(
     assert metric_value(metrics, "gateway_shed_requests_total", {"reason": "hold_full"}) == 1
 
 
-# Two CPU vLLMs on two cores, one starting while the other runs flat out: a rerun tells a start-up that
-# found no core in time from a router that does not balance, which fails every attempt.
-@pytest.mark.flaky(reruns=1)
 def test_a_replica_started_during_a_load_run_takes_its_share_at_once(
         vllm_server, vllm_python_path, tiny_model, stack_logs, make_settings, late_port):
     """(b) Two real vLLMs behind one gateway, the second started while load runs: once it is ready it

@@ -177,7 +177,7 @@ HELD_THROUGHPUT = 0.7
 
 # Timing against the real CPU vLLM on a shared 2-core machine (start-up, scheduling, ephemeral
 # ports): a rerun tells a slow moment from a broken behaviour, which fails every attempt.
-@pytest.mark.flaky(reruns=2)
+@pytest.mark.flaky(reruns=1)
 def test_simulated_queue_follows_the_real_vllm(server: Any) -> None:
     """Up to ATTEMPTS runs, until one in which vLLM kept its calibrated throughput.
 
