@@ -308,7 +308,18 @@ class UpstreamPool:
         retry) or UpstreamError. Cancelled while waiting, it closes the connection, which is how vLLM
         learns that the request is no longer wanted.
         """
-        connection = self._take() or await self._connect()
+        reused = self._take()
+        if reused is not None:
+            try:
+                return await self._send(reused, method, path, body)
+            except ClosedBeforeAnswer:
+                # The keep-alive race: the server closed this idle connection as the request went out
+                # (uvicorn closes after 5 s idle, later than that when its event loop is busy). Nothing
+                # was answered; the request goes once more, on a new connection, as HTTP clients do.
+                pass
+        return await self._send(await self._connect(), method, path, body)
+
+    async def _send(self, connection: _Connection, method: str, path: str, body: bytes) -> UpstreamResponse:
         response = connection.send(self._head(method, path, len(body)), body)
         try:
             await response._head

@@ -202,6 +202,32 @@ async def test_a_connection_closed_before_any_answer_is_closed_before_answer() -
             await pool_for(server.port).post("/v1/completions", BODY)
 
 
+async def test_a_kept_alive_connection_closed_as_it_is_reused_goes_again_on_a_new_one() -> None:
+    """The keep-alive race (the server times an idle connection out as a request goes out on it) costs
+    the caller nothing: the pool sends again on a fresh connection. A fresh connection that hangs up is
+    the caller's ClosedBeforeAnswer (the test above)."""
+
+    async def first_answers_then_hangs_up(server: Scripted, reader: asyncio.StreamReader,
+                                          writer: asyncio.StreamWriter) -> None:
+        if server.connections == 1:
+            await server.read_request(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            await writer.drain()
+            await server.read_request(reader)  # the reuse: read, and hang up unanswered
+            return
+        await answer_each(server, reader, writer)
+
+    async with scripted(first_answers_then_hangs_up) as server:
+        pool = pool_for(server.port)
+        for expected in (b"ok", b'{"ok": true}'):
+            response = await pool.post("/v1/completions", BODY)
+            assert await response.read() == expected
+            response.release()
+        pool.close()
+    assert server.connections == 2
+    assert len(server.requests) == 3
+
+
 async def test_a_connection_lost_mid_answer_ends_the_body_with_an_error() -> None:
     async def die(server: Scripted, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await server.read_request(reader)

@@ -39,6 +39,9 @@ def vllm_gateway(vllm_server: Any, s3_environment: Any, tmp_path: Path) -> Itera
         model=vllm_server.model,
         **ONE_CLIENT_FILLS_THE_QUEUE,
         upstream_metrics_poll_seconds=0,
+        # The CPU build's engine and worker processes spin on both cores under load and its API server
+        # gets a quarter of one: accepting a connection can take seconds (connect timeouts seen at 3 s).
+        upstream_connect_timeout=30.0,
     )
     with running_gateway_process(settings, tmp_path / "gateway.log") as gateway:
         yield gateway

@@ -109,6 +109,10 @@ class PrometheusServer:
         """job -> whether its last scrape succeeded."""
         return self.api.targets_up()
 
+    def scrapes(self) -> dict[str, str]:
+        """job -> its last scrape in words (health, seconds it took, error)."""
+        return self.api.scrapes()
+
     def alerts(self) -> dict[str, str]:
         """alertname -> state ("pending" or "firing") of every active alert."""
         return self.api.alerts()
@@ -149,6 +153,17 @@ class PrometheusApi:
         response = httpx.get(f"{self.url}/api/v1/targets", timeout=API_TIMEOUT_SECONDS).json()
         return {
             target["labels"]["job"]: target["health"] == "up" for target in response["data"]["activeTargets"]
+        }
+
+    def scrapes(self) -> dict[str, str]:
+        """job -> its last scrape in words (health, seconds it took, error), for failure messages."""
+        response = httpx.get(f"{self.url}/api/v1/targets", timeout=API_TIMEOUT_SECONDS).json()
+        return {
+            target["labels"]["job"]: (
+                f"{target['health']} after {float(target.get('lastScrapeDuration', 0)):.2f} s"
+                + (f" ({target['lastError']})" if target.get("lastError") else "")
+            )
+            for target in response["data"]["activeTargets"]
         }
 
     def alerts(self) -> dict[str, str]:

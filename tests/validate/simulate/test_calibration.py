@@ -17,6 +17,7 @@ with --max-num-seqs 4. The test
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -39,6 +40,7 @@ MAX_TOKENS = 96
 SCRAPE_SECONDS = 0.5
 MAE_BOUND = 0.20  # of the observed peak, for running and for waiting
 REPEATS = 3
+STEPS_PER_SERVICE = 10  # simulator steps in the fastest measured service time
 # A new connection per request: reusing one that vLLM's server is closing for keep-alive expiry fails
 # with "Server disconnected without sending a response" and has nothing to do with the queue.
 FRESH_CONNECTIONS = httpx.Limits(max_keepalive_connections=0)
@@ -227,10 +229,14 @@ def run_calibration(server: Any) -> tuple[bool, str]:
     times = np.array([0.0, 20.0, 20.0, 40.0, 40.0, duration])
     rates = np.array([phases[0][1], phases[0][1], phases[1][1], phases[1][1], 0.0, 0.0])
     load = LoadProfile("calibration", times + np.array([0, 0, 1e-6, 0, 1e-6, 0]), rates)
-    result = single_replica(service, server.max_num_seqs, load, tokens=MAX_TOKENS,
-                            step_seconds=SCRAPE_SECONDS)
+    # The simulator's slots finish at most one request per step: the step must be well under the
+    # fastest service time, which on a fast machine is below SCRAPE_SECONDS (0.17 s seen), and divide
+    # SCRAPE_SECONDS so that every observed sample has its step.
+    substeps = max(1, math.ceil(STEPS_PER_SERVICE * SCRAPE_SECONDS / min(service.values())))
+    step_seconds = SCRAPE_SECONDS / substeps
+    result = single_replica(service, server.max_num_seqs, load, tokens=MAX_TOKENS, step_seconds=step_seconds)
 
-    index = np.minimum((observed[:, 0] / SCRAPE_SECONDS).astype(int), len(result.series.time) - 1)
+    index = np.minimum(np.rint(observed[:, 0] / step_seconds).astype(int), len(result.series.time) - 1)
     sim_running, sim_waiting = result.series.running[index], result.series.waiting[index]
     obs_running, obs_waiting = observed[:, 1], observed[:, 2]
     mae_running = float(np.mean(np.abs(sim_running - obs_running)))
@@ -239,7 +245,7 @@ def run_calibration(server: Any) -> tuple[bool, str]:
         f"service s by batch {service}; MAE running {mae_running:.2f} (peak {obs_running.max():.0f}), "
         f"waiting {mae_waiting:.2f} (peak {obs_waiting.max():.0f}; vLLM's gauge {gauge_peak_waiting:.0f}, "
         f"{failed_scrapes} scrapes failed) "
-        f"over {len(observed)} samples"
+        f"over {len(observed)} samples, simulated in steps of {step_seconds:.3f} s"
     )
     report += (f"; full-batch throughput {served:.2f} req/s against {full_batch_rate:.2f} calibrated "
                f"(service times scaled by {pace:.2f})")
