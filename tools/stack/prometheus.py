@@ -9,6 +9,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import yaml
@@ -148,22 +149,22 @@ class PrometheusApi:
             raise PrometheusError(f"query {expr!r} returned {len(samples)} samples, expected 1: {samples}")
         return samples[0][1]
 
+    def _active_targets(self) -> list[dict[str, Any]]:
+        response = httpx.get(f"{self.url}/api/v1/targets", timeout=API_TIMEOUT_SECONDS).json()
+        return list(response["data"]["activeTargets"])
+
     def targets_up(self) -> dict[str, bool]:
         """job -> whether its last scrape succeeded."""
-        response = httpx.get(f"{self.url}/api/v1/targets", timeout=API_TIMEOUT_SECONDS).json()
-        return {
-            target["labels"]["job"]: target["health"] == "up" for target in response["data"]["activeTargets"]
-        }
+        return {target["labels"]["job"]: target["health"] == "up" for target in self._active_targets()}
 
     def scrapes(self) -> dict[str, str]:
         """job -> its last scrape in words (health, seconds it took, error), for failure messages."""
-        response = httpx.get(f"{self.url}/api/v1/targets", timeout=API_TIMEOUT_SECONDS).json()
         return {
             target["labels"]["job"]: (
                 f"{target['health']} after {float(target.get('lastScrapeDuration', 0)):.2f} s"
                 + (f" ({target['lastError']})" if target.get("lastError") else "")
             )
-            for target in response["data"]["activeTargets"]
+            for target in self._active_targets()
         }
 
     def alerts(self) -> dict[str, str]:
