@@ -7,12 +7,10 @@ at least 1 s): `for: 3m` becomes 1 s, the recording group's 15 s interval 1 s. T
 manifest's own: more than 20 requests waiting, so the load keeps 64 requests in flight against
 --max-num-seqs 4.
 
-Why `for` at one second: on two cores the CPU build's engine and worker spin on both, and what they
-leave is shared by vLLM's API server, the gateway, the load and Prometheus. Measured there: vLLM's
-waiting gauge reads 0 in most scrapes while its queue-time histogram says each request waited about
-4 s (the queue is real, the gauge sampled at the wrong moments), and Prometheus skips rule evaluations
-(one run recorded 138 of 360 one-second evaluations). One scrape that shows the queue holds its value
-for the 10 s scrape interval; a `for` of a few seconds then needs evaluations that may never run.
+Why `for` at one second: on two cores vLLM's engine, its worker, its API server, the gateway, the load
+and Prometheus share two CPUs, and Prometheus then skips rule evaluations (one run recorded 138 of 360
+one-second evaluations). One scrape that shows the queue holds its value for the 10 s scrape interval; a
+`for` of a few seconds would need evaluations that may never run.
 """
 
 from __future__ import annotations

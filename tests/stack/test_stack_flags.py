@@ -52,7 +52,6 @@ def test_rendered_overlay_maps_to_the_exact_local_args() -> None:
         "--enable-prefix-caching",
         "--dtype", "bfloat16",
         "--enforce-eager",
-        "--distributed-executor-backend", "uni",
         "--host", "127.0.0.1",
     ]  # fmt: skip
 
@@ -73,7 +72,6 @@ def test_caller_value_is_added_when_the_overlay_has_no_max_num_seqs() -> None:
         "--max-num-seqs", "4",
         "--dtype", "bfloat16",
         "--enforce-eager",
-        "--distributed-executor-backend", "uni",
         "--host", "127.0.0.1",
         "--port", "1",
     ]  # fmt: skip
@@ -88,7 +86,6 @@ def test_separate_values_and_positional_model_of_vllm_serve() -> None:
         "--served-model-name", "m",
         "--max-model-len", "512",
         "--enforce-eager",
-        "--distributed-executor-backend", "uni",
         "--host", "127.0.0.1",
         "--port", "9",
     ]  # fmt: skip

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 
 import httpx
+import psutil
 import pytest
 from httpx_sse import aconnect_sse, connect_sse
 from prometheus_client.parser import text_string_to_metric_families
 
-from tools.stack.vllm import VllmServer
+from tools.stack.vllm import ENGINE_CORE_NAME, WORKER_NAME, VllmServer
 
 pytestmark = pytest.mark.vllm
 
@@ -137,3 +139,20 @@ def test_requests_beyond_max_num_seqs_wait_in_a_real_queue(vllm_server: VllmServ
     after = httpx.get(vllm_server.metrics_url, timeout=10).text
     assert gauge(after, "vllm:num_requests_running", vllm_server.model) == 0.0
     assert gauge(after, "vllm:num_requests_waiting", vllm_server.model) == 0.0
+
+
+def test_the_engine_core_runs_on_its_workers_cores(vllm_server: VllmServer) -> None:
+    """Its wait for each step is a spin: on the worker's cores it yields to the worker instead of taking
+    the API server's core (keep_engine_core_with_worker says what that cost)."""
+    if not vllm_server.owned:
+        pytest.skip("a reused server (STACK_VLLM_URL) was started elsewhere: its affinity is not ours")
+    descendants = psutil.Process(vllm_server.pid).children(recursive=True)
+    by_name = {process.name(): process for process in descendants}
+    worker_cpus = set(by_name[WORKER_NAME].cpu_affinity())
+    engine_threads = by_name[ENGINE_CORE_NAME].threads()
+
+    assert worker_cpus < set(os.sched_getaffinity(0)) or len(os.sched_getaffinity(0)) == 1
+    assert vllm_server.engine_core_cpus == worker_cpus
+    assert {thread.id: os.sched_getaffinity(thread.id) for thread in engine_threads} == {
+        thread.id: worker_cpus for thread in engine_threads
+    }

@@ -120,10 +120,8 @@ def drive(server: Any, schedule: list[float], duration: float) -> tuple[np.ndarr
 
     The queue is counted on the client's side: in flight = sent and not yet answered, of which vLLM
     runs up to max-num-seqs (its FCFS scheduler; the tiny model's KV cache never limits it) and queues
-    the rest. vLLM's own gauges cannot be the reference here: while the CPU engine generates, it
-    starves vLLM's API server, one /metrics answer takes up to 2 s, and the gauges it returns are
-    seconds old (a full batch shows as 0, an idle engine as 4). They are scraped only to check that
-    vLLM itself saw a queue."""
+    the rest. That count is exact at every sample time; vLLM's gauges are a scrape's snapshot, taken
+    whenever its API server gets to the request, and are read only to check that vLLM itself queued."""
     spans: list[tuple[float, float]] = []
     peak_waiting = [0.0]
     failed_scrapes = [0]
