@@ -210,6 +210,17 @@ def test_a_reused_pid_is_never_signalled(sleeper: ProcessRecord) -> None:
     assert sleeper.is_alive()
 
 
+def test_a_record_whose_start_moved_with_the_clock_still_stops_its_process(
+    tmp_path: Path, sleeper: ProcessRecord
+) -> None:
+    """The boot time psutil adds to the kernel's start ticks moves with the system clock."""
+    shifted = ProcessRecord("s3", sleeper.pid, sleeper.create_time + 1.0, sleeper.command, sleeper.log_path)
+
+    assert shifted.is_alive()
+    stop_group(shifted, grace=5)
+    assert not sleeper.is_alive()
+
+
 @pytest.mark.vllm
 @pytest.mark.timeout(900)
 def test_vllm_that_exits_while_starting_reports_its_log(vllm_python_path: Path, tmp_path: Path) -> None:

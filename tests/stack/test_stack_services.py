@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import socket
 import uuid
+from pathlib import Path
 
 import botocore.exceptions
 import pytest
 
 from tools.stack.prometheus import PrometheusError, PrometheusServer
-from tools.stack.s3 import RESPONSES_BUCKET, S3Server
+from tools.stack.s3 import RESPONSES_BUCKET, S3Server, S3StartError
 from tools.stack.vllm import VllmServer
 from tools.stack.wait import WaitTimeoutError, wait_until
 
@@ -54,6 +56,17 @@ def test_s3_pause_makes_requests_time_out_and_keeps_data(s3_fault: S3Server) -> 
     s3_fault.resume()
 
     assert s3_fault.client().get_object(Bucket=s3_fault.bucket, Key=key)["Body"].read() == b"kept"
+
+
+def test_an_outage_with_another_server_on_the_port_is_an_error(tmp_path: Path) -> None:
+    """Neither a stop nor a start may pass while something else answers on the S3 port."""
+    with socket.create_server(("127.0.0.1", 0)) as other:
+        server = S3Server(port=other.getsockname()[1], log_path=tmp_path / "s3.log")
+        with pytest.raises(S3StartError, match=f"port {server.port} is still taken"):
+            server.stop()
+        with pytest.raises(S3StartError, match=f"port {server.port} is still taken"):
+            server.start(timeout=0.5)
+        assert server.record is None  # nothing was started
 
 
 @pytest.mark.vllm

@@ -28,6 +28,14 @@ class PortInUseError(RuntimeError):
     """A fixed port the stack was asked to use is already taken."""
 
 
+# psutil's start time is the kernel's ticks since boot plus the boot time, and the boot time moves with
+# the system clock (psutil's docs: "affected by ... time synchronization"). A record that no longer
+# matched its live process is the one explanation found for a run in which stop() left the session's S3
+# server answering. A pid reused by another process within two seconds of the recorded start is not a
+# practical risk.
+START_TIME_TOLERANCE_SECONDS = 2.0
+
+
 @dataclass(frozen=True)
 class ProcessRecord:
     """What is needed to find (and only find) a started process again, e.g. from a state file."""
@@ -60,7 +68,8 @@ class ProcessRecord:
         """True when the pid still belongs to the process that was started (same start time)."""
         try:
             process = psutil.Process(self.pid)
-            return process.create_time() == self.create_time and process.status() != psutil.STATUS_ZOMBIE
+            same_start = abs(process.create_time() - self.create_time) <= START_TIME_TOLERANCE_SECONDS
+            return same_start and process.status() != psutil.STATUS_ZOMBIE
         except psutil.NoSuchProcess:
             return False
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -95,6 +96,9 @@ class S3Server:
         """Start the server on `port` and create the buckets (again, after a stop)."""
         if self.running:
             raise S3StartError(f"the S3 server is already running (pid {self.pid})")
+        # Another server on the port would answer the health check below for a process that then
+        # exits with "Address already in use"
+        self._wait_until_nothing_listens(timeout)
         command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
         env = dict(os.environ)
         env.pop("AWS_ENDPOINT_URL_S3", None)
@@ -122,6 +126,19 @@ class S3Server:
             if self.paused:
                 self.resume()
             stop_group(self.record, grace=5.0, popen=self.popen)
+        self._wait_until_nothing_listens(10.0)
+
+    def _wait_until_nothing_listens(self, timeout: float) -> None:
+        """Until a connection to the port is refused; S3StartError after `timeout` s (an outage that is
+        none). A connection, not a bind: the closed connections' TIME_WAIT keeps a bind failing."""
+        deadline = time.monotonic() + timeout
+        while self._accepts_connections():
+            if time.monotonic() > deadline:
+                raise S3StartError(
+                    f"port {self.port} is still taken {timeout:g} s after the S3 server should have "
+                    f"stopped: another process listens there"
+                )
+            time.sleep(0.1)
 
     def pause(self) -> None:
         """Freeze the server: connections are accepted by the kernel but never answered."""
@@ -134,6 +151,11 @@ class S3Server:
         if self.record is not None and self.paused:
             os.killpg(self.record.pid, signal.SIGCONT)
         self.paused = False
+
+    def _accepts_connections(self) -> bool:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.settimeout(1.0)
+            return probe.connect_ex(("127.0.0.1", self.port)) == 0
 
     def _answers(self) -> bool:
         try:
