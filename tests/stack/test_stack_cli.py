@@ -6,6 +6,7 @@ import json
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -202,7 +203,7 @@ def test_unreadable_state_file_is_a_clear_error(
 
 
 def test_a_reused_pid_is_never_signalled(sleeper: ProcessRecord) -> None:
-    earlier = sleeper.create_time - 100.0
+    earlier = sleeper.started_after_boot - 100.0
     impostor = ProcessRecord("vllm", sleeper.pid, earlier, sleeper.command, sleeper.log_path)
 
     assert not impostor.is_alive()
@@ -210,15 +211,14 @@ def test_a_reused_pid_is_never_signalled(sleeper: ProcessRecord) -> None:
     assert sleeper.is_alive()
 
 
-def test_a_record_whose_start_moved_with_the_clock_still_stops_its_process(
-    tmp_path: Path, sleeper: ProcessRecord
-) -> None:
-    """The boot time psutil adds to the kernel's start ticks moves with the system clock."""
-    shifted = ProcessRecord("s3", sleeper.pid, sleeper.create_time + 1.0, sleeper.command, sleeper.log_path)
+def test_a_record_knows_its_process_by_its_start_after_boot(sleeper: ProcessRecord) -> None:
+    """Not by the wall-clock start, which moves with the system clock (it jumped 14 s in one run)."""
+    wall_clock_start = psutil.Process(sleeper.pid).create_time()
 
-    assert shifted.is_alive()
-    stop_group(shifted, grace=5)
-    assert not sleeper.is_alive()
+    assert sleeper.started_after_boot == pytest.approx(wall_clock_start - psutil.boot_time(), abs=0.01)
+    assert sleeper.started_after_boot < time.clock_gettime(time.CLOCK_BOOTTIME)
+    assert sleeper.to_json()["started_after_boot"] == sleeper.started_after_boot
+    assert ProcessRecord.from_json(sleeper.to_json()).is_alive()
 
 
 @pytest.mark.vllm

@@ -28,12 +28,21 @@ class PortInUseError(RuntimeError):
     """A fixed port the stack was asked to use is already taken."""
 
 
-# psutil's start time is the kernel's ticks since boot plus the boot time, and the boot time moves with
-# the system clock (psutil's docs: "affected by ... time synchronization"). A record that no longer
-# matched its live process is the one explanation found for a run in which stop() left the session's S3
-# server answering. A pid reused by another process within two seconds of the recorded start is not a
-# practical risk.
-START_TIME_TOLERANCE_SECONDS = 2.0
+# A process is known by its pid and its start in seconds after boot, from the kernel's start ticks.
+# Not psutil's create_time alone: that adds the boot time, which moves with the system clock, and the
+# clock here jumped 14 s during one test run (Prometheus's own log said 04:30:27 for a start that
+# create_time put at 04:30:41); records no longer matched their live processes and stop() left them
+# running (an S3 server that kept answering through its "outage", a Prometheus that outlived its test).
+START_TOLERANCE_SECONDS = 0.05  # the kernel counts in ticks of 10 ms
+
+
+def started_after_boot(pid: int) -> float:
+    """Seconds from boot to the start of process `pid` (psutil.NoSuchProcess when there is none)."""
+    while True:
+        boot = psutil.boot_time()
+        started = psutil.Process(pid).create_time() - boot
+        if psutil.boot_time() == boot:  # the clock did not move between the two reads
+            return started
 
 
 @dataclass(frozen=True)
@@ -42,7 +51,7 @@ class ProcessRecord:
 
     name: str
     pid: int
-    create_time: float
+    started_after_boot: float
     command: tuple[str, ...]
     log_path: str
 
@@ -59,7 +68,7 @@ class ProcessRecord:
         return cls(
             name=str(data["name"]),
             pid=int(data["pid"]),  # type: ignore[call-overload]
-            create_time=float(data["create_time"]),  # type: ignore[arg-type]
+            started_after_boot=float(data["started_after_boot"]),  # type: ignore[arg-type]
             command=tuple(str(part) for part in command),
             log_path=str(data["log_path"]),
         )
@@ -67,9 +76,9 @@ class ProcessRecord:
     def is_alive(self) -> bool:
         """True when the pid still belongs to the process that was started (same start time)."""
         try:
-            process = psutil.Process(self.pid)
-            same_start = abs(process.create_time() - self.create_time) <= START_TIME_TOLERANCE_SECONDS
-            return same_start and process.status() != psutil.STATUS_ZOMBIE
+            moved = abs(started_after_boot(self.pid) - self.started_after_boot)
+            same_start = moved <= START_TOLERANCE_SECONDS
+            return same_start and psutil.Process(self.pid).status() != psutil.STATUS_ZOMBIE
         except psutil.NoSuchProcess:
             return False
 
@@ -113,11 +122,11 @@ def start_process(
             start_new_session=True,
         )
     try:
-        create_time = psutil.Process(popen.pid).create_time()
+        started = started_after_boot(popen.pid)
     except psutil.NoSuchProcess:
-        create_time = 0.0
+        started = 0.0
     record = ProcessRecord(
-        name=name, pid=popen.pid, create_time=create_time, command=tuple(command), log_path=str(log_path)
+        name=name, pid=popen.pid, started_after_boot=started, command=tuple(command), log_path=str(log_path)
     )
     return popen, record
 
