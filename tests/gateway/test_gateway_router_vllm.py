@@ -88,6 +88,7 @@ def late_port() -> Iterator[int]:
     yield free_port()
 
 
+@pytest.mark.timeout(900)  # starts a vLLM of its own (up to START_TIMEOUT on a busy machine)
 def test_a_gateway_started_before_vllm_holds_every_request_until_it_serves(
         vllm_server, vllm_python_path, tiny_model, stack_logs, make_settings, late_port):
     """(a) requests sent with no model server all complete once vLLM starts, readiness 200 throughout, the
@@ -180,6 +181,7 @@ def test_a_gateway_started_before_vllm_holds_every_request_until_it_serves(
     assert metric_value(metrics, "gateway_shed_requests_total", {"reason": "hold_full"}) == 1
 
 
+@pytest.mark.timeout(900)  # starts a vLLM of its own (up to START_TIMEOUT on a busy machine)
 def test_a_replica_started_during_a_load_run_takes_its_share_at_once(
         vllm_server, vllm_python_path, tiny_model, stack_logs, make_settings, late_port):
     """(b) Two real vLLMs behind one gateway, the second started while load runs: once it is ready it
