@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import socket
 import subprocess
 import sys
@@ -19,6 +21,7 @@ from tools.stack.cli import EXIT_BAD_STATE, EXIT_FAILED, EXIT_OK, main
 from tools.stack.env import REPO_ROOT
 from tools.stack.processes import (
     ProcessRecord,
+    describe_group,
     free_port,
     group_members,
     port_is_free,
@@ -231,6 +234,43 @@ def test_vllm_that_exits_while_starting_reports_its_log(vllm_python_path: Path, 
 
     with pytest.raises(VllmStartError, match=r"vLLM exited with code \d+ while starting; .*vllm\.log"):
         start_vllm(vllm_python_path, args, log_path=tmp_path / "vllm.log", max_num_seqs=4)
+
+
+def silent_server_module(root: Path) -> Path:
+    """A stand-in for vLLM's API server module that says which CPUs it may use and then never answers."""
+    module = root / "vllm" / "entrypoints" / "openai"
+    module.mkdir(parents=True)
+    for package in (root / "vllm", root / "vllm" / "entrypoints", module):
+        (package / "__init__.py").write_text("")
+    (module / "api_server.py").write_text(
+        "import os, time\nprint('cpus', sorted(os.sched_getaffinity(0)), flush=True)\ntime.sleep(300)\n"
+    )
+    return root
+
+
+def test_a_server_that_never_answers_is_stopped_and_described(tmp_path: Path) -> None:
+    modules = silent_server_module(tmp_path / "modules")
+    args = local_serving_args(["--served-model-name", "silent"], model_dir=tmp_path, port=free_port())
+    last_core = max(os.sched_getaffinity(0))
+
+    with pytest.raises(VllmStartError) as raised:
+        start_vllm(Path(sys.executable), args, log_path=tmp_path / "vllm.log", max_num_seqs=4, timeout=3,
+                   environment={"PYTHONPATH": str(modules)}, cpus=frozenset({last_core}))
+
+    message = str(raised.value)
+    assert message.startswith("vLLM was not healthy after 3 s; its processes:\n")
+    assert re.search(r"^pid \d+ python[\d.]*: sleeping, \d+\.\d s CPU, last on CPU \d+, waits in \w+$",
+                     message, re.MULTILINE)
+    assert f"cpus [{last_core}]" in message  # from the log's tail: the server ran on the CPUs it was given
+    leader = int(re.search(r"^pid (\d+)", message, re.MULTILINE).group(1))
+    assert not psutil.pid_exists(leader)
+
+
+def test_a_group_with_no_live_process_is_described_as_such(tmp_path: Path) -> None:
+    popen, record = start_process("brief", ["true"], log_path=tmp_path / "brief.log")
+    popen.wait()
+
+    assert describe_group(record.pid) == "(no live process)"
 
 
 def test_module_entry_point_prints_usage_errors_without_traceback() -> None:

@@ -143,6 +143,28 @@ def group_members(pgid: int) -> list[psutil.Process]:
     return members
 
 
+def describe_group(pgid: int) -> str:
+    """One line per live member of process group `pgid`: what the kernel says it is doing.
+
+    For error messages about a group that does not start or does not stop: the scheduler state, the CPU
+    time it has had, the CPU it last ran on and the kernel function it waits in tell a process that
+    works slowly from one that never runs or is blocked in the kernel.
+    """
+    lines = []
+    for process in group_members(pgid):
+        try:
+            with process.oneshot():
+                times = process.cpu_times()
+                line = (f"pid {process.pid} {process.name()}: {process.status()}, "
+                        f"{times.user + times.system:.1f} s CPU, last on CPU {process.cpu_num()}")
+            with contextlib.suppress(OSError):
+                line += f", waits in {Path(f'/proc/{process.pid}/wchan').read_text() or '-'}"
+        except psutil.NoSuchProcess:
+            continue
+        lines.append(line)
+    return "\n".join(lines) or "(no live process)"
+
+
 def _signal_group(pgid: int, signum: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signum)
@@ -179,7 +201,9 @@ def stop_group(
         if not group_members(pgid):
             return
         time.sleep(0.1)
-    raise RuntimeError(f"{record.name} (process group {pgid}) did not exit after SIGKILL")
+    raise RuntimeError(
+        f"{record.name} (process group {pgid}) did not exit after SIGKILL:\n{describe_group(pgid)}"
+    )
 
 
 def session_log_dir(parent: Path, *, keep: int = 5) -> Path:

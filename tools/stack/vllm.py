@@ -9,6 +9,7 @@ A flag that is not in the table is an error: someone has to decide what it means
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
@@ -23,7 +24,7 @@ import psutil
 import yaml
 
 from tools.stack.env import kubectl_binary
-from tools.stack.processes import ProcessRecord, log_tail, start_process, stop_group
+from tools.stack.processes import ProcessRecord, describe_group, log_tail, start_process, stop_group
 from tools.validate.model import Resource
 from tools.validate.vllm_args import vllm_commands
 
@@ -373,12 +374,14 @@ def start_vllm(
     max_num_seqs: int,
     timeout: float = START_TIMEOUT,
     environment: Mapping[str, str] | None = None,
+    cpus: frozenset[int] | None = None,
 ) -> VllmServer:
     """Start `python -m vllm.entrypoints.openai.api_server ARGS` and wait for /health.
 
     `args` are local serving args (from local_serving_args); `environment` is added to vLLM's (e.g. the
-    CPU its engine binds to); raises VllmStartError when the server exits or is not healthy within
-    `timeout` seconds (it is stopped then).
+    CPU its engine binds to); `cpus` keeps the server and every process it starts on those CPUs. Raises
+    VllmStartError when the server exits or is not healthy within `timeout` seconds (it is stopped then;
+    the message says what each of its processes was doing).
     """
     pairs = dict(split_flags(args))
     base_url = f"http://{pairs['--host']}:{pairs['--port']}"
@@ -386,6 +389,9 @@ def start_vllm(
     started = time.monotonic()
     popen, record = start_process("vllm", command, log_path=log_path,
                                   env={**vllm_environment(), **(environment or {})})
+    if cpus:
+        with contextlib.suppress(ProcessLookupError):
+            os.sched_setaffinity(popen.pid, cpus)  # before its imports: the processes it starts inherit it
     server = VllmServer(
         base_url=base_url,
         model=served_model_name(args),
@@ -404,9 +410,16 @@ def start_vllm(
                 f"vLLM exited with code {code} while starting; {log_path}:\n{log_tail(log_path)}"
             )
         if time.monotonic() > deadline:
-            tail = log_tail(log_path)  # before stopping, which adds vLLM's own shutdown tracebacks
-            server.stop()
-            raise VllmStartError(f"vLLM was not healthy after {timeout:g} s; {log_path}:\n{tail}")
+            # Both before stopping, which adds vLLM's own shutdown tracebacks and ends the processes.
+            tail = log_tail(log_path)
+            processes = describe_group(popen.pid)
+            try:
+                server.stop()
+            except RuntimeError as error:  # not even SIGKILL ended it: say so beside why it was stopped
+                processes += f"\n{error}"
+            raise VllmStartError(
+                f"vLLM was not healthy after {timeout:g} s; its processes:\n{processes}\n{log_path}:\n{tail}"
+            )
         time.sleep(0.5)
     server.startup_seconds = time.monotonic() - started
     server.engine_core_cpus = keep_engine_core_with_worker(popen.pid)
