@@ -38,12 +38,11 @@ def vllm_requests(server_url: str) -> float:
 
 
 def start_own_vllm(python: Path, model_dir: Path, port: int, logs: Path, name: str,
-                   max_num_seqs: int, environment: dict[str, str] | None = None,
-                   cpus: frozenset[int] | None = None) -> VllmServer:
+                   max_num_seqs: int, cpus: frozenset[int] | None = None) -> VllmServer:
     overlay_args, _source = dev_overlay_args(REPO_ROOT)
     args = local_serving_args(overlay_args, model_dir=model_dir, port=port, max_num_seqs=max_num_seqs)
     return start_vllm(python, args, log_path=logs / f"{name}.log", max_num_seqs=max_num_seqs,
-                      environment=environment, cpus=cpus)
+                      cpus=cpus)
 
 
 def replica_requests(gateway_url: str, replica: str) -> float:
@@ -224,8 +223,7 @@ def test_a_replica_started_during_a_load_run_takes_its_share_at_once(
             # its API server wrote nothing in 540 s and outlived SIGKILL by 180 s.
             last_core = max(os.sched_getaffinity(0))
             second = start_own_vllm(vllm_python_path, tiny_model, late_port, stack_logs, "vllm-second",
-                                    vllm_server.max_num_seqs, {"VLLM_CPU_OMP_THREADS_BIND": str(last_core)},
-                                    cpus=frozenset({last_core}))
+                                    vllm_server.max_num_seqs, cpus=frozenset({last_core}))
             ready_at = time.monotonic()
             sent_before = replica_requests(gateway.url, second_url)
             before_ready = list(latencies)

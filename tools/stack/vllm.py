@@ -378,8 +378,8 @@ def start_vllm(
 ) -> VllmServer:
     """Start `python -m vllm.entrypoints.openai.api_server ARGS` and wait for /health.
 
-    `args` are local serving args (from local_serving_args); `environment` is added to vLLM's (e.g. the
-    CPU its engine binds to); `cpus` keeps the server and every process it starts on those CPUs. Raises
+    `args` are local serving args (from local_serving_args); `environment` is added to vLLM's; `cpus`
+    keeps the server and every process it starts on those CPUs, its model worker bound to them. Raises
     VllmStartError when the server exits or is not healthy within `timeout` seconds (it is stopped then;
     the message says what each of its processes was doing).
     """
@@ -387,8 +387,10 @@ def start_vllm(
     base_url = f"http://{pairs['--host']}:{pairs['--port']}"
     command = [str(python), "-m", "vllm.entrypoints.openai.api_server", *args]
     started = time.monotonic()
-    popen, record = start_process("vllm", command, log_path=log_path,
-                                  env={**vllm_environment(), **(environment or {})})
+    env = {**vllm_environment(), **(environment or {})}
+    if cpus:
+        env["VLLM_CPU_OMP_THREADS_BIND"] = ",".join(str(cpu) for cpu in sorted(cpus))
+    popen, record = start_process("vllm", command, log_path=log_path, env=env)
     if cpus:
         with contextlib.suppress(ProcessLookupError):
             os.sched_setaffinity(popen.pid, cpus)  # before its imports: the processes it starts inherit it
